@@ -1,0 +1,5 @@
+import sys
+
+from cinefuse.cli import main
+
+sys.exit(main())
