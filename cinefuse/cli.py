@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # stage not built yet
+            if exc.name and module_name.startswith(exc.name):  # stage not built yet
                 continue
             raise
         module.register(subparsers)

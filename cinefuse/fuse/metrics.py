@@ -1,0 +1,286 @@
+"""The pinned item-to-item metrics (../shared/DESIGN.md, section Evaluate), vectorised over
+(query, user) pairs.
+
+For each query item q and each user u who liked q (rating >= ``threshold``), the relevant set
+R(q, u) is u's other liked items among the candidates. With ``hit_j`` = 1 when the item at rank
+j (1-based) of q's list is in R(q, u):
+
+- ``P@K``    = hits / K (always divided by K, also when fewer than K candidates exist)
+- ``R@K``    = hits / |R|
+- ``HR@K``   = 1[hits > 0]
+- ``MRR@K``  = 1 / rank of the first hit, 0 when none
+- ``nDCG@K`` = sum_j hit_j / log2(j + 1), divided by the ideal sum over min(|R|, K) ranks
+- ``gnDCG@K`` the thesis's graded nDCG: gain 2^rating - 1 (u's rating of the hit item), the
+  ideal from u's highest-rated min(|R|, K) items of R
+
+Each metric is averaged over the (q, u) pairs of a query, then over queries. Pairs with an empty
+R (u liked no other candidate) cannot be scored and are left out; a query with no pair left is
+left out of the accuracy averages and counted in ``queries_without_relevant``.
+
+Beyond accuracy, over every ranked query: ``Cov@K`` catalogue coverage (share of candidates in
+at least one top-K list), ``Div@K`` intra-list genre diversity (mean pairwise 1 - Jaccard of the
+genre sets within a list, K >= 2; two items that both lack genres count as identical),
+``Nov@K`` novelty (mean self-information -log2 p(i) of the listed items, p(i) = (raters of i +
+1) / (users + 1) so unrated items stay finite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACCURACY_METRICS = ("P", "R", "HR", "nDCG", "MRR", "gnDCG")
+BEYOND_METRICS = ("Cov", "Div", "Nov")
+METRIC_LABELS = {
+    "P": "Precision",
+    "R": "Recall",
+    "HR": "HitRate",
+    "nDCG": "nDCG (binary)",
+    "MRR": "MRR",
+    "gnDCG": "nDCG graded 2^r-1 (thesis)",
+    "Cov": "catalogue coverage",
+    "Div": "intra-list genre diversity",
+    "Nov": "novelty (bits)",
+}
+PAIR_CHUNK = 1 << 20  # (query, user) pairs scored per chunk: bounds memory at any scale
+
+
+@dataclass
+class Relevance:
+    """Who liked what among the candidates, laid out for vectorised lookups.
+
+    ``liked_keys`` are sorted ``user * n_candidates + candidate`` codes of every liked
+    (user, candidate) rating, ``liked_ratings`` their ratings. One row per scorable
+    (query, user) pair in ``pair_query``/``pair_user``/``n_relevant``/``ideal_gain``.
+    """
+
+    n_queries: int
+    n_candidates: int
+    k_max: int
+    liked_keys: np.ndarray
+    liked_ratings: np.ndarray
+    pair_query: np.ndarray
+    pair_user: np.ndarray
+    n_relevant: np.ndarray
+    ideal_gain: np.ndarray  # (P, k_max) graded gains of R sorted descending, zero-padded
+    query_self: np.ndarray  # (Q,) each query's own candidate row, -1 when not a candidate
+    pairs_without_relevant: int = 0
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def queries_with_relevant(self) -> np.ndarray:
+        return np.unique(self.pair_query)
+
+
+def _index_of(ids: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Position of each ``lookup`` id in ``ids`` (unique), -1 where absent."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.searchsorted(sorted_ids, lookup)
+    pos = np.clip(pos, 0, max(len(ids) - 1, 0))
+    found = (sorted_ids[pos] == lookup) if len(ids) else np.zeros(len(lookup), bool)
+    return np.where(found, order[pos] if len(ids) else -1, -1)
+
+
+def build_relevance(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    query_ids,
+    candidate_ids,
+    k_max: int,
+    threshold: float = 4.0,
+) -> Relevance:
+    """Relevance for ``query_ids`` against ``candidate_ids`` from raw ratings
+    (users (n,), items (n,) str, ratings (n,)). A repeated (user, item) keeps its last rating."""
+    users = np.asarray(users)
+    items = np.asarray(items, dtype=str)
+    ratings = np.asarray(ratings, dtype=np.float32)
+    query_ids = np.asarray(query_ids, dtype=str)
+    candidate_ids = np.asarray(candidate_ids, dtype=str)
+    n_q, n_c = len(query_ids), len(candidate_ids)
+
+    liked = ratings >= threshold
+    users, items, ratings = users[liked], items[liked], ratings[liked]
+    _, user_code = np.unique(users, return_inverse=True)
+    user_code = user_code.astype(np.int64)
+    n_users = int(user_code.max()) + 1 if user_code.size else 0
+
+    cand_of_rating = _index_of(candidate_ids, items)
+    query_of_rating = _index_of(query_ids, items)
+    query_self = _index_of(candidate_ids, query_ids)  # the query's own candidate row, or -1
+
+    # liked (user, candidate) lookup table, last rating of a repeated pair wins
+    in_cand = cand_of_rating >= 0
+    keys = user_code[in_cand] * n_c + cand_of_rating[in_cand]
+    vals = ratings[in_cand]
+    rev_unique_keys, rev_first = np.unique(keys[::-1], return_index=True)
+    liked_keys = rev_unique_keys
+    liked_ratings = vals[::-1][rev_first]
+    liked_users = liked_keys // max(n_c, 1)
+
+    # per user: how many candidates liked, and the top (k_max + 1) ratings among them
+    n_liked_cand = np.bincount(liked_users, minlength=n_users)
+    order = np.lexsort((-liked_ratings, liked_users))
+    su, sr = liked_users[order], liked_ratings[order]
+    start = np.concatenate([[0], np.cumsum(n_liked_cand)[:-1]]) if n_users else np.zeros(0, np.int64)
+    rank_in_user = np.arange(su.size) - start[su] if su.size else np.zeros(0, np.int64)
+    top = np.full((n_users, k_max + 1), np.nan, dtype=np.float32)
+    keep = rank_in_user <= k_max
+    top[su[keep], rank_in_user[keep]] = sr[keep]
+
+    # (query, user) pairs: u liked q (q need not be a candidate)
+    in_query = query_of_rating >= 0
+    # reversed so np.unique's first occurrence is the last rating, as in the lookup table
+    pq_all = query_of_rating[in_query][::-1]
+    pu_all = user_code[in_query][::-1]
+    pr_all = ratings[in_query][::-1]
+    pair_code, first = np.unique(pq_all * max(n_users, 1) + pu_all, return_index=True)
+    pq, pu, pr = pq_all[first], pu_all[first], pr_all[first]
+    q_is_cand = query_self[pq] >= 0
+    n_rel = n_liked_cand[pu] - q_is_cand.astype(np.int64) if pu.size else np.zeros(0, np.int64)
+    scorable = n_rel > 0
+    pairs_without = int((~scorable).sum())
+    pq, pu, pr, n_rel, q_is_cand = pq[scorable], pu[scorable], pr[scorable], n_rel[scorable], q_is_cand[scorable]
+
+    # ideal graded gains: u's top ratings among candidates with q's own rating removed once
+    # (q is in R's pool only when it is a candidate)
+    row = top[pu]  # (P, k_max + 1)
+    equal = row == pr[:, None]
+    drop_at = np.where(equal.any(axis=1) & q_is_cand, equal.argmax(axis=1), k_max + 1)
+    j = np.arange(k_max)[None, :]
+    ideal_ratings = np.take_along_axis(row, j + (j >= drop_at[:, None]), axis=1)
+    ideal_ratings = ideal_ratings.astype(np.float64)
+    ideal_gain = np.where(np.isnan(ideal_ratings), 0.0, np.exp2(np.nan_to_num(ideal_ratings)) - 1.0)
+
+    return Relevance(
+        n_queries=n_q,
+        n_candidates=n_c,
+        k_max=k_max,
+        liked_keys=liked_keys,
+        liked_ratings=liked_ratings,
+        pair_query=pq.astype(np.int64),
+        pair_user=pu.astype(np.int64),
+        n_relevant=n_rel.astype(np.int64),
+        ideal_gain=ideal_gain.astype(np.float64),
+        query_self=query_self.astype(np.int64),
+        pairs_without_relevant=pairs_without,
+        counts={"users": n_users, "pairs": int(pq.size), "pairs_without_relevant": pairs_without},
+    )
+
+
+def discounts(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+
+
+def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
+    """Every accuracy metric at every K in ``ks`` for the lists ``topk`` (Q, >= max(ks)) of
+    candidate indices (-1 = empty slot). Returns ``{"P@10": value, ...}`` plus
+    ``queries_scored``."""
+    ks = sorted(int(k) for k in ks)
+    k_max = max(ks)
+    if k_max > rel.k_max:
+        raise ValueError(f"relevance was built for K <= {rel.k_max}, asked for {k_max}")
+    if topk.shape[1] < k_max:
+        raise ValueError(f"lists hold {topk.shape[1]} items, K = {k_max} asked")
+    sums = {f"{m}@{k}": np.zeros(rel.n_queries) for m in ACCURACY_METRICS for k in ks}
+    pairs_per_query = np.bincount(rel.pair_query, minlength=rel.n_queries).astype(np.float64)
+    disc = discounts(k_max)
+    n_c = rel.n_candidates
+    for lo in range(0, rel.pair_query.size, PAIR_CHUNK):
+        hi = min(lo + PAIR_CHUNK, rel.pair_query.size)
+        q, u = rel.pair_query[lo:hi], rel.pair_user[lo:hi]
+        lists = topk[q, :k_max]
+        codes = u[:, None] * n_c + lists
+        pos = np.searchsorted(rel.liked_keys, codes)
+        pos = np.minimum(pos, max(rel.liked_keys.size - 1, 0))
+        if rel.liked_keys.size:
+            # q itself is never relevant to q, even in a list that (wrongly) holds it
+            hit = (rel.liked_keys[pos] == codes) & (lists >= 0) & (lists != rel.query_self[q][:, None])
+            gain = np.where(hit, np.exp2(rel.liked_ratings[pos].astype(np.float64)) - 1.0, 0.0)
+        else:
+            hit = np.zeros(lists.shape, bool)
+            gain = np.zeros(lists.shape)
+        n_rel = rel.n_relevant[lo:hi].astype(np.float64)
+        hits_cum = np.cumsum(hit, axis=1)
+        dcg_cum = np.cumsum(hit * disc, axis=1)
+        gdcg_cum = np.cumsum(gain * disc, axis=1)
+        ideal_cum = np.cumsum(disc)
+        gideal_cum = np.cumsum(rel.ideal_gain[lo:hi, :k_max] * disc, axis=1)
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
+        for k in ks:
+            hits = hits_cum[:, k - 1].astype(np.float64)
+            ideal_n = np.minimum(n_rel, k).astype(np.int64)
+            values = {
+                "P": hits / k,
+                "R": hits / n_rel,
+                "HR": (hits > 0).astype(np.float64),
+                "nDCG": dcg_cum[:, k - 1] / ideal_cum[ideal_n - 1],
+                "MRR": np.where((first > 0) & (first <= k), 1.0 / np.maximum(first, 1), 0.0),
+                "gnDCG": _safe_div(gdcg_cum[:, k - 1], gideal_cum[:, k - 1]),
+            }
+            for m, v in values.items():
+                sums[f"{m}@{k}"] += np.bincount(q, weights=v, minlength=rel.n_queries)
+    scored = pairs_per_query > 0
+    out = {name: float((s[scored] / pairs_per_query[scored]).mean()) if scored.any() else float("nan") for name, s in sums.items()}
+    out["queries_scored"] = int(scored.sum())
+    return out
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
+
+
+def coverage(topk: np.ndarray, n_candidates: int, k: int) -> float:
+    listed = topk[:, :k]
+    listed = listed[listed >= 0]
+    return float(np.unique(listed).size / n_candidates) if n_candidates else float("nan")
+
+
+def genre_diversity(topk: np.ndarray, genres: np.ndarray, k: int, chunk: int = 4096) -> float:
+    """Mean over queries of the mean pairwise (1 - Jaccard) genre distance within the top-k;
+    ``genres`` is the (C, G) multi-hot genre matrix of the candidates. NaN for k < 2."""
+    if k < 2 or topk.shape[0] == 0:
+        return float("nan")
+    genres = np.asarray(genres, dtype=np.float32)
+    total, n = 0.0, 0
+    upper = np.triu(np.ones((k, k), bool), 1)
+    for lo in range(0, topk.shape[0], chunk):
+        lists = topk[lo : lo + chunk, :k]
+        valid = lists >= 0
+        g = genres[np.where(valid, lists, 0)] * valid[..., None]
+        inter = np.einsum("qkg,qlg->qkl", g, g)
+        size = g.sum(axis=2)
+        union = size[:, :, None] + size[:, None, :] - inter
+        distance = np.where(union > 0, 1.0 - inter / np.where(union > 0, union, 1.0), 0.0)
+        both = valid[:, :, None] & valid[:, None, :] & upper
+        n_pairs = both.sum(axis=(1, 2))
+        has = n_pairs > 0
+        per_query = (distance * both).sum(axis=(1, 2))[has] / n_pairs[has]
+        total += float(per_query.sum())
+        n += int(has.sum())
+    return total / n if n else float("nan")
+
+
+def novelty(topk: np.ndarray, raters: np.ndarray, n_users: int, k: int) -> float:
+    """Mean over queries of the mean self-information -log2((raters + 1) / (users + 1)) of the
+    listed candidates; ``raters`` (C,) counts the users who rated each candidate."""
+    info = -np.log2((np.asarray(raters, dtype=np.float64) + 1.0) / (n_users + 1.0))
+    lists = topk[:, :k]
+    valid = lists >= 0
+    counts = valid.sum(axis=1)
+    per_query = (info[np.where(valid, lists, 0)] * valid).sum(axis=1)
+    has = counts > 0
+    return float((per_query[has] / counts[has]).mean()) if has.any() else float("nan")
+
+
+def beyond_accuracy_metrics(
+    topk: np.ndarray, ks, n_candidates: int, genres: np.ndarray | None, raters: np.ndarray | None, n_users: int
+) -> dict[str, float]:
+    out = {}
+    for k in sorted(int(k) for k in ks):
+        out[f"Cov@{k}"] = coverage(topk, n_candidates, k)
+        out[f"Div@{k}"] = genre_diversity(topk, genres, k) if genres is not None else float("nan")
+        out[f"Nov@{k}"] = novelty(topk, raters, n_users, k) if raters is not None else float("nan")
+    return out

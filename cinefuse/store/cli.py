@@ -1,0 +1,136 @@
+"""``cinefuse store info | verify | push | pull``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS, or $CINEFUSE_S3_ENDPOINT_URL)"
+
+
+def register(subparsers) -> None:
+    store = subparsers.add_parser(
+        "store",
+        help="inspect, verify and move feature stores",
+        description="Inspect, verify and move cinefuse feature stores (a local folder or s3://bucket/prefix).",
+    )
+    sub = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+
+    info = sub.add_parser("info", help="shards, rows and feature sets of a store",
+                          description="Print a store's shards, rows, ids and feature sets with shapes, "
+                          "valid counts and backbones.")
+    info.add_argument("store", help="local folder or s3://bucket/prefix")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    info.set_defaults(handler=_info)
+
+    verify = sub.add_parser("verify", help="check every shard against the manifest (exit 1 on damage)",
+                            description="Check every shard against the manifest: presence, size, sha256, "
+                            "readable HDF5 datasets, row counts. Exits 1 and names each damaged shard and why.")
+    verify.add_argument("store", help="local folder or s3://bucket/prefix")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of text")
+    verify.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    verify.set_defaults(handler=_verify)
+
+    push = sub.add_parser("push", help="upload a local store to S3",
+                          description="Upload a local store to s3://bucket/prefix: shards first (multipart, "
+                          "retried, skipped when already there with the same sha256), the manifest last.")
+    push.add_argument("store", help="local store folder")
+    push.add_argument("uri", help="s3://bucket/prefix")
+    push.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    push.add_argument("--multipart-mb", type=int, default=64, help="part size in MiB (default 64)")
+    push.add_argument("--attempts", type=int, default=3, help="tries per object (default 3)")
+    push.set_defaults(handler=_push)
+
+    pull = sub.add_parser("pull", help="download a store from S3",
+                          description="Download s3://bucket/prefix into a local folder; each shard is "
+                          "checked against the manifest's sha256, the manifest is written last.")
+    pull.add_argument("uri", help="s3://bucket/prefix")
+    pull.add_argument("store", help="local folder to write")
+    pull.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    pull.add_argument("--attempts", type=int, default=3, help="tries per object (default 3)")
+    pull.set_defaults(handler=_pull)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from cinefuse.store import open_store
+
+    store = open_store(args.store, endpoint_url=args.endpoint_url)
+    sets = store.feature_sets()
+    ids = store.ids() if store.manifest.shards else []
+    summary = {
+        "location": store.location,
+        "format_version": store.manifest.format_version,
+        "shards": len(store.manifest.shards),
+        "rows": store.manifest.total_rows,
+        "ids": len(ids),
+        "configs": sorted(store.manifest.configs),
+        "feature_sets": {},
+    }
+    for name, info in sets.items():
+        valid = int(store.load_feature_set(name).valid.sum())
+        summary["feature_sets"][name] = {
+            "shape": list(info.shape), "dtype": info.dtype, "kind": info.kind, "rows": info.rows,
+            "valid": valid, "backbone": info.attrs.get("backbone", ""),
+        }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"store    {summary['location']}  (format v{summary['format_version']})")
+    print(f"shards   {summary['shards']}   rows {summary['rows']}   ids {summary['ids']}   configs {len(summary['configs'])}")
+    if not sets:
+        print("feature sets: none")
+        return 0
+    width = max(len(n) for n in sets)
+    print(f"{'feature set':<{width}}  {'shape':<14} {'dtype':<8} {'rows':>7} {'valid':>7}  backbone")
+    for name, row in summary["feature_sets"].items():
+        shape = "x".join(str(x) for x in row["shape"])
+        print(f"{name:<{width}}  {shape:<14} {row['dtype']:<8} {row['rows']:>7} {row['valid']:>7}  {row['backbone']}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cinefuse.store.verify import verify_store
+
+    report = verify_store(args.store, endpoint_url=args.endpoint_url)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        if report.manifest_error:
+            print(f"DAMAGED  manifest: {report.manifest_error}")
+        for check in report.shards:
+            print(f"{'ok     ' if check.ok else 'DAMAGED'}  {check.name}: {check.reason}")
+        for name in report.leftovers:
+            print(f"note     {name}: not in the manifest (left by an interrupted writer; not part of the store)")
+        verdict = "clean" if report.ok else f"{len(report.damaged) + bool(report.manifest_error)} problem(s)"
+        print(f"{report.location}: {len(report.shards)} shards, {verdict}", file=sys.stderr if not report.ok else sys.stdout)
+    return 0 if report.ok else 1
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, disable=None)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from cinefuse.store.manifest import read_manifest
+    from cinefuse.store.s3 import push
+    from pathlib import Path
+
+    total = read_manifest(Path(args.store)).total_rows and sum(s.bytes for s in read_manifest(Path(args.store)).shards)
+    with _progress_bar(total or 0, "push") as bar:
+        result = push(args.store, args.uri, args.endpoint_url, multipart_bytes=args.multipart_mb << 20,
+                      attempts=args.attempts, progress=bar.update)
+    print(f"pushed {args.store} -> {args.uri}: {result['uploaded']} shards uploaded, {result['skipped']} already there")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from cinefuse.store.s3 import pull
+
+    with _progress_bar(0, "pull") as bar:
+        result = pull(args.uri, args.store, args.endpoint_url, attempts=args.attempts, progress=bar.update)
+    print(f"pulled {args.uri} -> {args.store}: {result['downloaded']} shards downloaded, {result['skipped']} already there")
+    return 0

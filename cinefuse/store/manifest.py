@@ -1,0 +1,167 @@
+"""``manifest.json``: the list of committed shards. A shard that is not in it does not exist.
+
+The manifest is rewritten whole and atomically (temp file, fsync, rename, fsync of the folder),
+under an exclusive file lock so several writer processes on one machine can commit shards to the
+same store. Readers never take the lock: they see the old manifest or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from cinefuse.errors import StoreError
+
+FORMAT_NAME = "cinefuse-store"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".manifest.lock"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: dict) -> str:
+    """Stable identity of an extraction config: sha256 of its canonical JSON, 16 hex chars."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ShardRecord:
+    name: str
+    rows: int
+    sha256: str
+    bytes: int
+    config_hash: str
+    feature_sets: dict[str, dict]  # name -> {"shape": [...], "dtype": "float16"}
+    created: str = ""
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "ShardRecord":
+        try:
+            return cls(
+                name=str(raw["name"]),
+                rows=int(raw["rows"]),
+                sha256=str(raw["sha256"]),
+                bytes=int(raw["bytes"]),
+                config_hash=str(raw["config_hash"]),
+                feature_sets=dict(raw["feature_sets"]),
+                created=str(raw.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"manifest shard entry is malformed ({exc!r}): {raw!r}") from exc
+
+
+@dataclass
+class Manifest:
+    configs: dict[str, dict] = field(default_factory=dict)  # config hash -> config
+    shards: list[ShardRecord] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    updated: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "updated": self.updated,
+            "configs": self.configs,
+            "shards": [asdict(s) for s in self.shards],
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> "Manifest":
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            raise StoreError(f"{where} is not a cinefuse store manifest (no 'format': '{FORMAT_NAME}')")
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(
+                f"{where} has store format version {version!r}; this cinefuse reads version "
+                f"{FORMAT_VERSION}. Upgrade cinefuse or re-extract the store."
+            )
+        return cls(
+            configs=dict(raw.get("configs", {})),
+            shards=[ShardRecord.from_json(s) for s in raw.get("shards", [])],
+            updated=str(raw.get("updated", "")),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> "Manifest":
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{where} is not valid JSON ({exc}); the manifest is damaged") from exc
+        return cls.from_json(raw, where)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def shard(self, name: str) -> ShardRecord:
+        for record in self.shards:
+            if record.name == name:
+                return record
+        raise StoreError(f"shard {name} is not in the manifest")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def read_manifest(root: Path) -> Manifest:
+    path = root / MANIFEST_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Manifest()
+    return Manifest.from_bytes(data, str(path))
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    manifest.updated = now_iso()
+    data = (json.dumps(manifest.to_json(), indent=1, sort_keys=False) + "\n").encode("utf-8")
+    atomic_write_bytes(root / MANIFEST_NAME, data)
+
+
+@contextlib.contextmanager
+def manifest_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock for a read-modify-write of the manifest, across processes on one host."""
+    with open(root / LOCK_NAME, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
