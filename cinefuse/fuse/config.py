@@ -1,0 +1,269 @@
+"""The fuse configuration: dataclasses, loaded from TOML and validated, saved as the run's record.
+
+Example ``fuse.toml`` (every key optional; unknown keys are errors)::
+
+    [data]
+    store = "store/"              # or s3://bucket/prefix (with endpoint_url)
+    ratings = "ml-latest-small/"  # ratings.csv | u.data | ratings.dat, or the folder
+    movies = "ml-latest-small/"
+
+    [split]
+    protocol = "cold-item"        # or "pair" (the thesis's random pair split)
+
+    [model]
+    modalities = "full"           # "visual", "visual+audio", "full", "audio+text", or a list of feature sets
+    head = "concat-mlp"           # "ln-linear", "cross-attention", "gated"
+
+    [loss]
+    kind = "triplet"              # "pair" (contrastive), "infonce"
+    distance = "cosine"           # "euclidean": on the L2-normalised embedding unless
+    euclidean_normalized = true   #   false: on the unnormalised projection before normalisation
+    mining = "semi-hard"          # "batch-hard", "none"
+
+    [train]
+    steps = 2000
+    batch_size = 128
+
+``cinefuse fuse --store S --ratings R --movies M --workdir W --config fuse.toml`` trains it; run the
+same command again and it resumes from the newest checkpoint in ``W``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cinefuse.errors import CinefuseError
+from cinefuse.fuse.losses import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS
+from cinefuse.fuse.pairs import PROTOCOLS, PairConfig
+
+HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
+POOLINGS = ("mean", "attention")
+DEFAULT_MODALITY_SETS = {
+    "visual": ["visual/effnet", "visual/lowlevel"],
+    "audio": ["audio/logmel_stats"],
+    "text": ["text/minilm"],
+}
+
+
+@dataclass
+class DataConfig:
+    store: str = ""
+    ratings: str = ""
+    movies: str = ""
+    endpoint_url: str | None = None
+    # modality name -> the feature sets it stands for (every set configurable by name)
+    modality_sets: dict = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODALITY_SETS.items()})
+
+
+@dataclass
+class SplitConfig:
+    protocol: str = "cold-item"
+    fractions: list = field(default_factory=lambda: [0.7, 0.15, 0.15])
+
+
+@dataclass
+class ModelConfig:
+    modalities: Any = "full"        # str ("visual+audio", "full") or list of feature set names
+    head: str = "concat-mlp"
+    token_dim: int = 128            # each feature set's encoder output
+    hidden: int = 256               # encoder and head hidden width
+    embed_dim: int = 64             # the output embedding (L2-normalised)
+    pooling: str = "mean"           # frame/window pooling for sequence sets without a conv encoder
+    conv_sets: list = field(default_factory=lambda: ["audio/logmel_seq"])  # sequence sets with the conv encoder
+    attention_heads: int = 4
+
+
+@dataclass
+class LossConfig:
+    kind: str = "triplet"
+    distance: str = "cosine"
+    margin: float | None = None     # None: 0.2 triplet-cosine, 0.4 triplet-euclidean, 0.5 / 1.0 pair
+    mining: str = "semi-hard"
+    euclidean_normalized: bool = True
+    temperature: float = 0.1
+
+    def resolved_margin(self) -> float:
+        return float(self.margin) if self.margin is not None else DEFAULT_MARGINS[(self.kind, self.distance)]
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 128           # triplets per step (3x as many items)
+    steps: int = 2000
+    steps_per_call: int = 50        # steps fused into one jitted lax.scan call
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    clip_norm: float = 1.0
+    eval_every: int = 200           # validation every N steps (a multiple of steps_per_call)
+    checkpoint_every: int = 200     # a multiple of eval_every
+    patience: int = 5               # evaluations without improvement before stopping; 0: never stop early
+    keep_checkpoints: int = 2
+    data_parallel: bool = True      # shard each batch over all local devices
+    distributed: bool = False       # call jax.distributed.initialize() first (several hosts)
+
+
+@dataclass
+class GridConfig:
+    losses: list = field(default_factory=lambda: ["pair", "triplet"])
+    distances: list = field(default_factory=lambda: ["cosine", "euclidean"])
+    modalities: list = field(default_factory=lambda: ["visual", "visual+audio", "full"])
+    # extra heads, each trained with the base [loss] and [model].modalities
+    heads: list = field(default_factory=lambda: ["ln-linear", "cross-attention", "gated"])
+
+
+@dataclass
+class FuseConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    pairs: PairConfig = field(default_factory=PairConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **sections) -> "FuseConfig":
+        return dataclasses.replace(self, **sections)
+
+    def validate(self) -> "FuseConfig":
+        self.pairs.validate()
+        _one_of("split.protocol", self.split.protocol, PROTOCOLS)
+        if len(self.split.fractions) != 3 or abs(sum(self.split.fractions) - 1.0) > 1e-6 or min(self.split.fractions) <= 0:
+            raise CinefuseError(f"split.fractions {self.split.fractions} must be three positive numbers summing to 1")
+        _one_of("model.head", self.model.head, HEADS)
+        _one_of("model.pooling", self.model.pooling, POOLINGS)
+        _one_of("loss.kind", self.loss.kind, LOSSES)
+        _one_of("loss.distance", self.loss.distance, DISTANCES)
+        _one_of("loss.mining", self.loss.mining, MINERS)
+        for name in ("losses", "distances", "heads"):
+            allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS}[name]
+            for value in getattr(self.grid, name):
+                _one_of(f"grid.{name}", value, allowed)
+        t = self.train
+        for name in ("batch_size", "steps", "steps_per_call", "eval_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(t, name) < 1:
+                raise CinefuseError(f"train.{name} must be >= 1 (got {getattr(t, name)})")
+        if t.eval_every % t.steps_per_call:
+            raise CinefuseError(
+                f"train.eval_every ({t.eval_every}) must be a multiple of train.steps_per_call ({t.steps_per_call})")
+        if t.checkpoint_every % t.eval_every:
+            raise CinefuseError(
+                f"train.checkpoint_every ({t.checkpoint_every}) must be a multiple of train.eval_every ({t.eval_every})")
+        if t.steps % t.steps_per_call:
+            raise CinefuseError(f"train.steps ({t.steps}) must be a multiple of train.steps_per_call ({t.steps_per_call})")
+        if self.loss.temperature <= 0:
+            raise CinefuseError("loss.temperature must be > 0")
+        for mod, sets in self.data.modality_sets.items():
+            if not isinstance(sets, list) or not sets or not all(isinstance(s, str) and "/" in s for s in sets):
+                raise CinefuseError(
+                    f"data.modality_sets.{mod} must be a non-empty list of feature set names like 'visual/effnet'")
+        resolve_feature_sets(self.model.modalities, self.data.modality_sets)
+        for mods in self.grid.modalities:
+            resolve_feature_sets(mods, self.data.modality_sets)
+        return self
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise CinefuseError(f"{key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def resolve_feature_sets(modalities, modality_sets: dict) -> list[str]:
+    """Feature set names for a modality spec: "full", "visual+audio", or an explicit list of sets."""
+    if isinstance(modalities, (list, tuple)):
+        if not modalities or not all(isinstance(s, str) and "/" in s for s in modalities):
+            raise CinefuseError(f"model.modalities list {modalities!r} must name feature sets like 'text/minilm'")
+        return list(modalities)
+    if not isinstance(modalities, str) or not modalities:
+        raise CinefuseError(f"model.modalities {modalities!r} must be a string like 'visual+audio' or a list of sets")
+    names = list(modality_sets) if modalities == "full" else modalities.split("+")
+    out: list[str] = []
+    for name in names:
+        if name not in modality_sets:
+            raise CinefuseError(
+                f"modality {name!r} (in {modalities!r}) is not defined; known: {', '.join(modality_sets)} "
+                "and 'full'; add it under [data.modality_sets]")
+        out.extend(s for s in modality_sets[name] if s not in out)
+    return out
+
+
+def modalities_label(modalities) -> str:
+    if isinstance(modalities, (list, tuple)):
+        return ",".join(s.replace("/", "_") for s in modalities)
+    return str(modalities)
+
+
+def model_name(loss: str, distance: str, modalities, head: str) -> str:
+    """Readable run name for results tables, e.g. ``triplet-cosine-full-concat-mlp``."""
+    return f"{loss}-{distance}-{modalities_label(modalities)}-{head}"
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise CinefuseError(f"[{where}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise CinefuseError(
+            f"unknown key {unknown[0]!r} in [{where}] of the fuse config; known keys: {', '.join(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = getattr(cls(), key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise CinefuseError(f"{where}.{key} must be true or false (got {value!r})")
+        if isinstance(default, int) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise CinefuseError(f"{where}.{key} must be an integer (got {value!r})")
+        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise CinefuseError(f"{where}.{key} must be a number (got {value!r})")
+        kwargs[key] = float(value) if isinstance(default, float) else value
+    return cls(**kwargs)
+
+
+SECTIONS = {"data": DataConfig, "pairs": PairConfig, "split": SplitConfig, "model": ModelConfig,
+            "loss": LossConfig, "train": TrainConfig, "grid": GridConfig}
+
+
+def config_from_dict(data: dict) -> FuseConfig:
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise CinefuseError(f"unknown section [{unknown[0]}] in the fuse config; known: {', '.join(SECTIONS)}")
+    return FuseConfig(**{name: _build(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}).validate()
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FuseConfig:
+    """Defaults, then the TOML file, then ``overrides`` ({section: {key: value}}), validated."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise CinefuseError(f"fuse config {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise CinefuseError(f"fuse config {path} is not valid TOML: {exc}") from exc
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    return config_from_dict(data)
+
+
+def as_config(config) -> FuseConfig:
+    if isinstance(config, FuseConfig):
+        return config.validate()
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    raise CinefuseError(f"fuse config must be a FuseConfig, a dict or a TOML path (got {type(config).__name__})")
+
+
+def config_json(config: FuseConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,83 @@
+"""Item embeddings from a trained model, for evaluate, recommend and the demo.
+
+``list_models(workdir)`` names the trained models; ``embed_items(workdir, model, table=None)``
+returns (ids (N,) str, emb (N, E) float32), L2-normalised. ``table`` is a ``cinefuse.store.Table``
+(or None: the feature sets are loaded from the store named in the run's config). Items lacking a
+feature set the model needs, or holding an invalid / non-finite row, are left out and counted in
+``last_embed_counts``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cinefuse.errors import CinefuseError
+
+last_embed_counts: dict = {}
+
+
+def list_models(workdir) -> list[str]:
+    runs = Path(workdir) / "runs"
+    if not runs.is_dir():
+        return []
+    return sorted(d.name for d in runs.iterdir()
+                  if (d / "config.json").is_file() and (d / "params").is_dir() and (d / "summary.json").is_file())
+
+
+def load_model(workdir, model: str):
+    """(tower, params, record, stats) of a trained model."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from cinefuse.fuse.config import ModelConfig
+    from cinefuse.fuse.models import build_tower, set_specs
+
+    run = Path(workdir) / "runs" / model
+    if not (run / "params").is_dir():
+        have = list_models(workdir)
+        raise CinefuseError(f"model {model!r} is not trained in {workdir}; trained: {', '.join(have) or 'none'}")
+    record = json.loads((run / "config.json").read_text())
+    with np.load(run / "feature_stats.npz") as z:
+        stats = {name: (z[f"{name}::mean"], z[f"{name}::std"]) for name in record["feature_sets"]}
+    params = ocp.StandardCheckpointer().restore((run / "params").absolute())
+    params = jax.tree.map(np.asarray, params)
+    return record, params, stats, (ModelConfig, build_tower, set_specs)
+
+
+def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    import jax
+    import jax.numpy as jnp
+
+    from cinefuse.fuse.features import FeatureTable, apply_standardization, clean_table, load_features
+
+    record, params, stats, (ModelConfig, build_tower, set_specs) = load_model(workdir, model)
+    names = record["feature_sets"]
+    if table is None:
+        data = record["data"]
+        ft = load_features(data["store"], names, endpoint_url=data.get("endpoint_url"))
+    else:
+        missing = [n for n in names if n not in table.features]
+        if missing:
+            raise CinefuseError(f"model {model} needs feature set {missing[0]!r}, which the table lacks; "
+                                f"load it with store.load({names!r})")
+        ft = clean_table(table.ids, {n: table.features[n] for n in names}, {n: table.valid[n] for n in names},
+                         {n: table.lengths.get(n) for n in names})
+    last_embed_counts.clear()
+    last_embed_counts.update({"items": ft.counts["items"], "embedded": ft.counts["kept"],
+                              "left_out": ft.counts["excluded_missing_modality"]})
+    feats = apply_standardization(FeatureTable(ft.ids, ft.data, ft.lengths), stats)
+    shapes = {n: feats[n].shape[1:] for n in names}
+    model_cfg = ModelConfig(**record["model"])
+    tower = build_tower(model_cfg, set_specs(names, shapes, model_cfg.conv_sets))
+    mask = jnp.asarray(np.array(record["token_mask"], np.float32))
+    apply = jax.jit(lambda p, f, l: tower.apply(p, f, l, mask)[0])
+    out = []
+    for start in range(0, len(ft.ids), batch):
+        sl = slice(start, start + batch)
+        lens = {n: jnp.asarray(ft.lengths[n][sl]) for n in names if ft.lengths[n] is not None}
+        out.append(np.asarray(apply(params, {n: jnp.asarray(feats[n][sl]) for n in names}, lens)))
+    emb = np.concatenate(out) if out else np.zeros((0, model_cfg.embed_dim), np.float32)
+    return ft.ids.astype(str), emb.astype(np.float32)

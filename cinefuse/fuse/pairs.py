@@ -1,0 +1,387 @@
+"""Training pairs and triplets from ratings, and the item / pair splits.
+
+Definitions (every threshold is a :class:`PairConfig` field):
+
+- *liked*: rating >= ``like_threshold`` (4.0); *disliked*: rating <= ``dislike_threshold`` (2.0).
+- *genre Jaccard* of two items: |G_i & G_j| / |G_i | G_j| over their MovieLens genres (0 when
+  both have none).
+- **positive** (label 1, source ``co-like``): at least ``min_co_likes`` users liked both, and
+  Jaccard >= ``positive_min_jaccard``. When there are more than ``max_positives`` the pairs with the
+  most co-likes are kept (ties broken at random for the seed).
+- **negative** (label 0, source ``disagree``): score = (#users who liked one and disliked the
+  other) + ``both_disliked_weight`` x (#users who disliked both) >= ``min_negative_score``, and
+  Jaccard <= ``negative_max_jaccard``. The highest scores are kept, up to ``negative_ratio`` x the
+  number of positives; when there are fewer, random pairs with Jaccard <= ``negative_max_jaccard``
+  top them up (source ``random``).
+- **coverage**: an item in fewer than ``min_pairs_per_item`` pairs gets random partners, alternately
+  a genre positive (Jaccard >= ``positive_min_jaccard``) and a negative, until it has enough
+  (source ``coverage``); slots no partner can fill are counted in ``stats["uncovered_slots"]``.
+- **triplets**: each positive (a, p), in both orientations, with a negative n of a (one of a's
+  negative partners at random, else a random item with Jaccard <= ``negative_max_jaccard``).
+
+Everything is vectorised: co-like and disagreement counts are sparse products of the user x item
+like/dislike matrices (``L.T @ L``), genres are 64-bit masks compared with popcount. The same
+inputs and seed give the same pairs, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cinefuse.errors import CinefuseError
+
+SOURCES = ("co-like", "disagree", "random", "coverage")
+PROTOCOLS = ("cold-item", "pair")
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class PairConfig:
+    like_threshold: float = 4.0
+    dislike_threshold: float = 2.0
+    positive_min_jaccard: float = 0.25
+    negative_max_jaccard: float = 0.1
+    min_co_likes: int = 1
+    both_disliked_weight: float = 0.5
+    min_negative_score: float = 1.0
+    negative_ratio: float = 1.0
+    max_positives: int = 200_000  # 0: keep every positive
+    min_pairs_per_item: int = 2
+    sampling_rounds: int = 32  # rejection-sampling rounds for random partners
+
+    def validate(self) -> None:
+        if not 0.0 <= self.negative_max_jaccard < self.positive_min_jaccard <= 1.0:
+            raise CinefuseError(
+                "pairs: need 0 <= negative_max_jaccard < positive_min_jaccard <= 1 "
+                f"(got {self.negative_max_jaccard} and {self.positive_min_jaccard}); fix [pairs] in the config"
+            )
+        if self.dislike_threshold >= self.like_threshold:
+            raise CinefuseError(
+                f"pairs: dislike_threshold {self.dislike_threshold} must be below like_threshold "
+                f"{self.like_threshold}; fix [pairs] in the config"
+            )
+        if self.negative_ratio < 0 or self.min_pairs_per_item < 0 or self.max_positives < 0:
+            raise CinefuseError("pairs: negative_ratio, min_pairs_per_item and max_positives must be >= 0")
+
+
+@dataclass
+class PairSet:
+    """Pairs over ``ids``: ``pairs`` (P, 2) int32 rows into ``ids`` with i < j, ``labels`` 1/0,
+    ``source`` an index into :data:`SOURCES`, ``triplets`` (Q, 3) (anchor, positive, negative)."""
+
+    ids: np.ndarray
+    pairs: np.ndarray
+    labels: np.ndarray
+    source: np.ndarray
+    triplets: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+
+# -- genres -------------------------------------------------------------------------------------
+def genre_masks(genres: Sequence[Sequence[str]]) -> np.ndarray:
+    vocab = sorted({g for gs in genres for g in gs})
+    if len(vocab) > 64:
+        raise CinefuseError(f"pairs: {len(vocab)} distinct genres; at most 64 are supported")
+    bit = {g: np.uint64(1) << np.uint64(k) for k, g in enumerate(vocab)}
+    out = np.zeros(len(genres), dtype=np.uint64)
+    for row, gs in enumerate(genres):
+        for g in gs:
+            out[row] |= bit[g]
+    return out
+
+
+def jaccard(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
+    inter = np.bitwise_count(masks_a & masks_b).astype(np.float32)
+    union = np.bitwise_count(masks_a | masks_b).astype(np.float32)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+# -- the builder --------------------------------------------------------------------------------
+def _user_item(users: np.ndarray, cols: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(users), np.float32), (users, cols)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def _upper(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    coo = sp.triu(m, k=1, format="coo")
+    return coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+
+
+def _top(order_key: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the ``count`` largest keys, ties broken at random for the seed."""
+    if count >= len(order_key):
+        return np.arange(len(order_key))
+    tie = rng.random(len(order_key))
+    order = np.lexsort((tie, -order_key))
+    return np.sort(order[:count])
+
+
+def _sample_partners(anchors: np.ndarray, want_positive: np.ndarray, masks: np.ndarray, taken: set,
+                     n: int, cfg: PairConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random partner per slot meeting its genre condition; (i, j, filled) with i < j."""
+    partner = np.full(len(anchors), -1, dtype=np.int64)
+    open_slots = np.arange(len(anchors))
+    for _ in range(cfg.sampling_rounds):
+        if len(open_slots) == 0 or n < 2:
+            break
+        cand = rng.integers(0, n, size=len(open_slots))
+        a = anchors[open_slots]
+        j = jaccard(masks[a], masks[cand])
+        ok = np.where(want_positive[open_slots], j >= cfg.positive_min_jaccard, j <= cfg.negative_max_jaccard)
+        ok &= cand != a
+        for slot, c, good in zip(open_slots.tolist(), cand.tolist(), ok.tolist()):
+            if not good:
+                continue
+            key = (min(anchors[slot], c), max(anchors[slot], c))
+            if key in taken:
+                continue
+            taken.add(key)
+            partner[slot] = c
+        open_slots = open_slots[partner[open_slots] < 0]
+    filled = partner >= 0
+    i = np.minimum(anchors, partner)
+    j = np.maximum(anchors, partner)
+    return i[filled], j[filled], filled
+
+
+def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, seed: int) -> PairSet:
+    """Pairs and triplets among ``items`` (default: every rated movie that ``movies`` lists)."""
+    cfg.validate()
+    rng = np.random.default_rng(seed)
+    movie_index = pd.Index(movies.ids)
+    if items is None:
+        rated = pd.unique(ratings.item)
+        universe = np.array(sorted(set(rated.tolist()) & set(movies.ids.tolist()), key=_id_key), dtype=object)
+    else:
+        universe = np.array([str(i) for i in items], dtype=object)
+        unknown = movie_index.get_indexer(universe) < 0
+        if unknown.any():
+            raise CinefuseError(
+                f"pairs: item {universe[unknown][0]!r} is not in the movies file ({int(unknown.sum())} such items); "
+                "pass the movies file that matches the ratings"
+            )
+    n = len(universe)
+    masks = genre_masks(movies.genres)[movie_index.get_indexer(universe)] if n else np.zeros(0, np.uint64)
+
+    item_index = pd.Index(universe)
+    col = item_index.get_indexer(ratings.item)
+    keep = col >= 0
+    users_codes, _ = pd.factorize(ratings.user[keep])
+    cols, rating = col[keep], ratings.rating[keep]
+    n_users = int(users_codes.max()) + 1 if len(users_codes) else 0
+    liked = rating >= cfg.like_threshold
+    disliked = rating <= cfg.dislike_threshold
+    L = _user_item(users_codes[liked], cols[liked], n_users, n)
+    D = _user_item(users_codes[disliked], cols[disliked], n_users, n)
+    LT, DT = L.T.tocsr(), D.T.tocsr()
+
+    # positives: co-liked and genre-similar
+    pi, pj, co = _upper(LT @ L)
+    ok = co >= cfg.min_co_likes
+    pi, pj, co = pi[ok], pj[ok], co[ok]
+    ok = jaccard(masks[pi], masks[pj]) >= cfg.positive_min_jaccard
+    pi, pj, co = pi[ok], pj[ok], co[ok]
+    n_positive_candidates = len(pi)
+    if cfg.max_positives and len(pi) > cfg.max_positives:
+        sel = _top(co, cfg.max_positives, rng)
+        pi, pj = pi[sel], pj[sel]
+
+    # negatives: disagreement, genre-dissimilar
+    cross = LT @ D
+    score_m = (cross + cross.T).tocsr()
+    if cfg.both_disliked_weight:
+        score_m = score_m + cfg.both_disliked_weight * (DT @ D)
+    ni, nj, score = _upper(score_m)
+    ok = (score >= cfg.min_negative_score) & (jaccard(masks[ni], masks[nj]) <= cfg.negative_max_jaccard)
+    ni, nj, score = ni[ok], nj[ok], score[ok]
+    n_negative_candidates = len(ni)
+    want_negatives = int(round(cfg.negative_ratio * len(pi)))
+    sel = _top(score, want_negatives, rng)
+    ni, nj = ni[sel], nj[sel]
+
+    taken = set(zip(pi.tolist(), pj.tolist())) | set(zip(ni.tolist(), nj.tolist()))
+    ri = rj = np.zeros(0, np.int64)
+    if len(ni) < want_negatives and n >= 2:
+        short = want_negatives - len(ni)
+        anchors = rng.integers(0, n, size=short)
+        ri, rj, _ = _sample_partners(anchors, np.zeros(short, bool), masks, taken, n, cfg, rng)
+
+    parts_i = [pi, ni, ri]
+    parts_j = [pj, nj, rj]
+    labels = [np.ones(len(pi), np.int8), np.zeros(len(ni), np.int8), np.zeros(len(ri), np.int8)]
+    sources = [np.full(len(pi), 0, np.int8), np.full(len(ni), 1, np.int8), np.full(len(ri), 2, np.int8)]
+
+    # coverage: every item in at least min_pairs_per_item pairs
+    counts = np.bincount(np.concatenate(parts_i + parts_j).astype(np.int64), minlength=n)
+    deficit = np.maximum(cfg.min_pairs_per_item - counts, 0)
+    uncovered = 0
+    if deficit.any() and n >= 2:
+        anchors = np.repeat(np.arange(n), deficit)
+        slot = np.concatenate([np.arange(d) for d in deficit[deficit > 0]])
+        want_positive = (slot % 2) == 0
+        ci, cj, filled = _sample_partners(anchors, want_positive, masks, taken, n, cfg, rng)
+        uncovered = int((~filled).sum())
+        parts_i.append(ci)
+        parts_j.append(cj)
+        labels.append(want_positive[filled].astype(np.int8))
+        sources.append(np.full(len(ci), 3, np.int8))
+    elif deficit.any():
+        uncovered = int(deficit.sum())
+
+    i = np.concatenate(parts_i).astype(np.int32)
+    j = np.concatenate(parts_j).astype(np.int32)
+    label = np.concatenate(labels)
+    source = np.concatenate(sources)
+    order = np.lexsort((j, i))
+    pairs = np.stack([i[order], j[order]], axis=1) if len(i) else np.zeros((0, 2), np.int32)
+    label, source = label[order], source[order]
+    triplets = make_triplets(pairs, label, masks, cfg, rng)
+    final_counts = np.bincount(pairs.reshape(-1), minlength=n) if len(pairs) else np.zeros(n, np.int64)
+    stats = {
+        "items": n,
+        "pairs": int(len(pairs)),
+        "positives": int(label.sum()),
+        "negatives": int(len(label) - label.sum()),
+        "by_source": {name: int((source == k).sum()) for k, name in enumerate(SOURCES)},
+        "positive_candidates": int(n_positive_candidates),
+        "negative_candidates": int(n_negative_candidates),
+        "triplets": int(len(triplets)),
+        "uncovered_slots": uncovered,
+        "items_below_min_pairs": int((final_counts < cfg.min_pairs_per_item).sum()),
+    }
+    return PairSet(universe, pairs, label, source, triplets, stats)
+
+
+def make_triplets(pairs: np.ndarray, labels: np.ndarray, masks: np.ndarray, cfg: PairConfig,
+                  rng: np.random.Generator) -> np.ndarray:
+    n = len(masks)
+    pos = pairs[labels == 1]
+    if len(pos) == 0 or n < 3:
+        return np.zeros((0, 3), np.int32)
+    anchors = np.concatenate([pos[:, 0], pos[:, 1]]).astype(np.int64)
+    positives = np.concatenate([pos[:, 1], pos[:, 0]]).astype(np.int64)
+    neg = pairs[labels == 0].astype(np.int64)
+    # negative partners of each item as CSR rows, in pair order
+    a = np.concatenate([neg[:, 0], neg[:, 1]])
+    b = np.concatenate([neg[:, 1], neg[:, 0]])
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    indptr = np.searchsorted(a, np.arange(n + 1))
+    degree = indptr[anchors + 1] - indptr[anchors]
+    pick = indptr[anchors] + np.floor(rng.random(len(anchors)) * np.maximum(degree, 1)).astype(np.int64)
+    negatives = np.where(degree > 0, b[np.minimum(pick, max(len(b) - 1, 0))] if len(b) else -1, -1)
+    missing = np.flatnonzero(negatives < 0)
+    for _ in range(cfg.sampling_rounds):
+        if len(missing) == 0:
+            break
+        cand = rng.integers(0, n, size=len(missing))
+        ok = (jaccard(masks[anchors[missing]], masks[cand]) <= cfg.negative_max_jaccard)
+        ok &= (cand != anchors[missing]) & (cand != positives[missing])
+        negatives[missing[ok]] = cand[ok]
+        missing = missing[~ok]
+    keep = negatives >= 0
+    return np.stack([anchors[keep], positives[keep], negatives[keep]], axis=1).astype(np.int32)
+
+
+def _id_key(item: str):
+    # numeric ids in numeric order ("2" before "10"), then any others as text
+    return (0, int(item), "") if item.isdigit() else (1, 0, item)
+
+
+# -- splits ------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    protocol: str
+    seed: int
+    ids: np.ndarray                # every item the split covers (pairs index into this)
+    items: dict[str, np.ndarray]   # part -> item ids
+    parts: dict[str, PairSet]      # part -> pairs over ``ids`` (remapped)
+
+    def split_json(self) -> dict:
+        return {"protocol": self.protocol, "seed": self.seed,
+                **{part: self.items[part].tolist() for part in PARTS}}
+
+    def stats(self) -> dict:
+        return {part: self.parts[part].stats for part in PARTS}
+
+
+def split_items(ids: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([seed, 1])
+    order = rng.permutation(len(ids))
+    n_train = int(round(fractions[0] * len(ids)))
+    n_val = int(round(fractions[1] * len(ids)))
+    cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    return {part: np.array(sorted(ids[idx].tolist(), key=_id_key), dtype=object) for part, idx in cuts.items()}
+
+
+def _remap(ps: PairSet, index: pd.Index) -> PairSet:
+    to_global = index.get_indexer(ps.ids).astype(np.int32)
+    return PairSet(ps.ids, to_global[ps.pairs] if len(ps.pairs) else ps.pairs, ps.labels, ps.source,
+                   to_global[ps.triplets] if len(ps.triplets) else ps.triplets, ps.stats)
+
+
+def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, protocol: str, seed: int,
+               fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> Split:
+    """``cold-item``: items split 70/15/15 and pairs built within each part (no pair crosses parts).
+    ``pair``: pairs built over all items, then the pairs split 70/15/15 at random (items shared)."""
+    if protocol not in PROTOCOLS:
+        raise CinefuseError(f"split protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+    everything = build_pairs(ratings, movies, items, cfg, seed) if protocol == "pair" else None
+    if protocol == "pair":
+        ids = everything.ids
+        rng = np.random.default_rng([seed, 2])
+        order = rng.permutation(len(everything.pairs))
+        n_train = int(round(fractions[0] * len(order)))
+        n_val = int(round(fractions[1] * len(order)))
+        chunks = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+        parts, part_items = {}, {}
+        masks = genre_masks(movies.genres)[pd.Index(movies.ids).get_indexer(ids)]
+        for k, (part, idx) in enumerate(chunks.items()):
+            idx = np.sort(idx)
+            pairs, labels = everything.pairs[idx], everything.labels[idx]
+            trip = make_triplets(pairs, labels, masks, cfg, np.random.default_rng([seed, 3, k]))
+            stats = {"pairs": int(len(pairs)), "positives": int(labels.sum()), "triplets": int(len(trip))}
+            parts[part] = PairSet(ids, pairs, labels, everything.source[idx], trip, stats)
+            used = np.unique(pairs.reshape(-1)) if len(pairs) else np.zeros(0, np.int64)
+            part_items[part] = ids[used]
+        return Split(protocol, seed, ids, part_items, parts)
+
+    if items is None:
+        rated = pd.unique(ratings.item)
+        items = sorted(set(rated.tolist()) & set(movies.ids.tolist()), key=_id_key)
+    ids = np.array([str(i) for i in items], dtype=object)
+    part_items = split_items(ids, fractions, seed)
+    index = pd.Index(ids)
+    parts = {part: _remap(build_pairs(ratings, movies, part_items[part], cfg, seed + k), index)
+             for k, part in enumerate(PARTS)}
+    return Split(protocol, seed, ids, part_items, parts)
+
+
+def save_split(split: Split, path: Path) -> None:
+    arrays = {"ids": split.ids.astype(str)}
+    for part in PARTS:
+        ps = split.parts[part]
+        arrays[f"{part}_pairs"] = ps.pairs
+        arrays[f"{part}_labels"] = ps.labels
+        arrays[f"{part}_source"] = ps.source
+        arrays[f"{part}_triplets"] = ps.triplets
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_split_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def config_dict(cfg: PairConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,544 @@
+"""Training: one canonical trainer for a single configuration or an ablation grid.
+
+``run_fuse(config, workdir, grid=False)`` is the whole stage as a function (the CLI is a thin shell
+over it). The workdir is the single source of truth: ``config.json`` (the full record of the run),
+``split.json`` and ``pairs.npz`` (deterministic for the seed), and one folder per trained model in
+``runs/<model>/`` with ``config.json``, ``metrics.jsonl``, ``curves.png``, ``distances.png``,
+``checkpoints/`` (orbax, for resume), ``params/`` (the final parameters), ``feature_stats.npz``
+and ``summary.json``. Running the same command again resumes from the newest checkpoint; a run
+that finished is not trained again.
+
+How a step runs: the whole feature table sits on the device; ``update`` is a pure function of
+(state, step) that samples a batch of training triplets with ``jax.random`` (the key is
+``fold_in(seed_key, step)``, so the stream depends only on the step and a resumed run draws
+exactly the batches an uninterrupted one would), gathers their features, takes the loss and
+applies an optax AdamW update with global-norm clipping and a warmup-cosine schedule. ``lax.scan``
+fuses ``steps_per_call`` steps into one jitted call. Configurations that share a head are stacked
+on a leading axis and trained by one vmapped program (``jax.vmap`` over parameters, optimiser
+state, loss selectors and modality masks; every configuration sees the same batches). With
+several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
+parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
+initialises from the cluster's environment, each host runs the same command on the same store).
+Validation (genre-pair ROC AUC on the validation pairs), early stopping, checkpoints and logging
+happen on the host every ``eval_every`` steps only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cinefuse.errors import CinefuseError
+from cinefuse.fuse.config import (
+    FuseConfig,
+    LossConfig,
+    ModelConfig,
+    as_config,
+    config_json,
+    model_name,
+    resolve_feature_sets,
+)
+from cinefuse.fuse.features import (
+    FeatureTable,
+    apply_standardization,
+    load_features,
+    pack_genre_words,
+    standardization,
+)
+from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split
+
+
+# -- what to train ------------------------------------------------------------------------------
+@dataclass
+class RunSpec:
+    name: str
+    loss: LossConfig
+    model: ModelConfig
+    feature_sets: list[str]          # the sets the tower is built over (a grid group: their union)
+    token_mask: list[int]            # 1 for the sets this configuration uses
+
+    def record(self, config: FuseConfig) -> dict:
+        return {"name": self.name, "loss": asdict(self.loss), "margin": self.loss.resolved_margin(),
+                "model": asdict(self.model), "feature_sets": self.feature_sets, "token_mask": self.token_mask,
+                "train": asdict(config.train), "pairs": asdict(config.pairs), "split": asdict(config.split),
+                "data": asdict(config.data)}
+
+
+def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
+    """Groups of runs; each group is one (vmapped) program."""
+    sets_of = lambda mods: resolve_feature_sets(mods, config.data.modality_sets)  # noqa: E731
+    if not grid:
+        sets = sets_of(config.model.modalities)
+        name = model_name(config.loss.kind, config.loss.distance, config.model.modalities, config.model.head)
+        return [[RunSpec(name, config.loss, config.model, sets, [1] * len(sets))]]
+    g = config.grid
+    union: list[str] = []
+    for mods in list(g.modalities) + [config.model.modalities]:
+        union.extend(s for s in sets_of(mods) if s not in union)
+    groups: list[list[RunSpec]] = []
+    main: list[RunSpec] = []
+    for kind in g.losses:
+        for distance in g.distances:
+            for mods in g.modalities:
+                loss = LossConfig(**{**asdict(config.loss), "kind": kind, "distance": distance,
+                                     "margin": config.loss.margin if kind == config.loss.kind else None})
+                model = ModelConfig(**{**asdict(config.model), "modalities": mods})
+                used = set(sets_of(mods))
+                main.append(RunSpec(model_name(kind, distance, mods, model.head), loss, model, union,
+                                    [int(s in used) for s in union]))
+    if main:
+        groups.append(main)
+    for head in g.heads:
+        if head == config.model.head:
+            continue
+        model = ModelConfig(**{**asdict(config.model), "head": head})
+        sets = sets_of(config.model.modalities)
+        name = model_name(config.loss.kind, config.loss.distance, config.model.modalities, head)
+        groups.append([RunSpec(name, config.loss, model, sets, [1] * len(sets))])
+    return groups
+
+
+# -- data -------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    ids: np.ndarray                      # split items, pairs index into these
+    table: FeatureTable                  # rows aligned with ids, raw (unstandardised)
+    words: np.ndarray                    # (N, W) uint32 genre bits
+    arrays: dict                         # pairs.npz content
+    split: dict                          # split.json content
+    counts: dict = field(default_factory=dict)
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=print) -> Prepared:
+    from cinefuse.datasets.movielens import load_movies, load_ratings
+
+    d = config.data
+    for key in ("store", "ratings", "movies"):
+        if not getattr(d, key):
+            raise CinefuseError(f"fuse needs --{key} (or data.{key} in the config)")
+    table = load_features(d.store, feature_sets, endpoint_url=d.endpoint_url)
+    counts = dict(table.counts)
+    log(f"features: {counts['kept']} of {counts['items']} items hold every set "
+        f"({counts['excluded_missing_modality']} excluded)")
+    ratings, movies = load_ratings(d.ratings), load_movies(d.movies)
+    movie_pos = {m: k for k, m in enumerate(movies.ids.tolist())}
+    rated = set(np.unique(ratings.item).tolist())
+    universe = [i for i in table.ids.tolist() if i in movie_pos and i in rated]
+    counts["without_ratings_or_movie"] = int(len(table.ids) - len(universe))
+    if len(universe) < 10:
+        raise CinefuseError(
+            f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; "
+            "check that the store ids are MovieLens movieIds of the ratings file")
+    split_path, pairs_path = workdir / "split.json", workdir / "pairs.npz"
+    if split_path.is_file() and pairs_path.is_file():
+        split_json, arrays = _read_json(split_path), load_split_arrays(pairs_path)
+    else:
+        split = make_split(ratings, movies, universe, config.pairs, config.split.protocol, config.train.seed,
+                           config.split.fractions)
+        save_split(split, pairs_path)
+        split_json = split.split_json()
+        split_json["stats"] = split.stats()
+        _write_json(split_path, split_json)
+        arrays = load_split_arrays(pairs_path)
+    ids = arrays["ids"].astype(object)
+    row = {k: r for r, k in enumerate(table.ids.tolist())}
+    table = table.take(np.array([row[i] for i in ids.tolist()], dtype=np.int64))
+    words = pack_genre_words([movies.genres[movie_pos[i]] for i in ids.tolist()])
+    for part in PARTS:
+        if len(arrays[f"{part}_pairs"]) == 0 and part != "test":
+            raise CinefuseError(f"the {part} split has no pairs; use more items or lower [pairs] thresholds")
+    if len(arrays["train_triplets"]) == 0:
+        raise CinefuseError("no training triplets; use more items or lower [pairs] thresholds")
+    return Prepared(ids, table, words, arrays, split_json, counts)
+
+
+# -- the trainer --------------------------------------------------------------------------------
+def _auc(distance: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of -distance for separating positive (1) from negative (0) pairs; ties count half."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(-distance)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class GroupTrainer:
+    """Trains a group of configurations sharing one tower layout, as one vmapped program."""
+
+    def __init__(self, config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print):
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        from cinefuse.fuse.losses import batch_loss, loss_spec, split_specs
+        from cinefuse.fuse.models import build_tower, set_specs
+
+        self.jax, self.jnp = jax, jnp
+        self.config, self.runs, self.data, self.workdir, self.log = config, runs, data, workdir, log
+        t = config.train
+        self.sets = runs[0].feature_sets
+        table = data.table
+        train_rows = np.unique(data.arrays["train_triplets"].reshape(-1))
+        self.stats = standardization(FeatureTable(table.ids, {n: table.data[n] for n in self.sets},
+                                                  {n: table.lengths[n] for n in self.sets}), train_rows)
+        std = apply_standardization(FeatureTable(table.ids, {n: table.data[n] for n in self.sets},
+                                                 {n: table.lengths[n] for n in self.sets}), self.stats)
+        shapes = {n: std[n].shape[1:] for n in self.sets}
+        self.tower = build_tower(runs[0].model, set_specs(self.sets, shapes, runs[0].model.conv_sets))
+
+        devices = jax.devices()
+        n_dev = len(devices)
+        self.mesh = None
+        if t.data_parallel and n_dev > 1:
+            if t.batch_size % n_dev:
+                raise CinefuseError(f"train.batch_size {t.batch_size} must be a multiple of the {n_dev} devices "
+                                    "for data-parallel training (or set train.data_parallel = false)")
+            self.mesh = Mesh(np.array(devices), ("data",))
+        replicated = NamedSharding(self.mesh, P()) if self.mesh is not None else None
+
+        def put(x):
+            x = np.asarray(x)
+            if replicated is None:
+                return jnp.asarray(x)
+            return jax.make_array_from_callback(x.shape, replicated, lambda idx: x[idx])
+
+        self.put = put
+        self.feats = {n: put(std[n]) for n in self.sets}
+        self.lens = {n: put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None}
+        self.words = put(data.words)
+        self.triplets = put(data.arrays["train_triplets"].astype(np.int32))
+        self.n_triplets = int(len(data.arrays["train_triplets"]))
+        static_spec, self.specs = split_specs([
+            loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(), r.loss.temperature,
+                      r.loss.euclidean_normalized) for r in runs])
+        self.masks = jnp.asarray(np.array([r.token_mask for r in runs], dtype=np.float32))
+        schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(1, min(t.warmup_steps, t.steps - 1)),
+                                                      t.steps, end_value=t.learning_rate * 0.05)
+        self.tx = optax.chain(optax.clip_by_global_norm(t.clip_norm),
+                              optax.adamw(schedule, weight_decay=t.weight_decay))
+        self.key = jax.random.PRNGKey(t.seed)
+        neg_max = float(config.pairs.negative_max_jaccard)
+        batch = t.batch_size
+        tower, tx = self.tower, self.tx
+        batch_sharding = NamedSharding(self.mesh, P("data", None)) if self.mesh is not None else None
+        n_trip = self.n_triplets
+        feats_all, lens_all, words_all, trip_all = self.feats, self.lens, self.words, self.triplets
+        sets = self.sets
+
+        def loss_fn(params, spec, mask, feats, lens, items, words):
+            emb, raw = tower.apply(params, feats, lens, mask)
+            emb, raw = emb.reshape(batch, 3, -1), raw.reshape(batch, 3, -1)
+            return batch_loss({**static_spec, **spec}, emb, raw, items, words, neg_max)
+
+        def per_config(params, opt_state, spec, mask, feats, lens, items, words):
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, spec, mask, feats, lens, items, words)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+
+        def update(state, step):
+            rng = jax.random.fold_in(self.key, step)
+            pick = jax.random.randint(rng, (batch,), 0, n_trip)
+            items = trip_all[pick]                                         # (B, 3)
+            if batch_sharding is not None:
+                items = jax.lax.with_sharding_constraint(items, batch_sharding)
+            flat = items.reshape(-1)                                       # a0 p0 n0 a1 ...
+            feats = {n: feats_all[n][flat] for n in sets}
+            lens = {n: v[flat] for n, v in lens_all.items()}
+            words = words_all[items]                                       # (B, 3, W)
+            params, opt_state, metrics = jax.vmap(per_config, in_axes=(0, 0, 0, 0, None, None, None, None))(
+                state["params"], state["opt_state"], self.specs, self.masks, feats, lens, items, words)
+            return {"params": params, "opt_state": opt_state, "step": step + 1}, metrics
+
+        def multi_step(state):
+            def body(s, _):
+                return update(s, s["step"])
+            return jax.lax.scan(body, state, None, length=t.steps_per_call)
+
+        self.multi_step = jax.jit(multi_step, donate_argnums=0)
+
+        def embed(params, feats, lens):
+            return jax.vmap(lambda p, m: tower.apply(p, feats, lens, m), in_axes=(0, 0))(params, self.masks)
+
+        self.embed = jax.jit(embed)
+
+    # -- state ------------------------------------------------------------------------------------
+    def init_state(self):
+        jax, jnp = self.jax, self.jnp
+        g = len(self.runs)
+        sample = {n: self.feats[n][:2] for n in self.sets}
+        lens = {n: v[:2] for n, v in self.lens.items()}
+        init_key = jax.random.fold_in(self.key, -1 & 0x7FFFFFFF)
+        params = jax.jit(self.tower.init)(init_key, sample, lens, self.masks[0])
+        # the same initial parameters for every configuration of the group, as sequential runs with
+        # the same seed would have: differences come from the configurations only
+        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (g,) + x.shape).copy(), params)
+        opt_state = jax.jit(jax.vmap(self.tx.init))(params)
+        state = {"params": params, "opt_state": opt_state, "step": jnp.int32(0)}
+        if self.mesh is not None:
+            state = jax.tree.map(lambda x: self.put(np.asarray(x)), state)
+        return state
+
+    def embed_rows(self, params, rows: np.ndarray, chunk: int = 2048):
+        outs_n, outs_r = [], []
+        for start in range(0, len(rows), chunk):
+            idx = self.jnp.asarray(rows[start:start + chunk])
+            feats = {n: self.feats[n][idx] for n in self.sets}
+            lens = {n: v[idx] for n, v in self.lens.items()}
+            n, r = self.embed(params, feats, lens)
+            outs_n.append(np.asarray(n))
+            outs_r.append(np.asarray(r))
+        return np.concatenate(outs_n, axis=1), np.concatenate(outs_r, axis=1)  # (G, M, E)
+
+    def validate(self, params, part: str = "val") -> list[dict]:
+        pairs = self.data.arrays[f"{part}_pairs"]
+        labels = self.data.arrays[f"{part}_labels"]
+        rows = np.unique(pairs.reshape(-1))
+        pos = np.searchsorted(rows, pairs)
+        emb, raw = self.embed_rows(params, rows)
+        out = []
+        for g, run in enumerate(self.runs):
+            d = _pair_distance(emb[g], raw[g], pos, run.loss)
+            out.append({"auc": _auc(d, labels), "d_pos": float(d[labels == 1].mean()),
+                        "d_neg": float(d[labels == 0].mean()), "distances": d, "labels": labels})
+        return out
+
+
+def _pair_distance(emb, raw, pos, loss: LossConfig):
+    if loss.distance == "euclidean" and loss.kind != "infonce":
+        x = emb if loss.euclidean_normalized else raw
+        return np.linalg.norm(x[pos[:, 0]] - x[pos[:, 1]], axis=1)
+    return 1.0 - np.sum(emb[pos[:, 0]] * emb[pos[:, 1]], axis=1)
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def _metrics_lines(path: Path, upto_step: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if rec.get("step", 0) <= upto_step:
+            lines.append(rec)
+    return lines
+
+
+def _group_dir(workdir: Path, runs: list[RunSpec]) -> Path:
+    if len(runs) == 1:
+        return workdir / "runs" / runs[0].name
+    return workdir / "grid" / runs[0].model.head
+
+
+def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print) -> list[dict]:
+    import jax
+    import orbax.checkpoint as ocp
+    from tqdm import tqdm
+
+    t = config.train
+    group_dir = _group_dir(workdir, runs)
+    run_dirs = [workdir / "runs" / r.name for r in runs]
+    for r, d in zip(runs, run_dirs):
+        d.mkdir(parents=True, exist_ok=True)
+        record = r.record(config)
+        if (d / "config.json").is_file() and _read_json(d / "config.json") != json.loads(json.dumps(record)):
+            raise CinefuseError(f"{d} holds a run with a different configuration; use a new --workdir")
+        _write_json(d / "config.json", record)
+    done = [(d / "summary.json").is_file() and (d / "params").is_dir() for d in run_dirs]
+    if all(done):
+        log(f"{', '.join(r.name for r in runs)}: already trained, nothing to do")
+        return [_read_json(d / "summary.json") for d in run_dirs]
+
+    trainer = GroupTrainer(config, runs, data, workdir, log)
+    for r, d in zip(runs, run_dirs):
+        np.savez(d / "feature_stats.npz", **{f"{n}::mean": m for n, (m, s) in trainer.stats.items()},
+                 **{f"{n}::std": s for n, (m, s) in trainer.stats.items()})
+    state = trainer.init_state()
+    g = len(runs)
+    best = jax.tree.map(lambda x: x.copy(), state["params"])  # the state's buffers are donated each call
+    meta = {"best_auc": [-1.0] * g, "bad": [0] * g, "best_step": [0] * g, "stopped": [False] * g,
+            "elapsed": 0.0, "done": False}
+    manager = ocp.CheckpointManager(
+        (group_dir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=t.keep_checkpoints, create=True))
+    start = manager.latest_step()
+    if start is not None:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"state": state, "best": best})
+        restored = manager.restore(start, args=ocp.args.Composite(
+            train=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        state, best, meta = restored["train"]["state"], restored["train"]["best"], restored["meta"]
+        log(f"resuming {group_dir.name} from step {start}")
+    step = int(state["step"])
+    for d in run_dirs:  # drop log lines written after the checkpoint we resume from
+        lines = _metrics_lines(d / "metrics.jsonl", step)
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    logs = [open(d / "metrics.jsonl", "a") for d in run_dirs]
+    t0 = time.perf_counter() - float(meta["elapsed"])
+    bar = tqdm(total=t.steps, initial=step, desc=f"fuse {group_dir.name}", unit="step", file=sys.stderr,
+               disable=None, leave=False)
+    try:
+        while step < t.steps and not all(meta["stopped"]):
+            state, metrics = trainer.multi_step(state)
+            step += t.steps_per_call
+            bar.update(t.steps_per_call)
+            if step % t.eval_every == 0 or step >= t.steps:
+                metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
+                val = trainer.validate(state["params"])
+                improved = np.zeros(g, bool)
+                for k in range(g):
+                    if meta["stopped"][k]:
+                        continue
+                    if val[k]["auc"] > meta["best_auc"][k] + 1e-6 or meta["best_step"][k] == 0:
+                        improved[k] = True
+                        meta["best_auc"][k], meta["best_step"][k], meta["bad"][k] = val[k]["auc"], step, 0
+                    else:
+                        meta["bad"][k] += 1
+                        if t.patience and meta["bad"][k] >= t.patience:
+                            meta["stopped"][k] = True
+                    rec = {"step": step, "loss": float(metrics["loss"][k]), "d_pos": float(metrics["d_pos"][k]),
+                           "d_neg": float(metrics["d_neg"][k]), "grad_norm": float(metrics["grad_norm"][k]),
+                           "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
+                           "seconds": round(time.perf_counter() - t0, 3)}
+                    logs[k].write(json.dumps(rec) + "\n")
+                    logs[k].flush()
+                sel = jax.numpy.asarray(improved)
+                best = jax.tree.map(lambda b, p: jax.numpy.where(sel.reshape((g,) + (1,) * (p.ndim - 1)), p, b),
+                                    best, state["params"])
+                bar.set_postfix(val_auc=f"{max(v['auc'] for v in val):.3f}")
+                last = step >= t.steps or all(meta["stopped"])
+                if step % t.checkpoint_every == 0 or last:
+                    meta["elapsed"] = time.perf_counter() - t0
+                    meta["done"] = last
+                    manager.save(step, args=ocp.args.Composite(
+                        train=ocp.args.StandardSave({"state": state, "best": best}), meta=ocp.args.JsonSave(meta)))
+        manager.wait_until_finished()
+    finally:
+        bar.close()
+        for f in logs:
+            f.close()
+    train_seconds = float(meta.get("elapsed", time.perf_counter() - t0))
+    final = best if t.patience else state["params"]
+    val = trainer.validate(final)
+    summaries = []
+    checkpointer = ocp.StandardCheckpointer()
+    for k, (r, d) in enumerate(zip(runs, run_dirs)):
+        params_k = jax.tree.map(lambda x: np.asarray(x[k]), final)
+        target = (d / "params").absolute()
+        if target.exists():
+            import shutil
+            shutil.rmtree(target)
+        checkpointer.save(target, params_k)
+        checkpointer.wait_until_finished()
+        summary = {"model": r.name, "train_seconds": round(train_seconds, 3), "steps": step,
+                   "best_step": int(meta["best_step"][k]), "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
+                   "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
+                   "group_size": g, "feature_counts": data.counts}
+        _write_json(d / "summary.json", summary)
+        _plot(d, _metrics_lines(d / "metrics.jsonl", step), val[k])
+        summaries.append(summary)
+    return summaries
+
+
+def _plot(run_dir: Path, lines: list[dict], val: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if lines:
+        steps = [x["step"] for x in lines]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        axes[0].plot(steps, [x["loss"] for x in lines], label="train loss")
+        axes[0].set_xlabel("step")
+        axes[0].legend()
+        axes[1].plot(steps, [x["val_auc"] for x in lines], label="val AUC", color="C1")
+        axes[1].set_xlabel("step")
+        axes[1].legend()
+        fig.suptitle(run_dir.name)
+        fig.tight_layout()
+        fig.savefig(run_dir / "curves.png", dpi=80)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    d, y = val["distances"], val["labels"]
+    ax.hist(d[y == 1], bins=40, alpha=0.6, label="positive pairs", density=True)
+    ax.hist(d[y == 0], bins=40, alpha=0.6, label="negative pairs", density=True)
+    ax.set_xlabel("distance (validation pairs)")
+    ax.legend()
+    ax.set_title(f"{run_dir.name}: AUC {val['auc']:.3f}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "distances.png", dpi=80)
+    plt.close(fig)
+
+
+def results_table(summaries: list[dict]) -> str:
+    head = f"{'model':<44} {'val AUC':>8} {'d(pos)':>8} {'d(neg)':>8} {'best step':>9} {'train s':>8}"
+    rows = [head, "-" * len(head)]
+    for s in sorted(summaries, key=lambda s: -s["val_auc"]):
+        rows.append(f"{s['model']:<44} {s['val_auc']:>8.4f} {s['val_d_pos']:>8.4f} {s['val_d_neg']:>8.4f} "
+                    f"{s['best_step']:>9d} {s['train_seconds']:>8.2f}")
+    return "\n".join(rows)
+
+
+def run_fuse(config, workdir, grid: bool = False, log=None) -> dict:
+    """Train one configuration (or the ablation grid) into ``workdir``; returns the summary.
+
+    ``config``: a :class:`FuseConfig`, a dict of sections, or a TOML path. Resumes when ``workdir``
+    already holds checkpoints for the same configuration.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    config = as_config(config)
+    if config.train.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = json.loads(config_json(config))
+    record_path = workdir / "config.json"
+    if record_path.is_file():
+        old = _read_json(record_path)
+        if {k: v for k, v in old.items() if k != "grid"} != {k: v for k, v in record.items() if k != "grid"} or (
+                grid and old.get("grid") != record.get("grid")):
+            raise CinefuseError(
+                f"workdir {workdir} was made by a different fuse config (see {record_path}); "
+                "use a new --workdir, or the same config to resume")
+    _write_json(record_path, record)
+    groups = plan_runs(config, grid)
+    needed: list[str] = []
+    for group in groups:
+        for s in group[0].feature_sets:
+            if s not in needed:
+                needed.append(s)
+    data = prepare(config, workdir, needed, log)
+    t0 = time.perf_counter()
+    summaries = []
+    for group in groups:
+        summaries.extend(train_group(config, group, data, workdir, log))
+    table = results_table(summaries)
+    summary = {"workdir": str(workdir), "models": [s["model"] for s in summaries], "runs": summaries,
+               "split": {k: v for k, v in data.split.items() if k not in PARTS},
+               "items": {part: len(data.split[part]) for part in PARTS}, "feature_counts": data.counts,
+               "seconds": round(time.perf_counter() - t0, 3), "table": table}
+    _write_json(workdir / ("grid_summary.json" if grid else "summary.json"), summary)
+    return summary

@@ -1,0 +1,113 @@
+"""Pair and triplet builder: exact pair sets on hand-made ratings, splits, and ml-latest-small."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cinefuse.datasets.movielens import Movies, Ratings, load_movies, load_ratings
+from cinefuse.errors import CinefuseError
+from cinefuse.fuse.pairs import PairConfig, build_pairs, jaccard, genre_masks, make_split
+
+GENRES = {"1": ["A", "B"], "2": ["A", "B"], "3": ["A"], "4": ["C"], "5": ["D"], "6": ["C", "D"]}
+RATINGS = [  # user, item, rating
+    (1, "1", 5), (1, "2", 4), (1, "3", 4), (1, "4", 1),
+    (2, "4", 5), (2, "6", 5), (2, "1", 2),
+    (3, "5", 4), (3, "3", 1), (3, "2", 1),
+]
+
+
+def hand_made():
+    r = Ratings(np.array([u for u, _, _ in RATINGS], np.int64), np.array([i for _, i, _ in RATINGS], object),
+                np.array([x for _, _, x in RATINGS], np.float32), np.zeros(len(RATINGS), np.int64))
+    m = Movies(np.array(list(GENRES), object), [f"m{i}" for i in GENRES], list(GENRES.values()),
+               np.full(len(GENRES), np.nan))
+    return r, m
+
+
+def as_sets(ps):
+    named = lambda rows: {tuple(ps.ids[list(p)]) for p in rows}  # noqa: E731
+    return named(ps.pairs[ps.labels == 1]), named(ps.pairs[ps.labels == 0])
+
+
+def test_exact_pairs_on_hand_made_ratings():
+    r, m = hand_made()
+    ps = build_pairs(r, m, None, PairConfig(negative_ratio=1.5, min_pairs_per_item=2), seed=0)
+    pos, neg = as_sets(ps)
+    # co-liked by user 1 (Jaccard 1, .5, .5) and user 2 (Jaccard .5)
+    assert pos == {("1", "2"), ("1", "3"), ("2", "3"), ("4", "6")}
+    # disagreements with Jaccard 0: (1,4) twice, the rest once; (2,3) both disliked scores only .5
+    assert neg == {("1", "4"), ("2", "4"), ("3", "4"), ("1", "6"), ("2", "5"), ("3", "5")}
+    assert ps.stats["by_source"] == {"co-like": 4, "disagree": 6, "random": 0, "coverage": 0}
+    assert ps.stats["positive_candidates"] == 4 and ps.stats["negative_candidates"] == 6
+    # triplets: each positive both ways, the negative one of the anchor's negative partners
+    assert len(ps.triplets) == 8
+    neg_idx = {tuple(sorted(p)) for p in ps.pairs[ps.labels == 0].tolist()}
+    pos_idx = {tuple(sorted(p)) for p in ps.pairs[ps.labels == 1].tolist()}
+    for a, p, n in ps.triplets.tolist():
+        assert tuple(sorted((a, p))) in pos_idx and tuple(sorted((a, n))) in neg_idx
+    again = build_pairs(r, m, None, PairConfig(negative_ratio=1.5, min_pairs_per_item=2), seed=0)
+    assert np.array_equal(again.pairs, ps.pairs) and np.array_equal(again.triplets, ps.triplets)
+
+
+def test_strongest_negatives_kept_and_coverage_top_up():
+    r, m = hand_made()
+    ps = build_pairs(r, m, None, PairConfig(negative_ratio=0.25, min_pairs_per_item=0), seed=0)
+    assert as_sets(ps)[1] == {("1", "4")}  # one negative wanted: the pair two users disagreed on
+    ps = build_pairs(r, m, None, PairConfig(negative_ratio=1.5, min_pairs_per_item=3), seed=0)
+    pos, _ = as_sets(ps)
+    # items 5 and 6 sit in 2 pairs; their only genre positive partner left is each other
+    assert ("5", "6") in pos and ps.stats["by_source"]["coverage"] == 1
+    assert ps.stats["uncovered_slots"] == 1
+
+
+def test_random_top_up_balances_negatives():
+    r, m = hand_made()
+    ps = build_pairs(r, m, None, PairConfig(negative_ratio=2.0, min_pairs_per_item=0), seed=3)
+    _, neg = as_sets(ps)
+    assert ps.stats["by_source"]["random"] == 2 and len(neg) == 8
+    masks = genre_masks(m.genres)
+    j = jaccard(masks[ps.pairs[:, 0]], masks[ps.pairs[:, 1]])
+    assert (j[ps.labels == 0] <= 0.1).all() and (j[ps.labels == 1] >= 0.25).all()
+
+
+def test_config_errors():
+    r, m = hand_made()
+    with pytest.raises(CinefuseError, match="negative_max_jaccard < positive_min_jaccard"):
+        build_pairs(r, m, None, PairConfig(negative_max_jaccard=0.5, positive_min_jaccard=0.25), 0)
+    with pytest.raises(CinefuseError, match="item '99' is not in the movies file"):
+        build_pairs(r, m, ["1", "99"], PairConfig(), 0)
+
+
+def test_splits_cold_item_and_pair(tmp_path):
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from fuse_fixtures import write_movielens
+
+    clusters = np.arange(60) % 3
+    ratings_path, movies_path = write_movielens(tmp_path, 60, clusters, 40, seed=1)
+    r, m = load_ratings(ratings_path), load_movies(movies_path)
+    split = make_split(r, m, None, PairConfig(), "cold-item", seed=5)
+    items = {part: set(split.items[part].tolist()) for part in ("train", "val", "test")}
+    assert [len(items[p]) for p in ("train", "val", "test")] == [42, 9, 9]
+    assert not (items["train"] & items["val"]) and not (items["train"] & items["test"])
+    for part in ("train", "val", "test"):  # no pair crosses parts
+        ps = split.parts[part]
+        used = set(split.ids[ps.pairs.reshape(-1)].tolist()) | set(split.ids[ps.triplets.reshape(-1)].tolist())
+        assert used <= items[part]
+    pair_split = make_split(r, m, None, PairConfig(), "pair", seed=5)
+    sizes = [len(pair_split.parts[p].pairs) for p in ("train", "val", "test")]
+    total = sum(sizes)
+    assert sizes[0] == round(0.7 * total) and sizes[1] == round(0.15 * total)
+    assert set(pair_split.items["test"].tolist()) & set(pair_split.items["train"].tolist())  # items shared
+
+
+def test_ml_latest_small_counts(movielens_small):
+    r, m = load_ratings(movielens_small), load_movies(movielens_small)
+    ps = build_pairs(r, m, None, PairConfig(), seed=0)
+    assert ps.stats["items"] == 9724
+    assert ps.stats["positive_candidates"] == 1187452 and ps.stats["negative_candidates"] == 1184610
+    assert ps.stats["by_source"]["co-like"] == 200000 and ps.stats["by_source"]["disagree"] == 200000
+    assert ps.stats["pairs"] == 410419
+    # items no random partner can fill (mostly films without genres) are counted, not hidden
+    assert ps.stats["items_below_min_pairs"] == 40
