@@ -1,0 +1,243 @@
+"""Backbones: the EfficientNet-Lite0 weight mapping is complete and checked, the cheap features
+match brute-force values, MiniLM matches sentence-transformers, and the production loaders
+(open_clip, torchaudio bundles) run with small randomly initialised architectures, since hub
+weights cannot be fetched here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cinefuse.errors import CinefuseError
+from cinefuse.extract.backbones import effnet
+from cinefuse.extract.backbones.lowlevel import frame_statistics, pool_statistics
+from cinefuse.extract.backbones.logmel import LogMel
+from cinefuse.extract.backbones.meta import LanguageMeta, YearMeta, parse_year
+from cinefuse.extract.backbones.tfidf import TfIdf
+
+TINY_CLIP = str(Path(__file__).parent / "data" / "tiny-clip.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite0
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lite0_source():
+    return torch.load(effnet.weights_path(), map_location="cpu", weights_only=True)
+
+
+def test_effnet_mapping_is_complete_and_one_to_one(lite0_source):
+    import timm
+
+    target = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
+    mapped = effnet.map_state_dict(lite0_source, target)
+    assert len(lite0_source) == len(target) == len(mapped) == 296
+    assert set(mapped) == set(target)
+    assert all(tuple(mapped[k].shape) == tuple(target[k].shape) for k in mapped)
+    # spot checks of the flat -> (stage, block) numbering and the layer renames
+    assert effnet.map_key("_blocks.0._project_conv.weight") == "blocks.0.0.conv_pw.weight"
+    assert effnet.map_key("_blocks.1._expand_conv.weight") == "blocks.1.0.conv_pw.weight"
+    assert effnet.map_key("_blocks.7._bn1.running_var") == "blocks.3.2.bn2.running_var"
+    assert effnet.map_key("_blocks.15._project_conv.weight") == "blocks.6.0.conv_pwl.weight"
+    assert effnet.map_key("_fc.bias") == "classifier.bias"
+
+
+def test_effnet_mapping_fails_loudly(lite0_source):
+    import timm
+
+    target = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
+    with pytest.raises(effnet.WeightMappingError, match="unmapped EfficientNet-Lite0 key '_blocks.16"):
+        effnet.map_state_dict({**lite0_source, "_blocks.16._bn1.weight": torch.zeros(1)}, target)
+    with pytest.raises(effnet.WeightMappingError, match="unmapped EfficientNet-Lite0 key 'extra.weight'"):
+        effnet.map_state_dict({**lite0_source, "extra.weight": torch.zeros(1)}, target)
+    bad = dict(lite0_source)
+    bad["_conv_head.weight"] = torch.zeros(1280, 320, 3, 3)
+    with pytest.raises(effnet.WeightMappingError, match=r"shape \(1280, 320, 3, 3\) != timm's \(1280, 320, 1, 1\)"):
+        effnet.map_state_dict(bad, target)
+    partial = {k: v for k, v in lite0_source.items() if not k.startswith("_fc.")}
+    with pytest.raises(effnet.WeightMappingError, match=r"left without weights: \['classifier.bias', 'classifier.weight'\]"):
+        effnet.map_state_dict(partial, target)
+
+
+BROWN_BEAR, ORANGUTAN = 294, 365  # ImageNet-1k class indices
+
+
+def test_effnet_classifies_real_frames_sensibly(shared_media, lite0_source):
+    """The two clip-video-encode clips show brown bears on grass and an orangutan (looked at by
+    eye): the mapped network must say so, confidently, for every sampled frame."""
+    from cinefuse.extract.decode import sample_frames
+
+    model = effnet.build_model()
+    assert torch.equal(model.state_dict()["blocks.3.2.bn2.running_var"], lite0_source["_blocks.7._bn1.running_var"])
+    for name, label in (("clip-video-encode__vid1.mp4", BROWN_BEAR), ("clip-video-encode__vid2.mp4", ORANGUTAN)):
+        frames = sample_frames(str(shared_media / "video" / name), 4, 224).frames
+        x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        with torch.inference_mode():
+            logits = model(x)
+            features = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert torch.isfinite(logits).all() and logits.shape == (4, 1000)
+        assert features.shape == (4, 1280) and (features >= 0).all()  # ReLU6 head, averaged
+        assert logits.argmax(-1).tolist() == [label] * 4
+        assert logits.softmax(-1)[:, label].max() > 0.9
+
+
+def test_effnet_backbone_embeds_frames():
+    backbone = effnet.EffNetLite0(frames=4)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8))
+    out = backbone.embed(frames)
+    assert out.shape == (3, 1280) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert [s.name for s in backbone.sets()] == ["visual/effnet_frames", "visual/effnet"]
+    attrs = backbone.attrs()
+    assert attrs["weights_sha256"] == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+# ---------------------------------------------------------------------------------------------
+# low-level statistics and log-mel
+# ---------------------------------------------------------------------------------------------
+def test_lowlevel_statistics_golden_values():
+    gray = np.full((8, 8, 3), 128, np.uint8)
+    half = np.zeros((8, 8, 3), np.uint8)
+    half[:, 4:] = 255  # white right half: a vertical edge
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    stats = frame_statistics(np.stack([gray, half, red]))
+    assert stats[0].tolist() == pytest.approx([128 / 255, 0, 0, 0, 0], abs=1e-6)
+    assert stats[1, 0] == pytest.approx(0.5) and stats[1, 1] == pytest.approx(0.5)
+    assert stats[1, 2] == pytest.approx(0.0, abs=1e-6)  # grey levels only: no colour
+    # Sobel on the 6x6 interior: columns 2 and 3 straddle the edge (|gx| = 4 > threshold)
+    assert stats[1, 3] == pytest.approx(2 / 6)
+    # brute force motion: mean |Y1 - Y0|
+    y0 = 128 / 255
+    y1 = np.where(np.arange(8) >= 4, 1.0, 0.0)
+    assert stats[1, 4] == pytest.approx(np.abs(y1 - y0).mean(), abs=1e-6)
+    # pure red: rg = 255, yb = 127.5, no spread -> 0.3 * sqrt(255^2 + 127.5^2) / 255
+    assert stats[2, 2] == pytest.approx(0.3 * np.sqrt(255**2 + 127.5**2) / 255, rel=1e-6)
+    assert stats[2, 0] == pytest.approx(0.299, abs=1e-6)
+    pooled = pool_statistics(stats)
+    assert pooled[:4] == pytest.approx(stats[:, :4].mean(0)) and pooled[4] == pytest.approx(stats[1:, 4].mean())
+    assert pooled[9] == pytest.approx(stats[1:, 4].std())
+
+
+def test_logmel_peak_band_and_shapes():
+    sr = 16000
+    t = np.arange(int(0.96 * sr)) / sr
+    windows = np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
+    backbone = LogMel(sr, 64, max_windows=62, steps=4)
+    out = backbone.compute(windows)
+    assert out["audio/logmel_seq"].shape == (8, 64) and out["audio/logmel_stats"].shape == (256,)
+    import torchaudio
+
+    centres = torchaudio.functional.melscale_fbanks(201, 125.0, 7500.0, 64, sr).argmax(dim=0).numpy() * sr / 400
+    seq = out["audio/logmel_seq"]
+    assert abs(centres[seq[0].argmax()] - 1000) < 120 and abs(centres[seq[4].argmax()] - 3000) < 300
+    # stats: mean over every frame of every window, per band (brute force)
+    logmel = backbone.spectrogram(windows)
+    assert out["audio/logmel_stats"][:64] == pytest.approx(logmel.transpose(1, 0, 2).reshape(64, -1).mean(1), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# text and metadata
+# ---------------------------------------------------------------------------------------------
+def test_minilm_matches_sentence_transformers(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from cinefuse.extract.backbones.minilm import MiniLM, model_path
+
+    texts = ["Toy Story (1995). A cowboy doll is threatened by a new spaceman toy.", "A quiet film about rain.", "x"]
+    ours = MiniLM().embed(texts)
+    reference = SentenceTransformer(str(model_path()), device="cpu").encode(texts, convert_to_numpy=True)
+    assert ours.shape == (3, 384)
+    assert np.abs(ours - reference).max() < 1e-5
+    assert np.linalg.norm(ours, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+
+
+def test_tfidf_fixed_shape_and_similarity():
+    corpus = ["a dog chases a ball in the park", "the dog sleeps in the park", "rockets fly to the moon",
+              "astronauts land on the moon", ""]
+    backbone = TfIdf(dim=8).fit(corpus)
+    vectors, valid = backbone.transform(corpus + ["zzzz qqqq"])
+    assert vectors.shape == (6, 8) and valid.tolist() == [True, True, True, True, False, False]
+    assert backbone.components == 3  # min(dim, docs - 1, terms - 1): zero-padded to 8
+    assert np.allclose(vectors[:, 3:], 0) and np.linalg.norm(vectors[:4], axis=1) == pytest.approx(np.ones(4), abs=1e-5)
+    sims = vectors[:4] @ vectors[:4].T
+    assert sims[0, 1] > sims[0, 2] and sims[2, 3] > sims[1, 3]  # shared words -> closer
+    again, _ = TfIdf(dim=8).fit(corpus).transform(corpus)
+    assert np.array_equal(again, vectors[:5])  # deterministic refit
+
+
+def test_year_and_language():
+    assert parse_year("1995") == 1995 and parse_year("", "Toy Story (1995)") == 1995 and parse_year("", "Heat") is None
+    year = YearMeta()
+    vector, status = year.encode({"year": "1995.0"})
+    assert status == "ok" and vector[0] == pytest.approx(5 / 30) and vector[1 + 9] == 1 and vector.sum() == pytest.approx(1 + 5 / 30)
+    assert year.encode({"year": "1850"})[0][1] == 1  # earlier years fall in the first decade
+    assert year.encode({"title": "no year"}) == (None, "no year")
+    language = LanguageMeta(["en", "fr"])
+    assert language.encode({"language": "French"})[0].tolist() == [0, 1, 0]
+    assert language.encode({"language": "en-US"})[0].tolist() == [1, 0, 0]
+    assert language.encode({"language": "tlh"})[0].tolist() == [0, 0, 1]
+    assert language.encode({}) == (None, "no language")
+
+
+# ---------------------------------------------------------------------------------------------
+# production loaders with small random architectures
+# ---------------------------------------------------------------------------------------------
+def test_openclip_loader_random_and_local_checkpoint(tmp_path):
+    import open_clip
+
+    from cinefuse.extract.backbones.openclip import OpenClipImage, OpenClipText
+
+    image = OpenClipImage("openclip:tiny-clip/none", frames=4, configs=[TINY_CLIP])
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8))
+    out = image.embed(frames)
+    assert out.shape == (2, 32) and image.input_size == 32
+    assert [s.name for s in image.sets()] == ["visual/openclip_tiny-clip_frames", "visual/openclip_tiny-clip"]
+    assert image.attrs()["weights"] == "random initialisation (testing only)"
+    # a local checkpoint goes through open_clip's own loading code and gives back these weights
+    model, _ = image.load()
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    text = OpenClipText(f"openclip:tiny-clip@{checkpoint}", configs=[TINY_CLIP])
+    reloaded, tokenizer = text.load()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
+    vectors = text.embed(["a dog", "the moon"])
+    with torch.inference_mode():
+        expected = reloaded.encode_text(tokenizer(["a dog", "the moon"])).numpy()
+    assert np.allclose(vectors, expected) and text.attrs()["weights_sha256"]
+    with pytest.raises(CinefuseError, match="open_clip has no model 'no-such-model'"):
+        OpenClipImage("openclip:no-such-model/none", frames=4).load()
+    assert open_clip.list_models()
+
+
+def test_torchaudio_bundle_loader_random():
+    from cinefuse.extract.backbones.torchaudio_bundle import TorchaudioBundle
+
+    backbone = TorchaudioBundle("torchaudio:WAV2VEC2_BASE@random", max_windows=62, sample_rate=16000)
+    torch.manual_seed(0)
+    out = backbone.embed(torch.randn(2, 15360) * 0.1)
+    assert out.shape == (2, 768) and torch.isfinite(out).all()
+    assert [s.name for s in backbone.sets()] == ["audio/wav2vec2_base_windows", "audio/wav2vec2_base"]
+    assert backbone.attrs()["weights"] == "random initialisation (testing only)"
+    with pytest.raises(CinefuseError, match="torchaudio has no wav2vec2-family bundle 'NOPE'"):
+        TorchaudioBundle("torchaudio:NOPE", max_windows=1, sample_rate=16000)
+    with pytest.raises(CinefuseError, match="checkpoint /no/such.pt not found"):
+        TorchaudioBundle("torchaudio:HUBERT_BASE@/no/such.pt", max_windows=1, sample_rate=16000)
+
+
+@pytest.mark.slow
+def test_torchaudio_bundle_local_state_dict(tmp_path):
+    """~20 s: a 95M-parameter architecture built twice and a 380 MB state dict written and read."""
+    from cinefuse.extract.backbones.torchaudio_bundle import TorchaudioBundle
+
+    backbone = TorchaudioBundle("torchaudio:WAV2VEC2_BASE@random", max_windows=62, sample_rate=16000)
+    windows = torch.randn(2, 15360) * 0.1
+    out = backbone.embed(windows)
+    path = tmp_path / "w2v.pt"
+    torch.save(backbone.load().state_dict(), path)
+    again = TorchaudioBundle(f"torchaudio:WAV2VEC2_BASE@{path}", max_windows=62, sample_rate=16000)
+    assert torch.allclose(again.embed(windows), out, atol=1e-5)
+    assert again.attrs()["weights"] == "local state dict w2v.pt"

@@ -1,0 +1,215 @@
+"""Decoding: frame sampling covers the whole video, audio windows have the right count and rate,
+each bad input gives its status. On videos the tests encode (frame k shows k) and on real media."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from cinefuse.extract.decode import MediaError, cut_windows, sample_audio, sample_frames, uniform_targets
+from media_fixtures import (corrupt_audio_after, encode_video, read_index, write_html, write_truncated,
+                            write_zero_byte)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """5 s, 10 fps (frames 0..49), keyframe every 10 frames, 1 kHz tone at 44.1 kHz stereo."""
+    return encode_video(tmp_path_factory.mktemp("media") / "clip.mp4", seconds=5, fps=10, gop=10)
+
+
+def test_uniform_targets_are_slice_centres():
+    assert np.allclose(uniform_targets(0.0, 10.0, 4), [1.25, 3.75, 6.25, 8.75])
+
+
+def test_exact_sampling_returns_the_frame_at_each_slice_centre(clip):
+    sample = sample_frames(str(clip), 16, 224, mode="exact")
+    shown = [read_index(frame) for frame in sample.frames]
+    # brute force: frame k is shown during [k/10, (k+1)/10); the sampler takes the frame whose
+    # timestamp is nearest each centre (k + 0.5) * 5 / 16 (ties to the earlier frame)
+    expected = []
+    for target in (np.arange(16) + 0.5) * 5.0 / 16:
+        k = int(np.argmin(np.abs(np.arange(50) / 10 - target) + np.arange(50) * 1e-9))
+        expected.append(k)
+    assert shown == expected
+    assert sample.frames.shape == (16, 224, 224, 3) and sample.frames.dtype == np.uint8
+    assert sample.frame_count == 50 and sample.duration == pytest.approx(5.0)
+    assert np.allclose(sample.times, np.array(expected) / 10)
+    assert sample.status == "ok"
+
+
+def test_keyframe_sampling_covers_the_whole_video_within_half_a_slice(clip):
+    sample = sample_frames(str(clip), 16, 224, mode="keyframe")
+    shown = np.array([read_index(frame) for frame in sample.frames])
+    assert np.all(np.diff(shown) > 0)  # distinct, in order
+    assert np.allclose(sample.times, shown / 10)  # the times the sampler reports are the frames shown
+    slice_len = 5.0 / 16
+    assert len(shown) == 16
+    assert np.all(np.abs(sample.times - sample.targets) <= slice_len / 2 + 1e-9)  # each within half a slice
+    assert sample.times[0] < slice_len and sample.times[-1] > 5.0 - slice_len  # first and last slice
+    # keyframes (0, 10, 20, 30, 40) within half a slice of a target are taken as they are
+    assert sample.keyframe_hits == 5 and {0, 10, 20, 30, 40} <= set(shown.tolist())
+
+
+def test_more_frames_asked_than_the_video_has(tmp_path):
+    path = encode_video(tmp_path / "short.mp4", seconds=0.5, fps=10, audio=False)
+    sample = sample_frames(str(path), 16, 64, mode="exact")
+    assert [read_index(f) for f in sample.frames] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("fps,size,pix_fmt,codec,suffix", [
+    (Fraction(30000, 1001), (97, 55), "yuv444p", "libx264", ".mp4"),  # odd size, NTSC rate
+    (7, (98, 54), "yuv420p", "mpeg4", ".avi"),  # odd rate, other codec and container
+    (25, (48, 80), "yuv420p", "libx264", ".mkv"),  # portrait, Matroska
+])
+def test_odd_sizes_and_frame_rates_decode(tmp_path, fps, size, pix_fmt, codec, suffix):
+    path = encode_video(tmp_path / f"odd{suffix}", seconds=2, fps=fps, size=size, pix_fmt=pix_fmt, codec=codec)
+    sample = sample_frames(str(path), 8, 64, mode="exact")
+    count = int(round(2 * float(fps)))
+    assert sample.status == "ok" and sample.frames.shape == (8, 64, 64, 3)
+    assert count - 1 <= sample.frame_count <= count  # the mpeg4 encoder may drop one frame
+    assert sample.times[0] < 2 / 8 and sample.times[-1] > 2 - 2 / 8
+    if size[0] > size[1]:  # landscape: the index bands survive the centre crop
+        shown = [read_index(f) for f in sample.frames]
+        assert shown == sorted(set(shown)) and shown[0] < count / 8 and shown[-1] >= count - count / 8 - 1
+        if codec == "libx264":  # (AVI has no presentation times; its mpeg4 stream is off by one)
+            assert shown == [round(t * float(fps)) for t in sample.times]
+    audio = sample_audio(str(path), 16000, 0.96, 60)
+    assert audio.windows.shape == (2, 15360)
+
+
+def test_audio_windows_count_rate_and_cap(clip):
+    audio = sample_audio(str(clip), 16000, 0.96, 60.0)
+    assert audio.sample_rate == 16000 and audio.status == "ok"
+    assert audio.windows.shape == (5, 15360)  # floor(5 s / 0.96 s) windows of 0.96 * 16000 samples
+    assert np.allclose(audio.starts, np.arange(5) * 0.96)
+    # the 1 kHz tone lands in the 1 kHz FFT bin at 16 kHz (a wrong rate would move the peak)
+    spectrum = np.abs(np.fft.rfft(audio.windows[2]))
+    assert np.argmax(spectrum) * 16000 / 15360 == pytest.approx(1000, abs=16000 / 15360)
+    capped = sample_audio(str(clip), 16000, 0.96, 2.0)  # cap 2 s: 2 windows spread over the track
+    assert capped.windows.shape == (2, 15360)
+    assert capped.starts[0] == 0 and capped.starts[-1] == pytest.approx(audio.duration - 0.96, abs=1e-3)
+
+
+def test_cut_windows_spreads_over_the_whole_track():
+    samples = np.arange(100, dtype=np.float32)
+    windows, starts = cut_windows(samples, 10, 3)
+    assert starts.tolist() == [0, 45, 90] and windows[2].tolist() == list(range(90, 100))
+    windows, starts = cut_windows(samples, 10, 20)
+    assert starts.tolist() == list(range(0, 100, 10))
+    windows, starts = cut_windows(samples[:4], 10, 3)  # shorter than a window: one padded window
+    assert windows.shape == (1, 10) and windows[0, 4:].sum() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: each kind names its reason
+# ---------------------------------------------------------------------------------------------
+def _status(fn, path):
+    with pytest.raises(MediaError) as info:
+        fn(str(path))
+    return str(info.value)
+
+
+def test_missing_zero_byte_and_html_files(tmp_path):
+    frames = lambda p: sample_frames(p, 4, 64)  # noqa: E731
+    assert _status(frames, tmp_path / "nope.mp4") == f"missing file: {tmp_path / 'nope.mp4'}"
+    assert _status(frames, write_zero_byte(tmp_path / "zero.mp4")) == "empty file: 0 bytes"
+    assert _status(frames, write_html(tmp_path / "page.mp4")).startswith("not a video: the file is text (HTML")
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    assert _status(frames, tmp_path / "noise.mp4").startswith("not a video: FFmpeg cannot open it")
+
+
+def test_truncated_files(tmp_path, clip):
+    # index at the end (PyAV's default): the cut file has no index and cannot be opened
+    assert _status(lambda p: sample_frames(p, 4, 64), write_truncated(clip, tmp_path / "cut.mp4", 0.5)).startswith(
+        "damaged video: the container header is there")
+    # index first: it opens, decodes what is there, and says what was lost
+    full = encode_video(tmp_path / "fast.mp4", seconds=5, fps=10, faststart=True)
+    cut = write_truncated(full, tmp_path / "cut-fast.mp4", 0.5)
+    sample = sample_frames(str(cut), 8, 64, mode="exact")
+    assert sample.status.startswith("partial: only ") and "frames the index lists are in the file" in sample.status
+    shown = [read_index(f) for f in sample.frames]
+    assert shown == sorted(shown) and len(shown) == 8 and shown[-1] < 50
+    audio = sample_audio(str(cut), 16000, 0.96, 60)
+    assert audio.status.startswith("partial: ") and "audio decode error at" in audio.status
+    assert 1 <= audio.windows.shape[0] < 5
+
+
+def test_video_without_audio(tmp_path):
+    path = encode_video(tmp_path / "silent.mp4", seconds=1, audio=False)
+    assert sample_frames(str(path), 4, 64).status == "ok"
+    assert _status(lambda p: sample_audio(p, 16000, 0.96, 60), path) == "no audio track"
+
+
+def test_audio_failing_part_way_keeps_what_decoded(tmp_path, clip):
+    path = corrupt_audio_after(clip, tmp_path / "bad-audio.mp4", 2.0)
+    assert sample_frames(str(path), 8, 64).status == "ok"  # the video is intact
+    audio = sample_audio(str(path), 16000, 0.96, 60)
+    assert audio.status.startswith("partial: 2 audio windows kept (audio decode error at 2.")
+    assert audio.windows.shape == (2, 15360)
+
+
+# ---------------------------------------------------------------------------------------------
+# real media
+# ---------------------------------------------------------------------------------------------
+REAL = {  # file: (duration s from the data README, has audio)
+    "clip-video-encode__vid1.mp4": (2.2, True),
+    "clip-video-encode__vid2.mp4": (5.4, True),
+    "moviepy__chaplin.mp4": (9.6, True),
+    "moviepy__doc_medias__example2.mp4": (2.0, True),
+    "moviepy__doc_medias__long_examples__example.mp4": (16.0, False),
+    "moviepy__smpte-2997.mp4": (10.0, True),
+    "video2dataset__test_video.mp4": (122.7, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_media_frames_cover_the_whole_video(shared_media, name):
+    duration, has_audio = REAL[name]
+    path = shared_media / "video" / name
+    sample = sample_frames(str(path), 16, 224)
+    assert sample.status == "ok" and sample.frames.shape[1:] == (224, 224, 3)
+    assert sample.duration == pytest.approx(duration, abs=0.15)
+    slice_len = sample.duration / 16
+    assert np.all(np.diff(sample.times) > 0)
+    assert np.all(np.abs(sample.times - sample.targets[np.argmin(np.abs(sample.targets[None] - sample.times[:, None]), axis=1)])
+                  <= slice_len / 2 + 0.05)
+    assert sample.times[0] < slice_len and sample.times[-1] > sample.duration - slice_len
+    assert sample.frames.std() > 5  # real pictures, not black
+    if has_audio:
+        audio = sample_audio(str(path), 16000, 0.96, 60)
+        expected = min(int(audio.duration / 0.96), 62)
+        assert audio.windows.shape == (expected, 15360) and audio.status == "ok"
+        assert audio.duration == pytest.approx(duration, abs=0.2)
+    else:
+        assert _status(lambda p: sample_audio(p, 16000, 0.96, 60), path) == "no audio track"
+
+
+def test_real_long_video_audio_is_spread_and_capped(shared_media):
+    audio = sample_audio(str(shared_media / "video" / "video2dataset__test_video.mp4"), 16000, 0.96, 60)
+    assert audio.windows.shape == (62, 15360)  # 60 s cap / 0.96 s
+    assert audio.starts[0] == 0 and audio.starts[-1] == pytest.approx(audio.duration - 0.96, abs=1e-3)
+
+
+def test_real_audio_only_file(shared_media):
+    audio = sample_audio(str(shared_media / "audio" / "moviepy__doc_medias__example.wav"), 16000, 0.96, 60)
+    assert audio.windows.shape == (2, 15360) and audio.duration == pytest.approx(2.0, abs=0.05)
+    with pytest.raises(MediaError, match="no video stream"):
+        sample_frames(str(shared_media / "audio" / "moviepy__doc_medias__example.wav"), 4, 64)
+
+
+def test_long_tracks_seek_per_window_and_match_a_full_decode(shared_media):
+    """Feature-length tracks are sampled by seeking to each window; the windows must hold the same
+    audio as cutting them out of a full decode (AAC restarts after a seek, so not bit for bit)."""
+    path = str(shared_media / "video" / "video2dataset__test_video.mp4")
+    seek = sample_audio(path, 16000, 0.96, 4.8, full_decode_seconds=0)  # force the seeking path
+    full = sample_audio(path, 16000, 0.96, 1e9)  # every consecutive window of the track
+    assert seek.windows.shape == (5, 15360) and seek.status == "ok"
+    assert seek.starts[0] == 0 and seek.starts[-1] == pytest.approx(seek.duration - 0.96, abs=1e-3)
+    signal = full.windows.reshape(-1)
+    for start, window in zip(seek.starts, seek.windows):
+        begin = int(round(start * 16000))
+        reference = signal[begin:begin + 15360]
+        if reference.size == 15360:  # (the last window may run past the consecutive ones)
+            assert np.corrcoef(reference[2048:], window[2048:])[0, 1] > 0.97  # measured 0.984 to 1.0, no lag

@@ -1,0 +1,249 @@
+"""run_extract end to end: contract shapes, statuses of every bad-input kind, text-only items,
+resume, shard slices, strict, exit codes, s3 inputs and stores, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cinefuse.cli import main
+from cinefuse.errors import CinefuseError
+from cinefuse.extract.config import ExtractConfig
+from cinefuse.extract.pipeline import ExtractFailed, run_extract
+from cinefuse.store import open_store
+from media_fixtures import corrupt_audio_after, encode_video, write_html, write_truncated, write_zero_byte
+
+FIELDS = ["id", "video", "title", "plot", "year", "language"]
+CHEAP = dict(visual=["lowlevel"], audio=["logmel"], text=[], meta=["year"])  # no neural network
+
+
+def write_manifest(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in FIELDS})
+    return path
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> Path:
+    """Every kind of item: good clips, no audio, zero-byte, HTML, truncated, broken audio, missing
+    file, text only."""
+    d = tmp_path_factory.mktemp("collection")
+    encode_video(d / "good1.mp4", seconds=2, tone_hz=440)
+    encode_video(d / "good2.mp4", seconds=3, size=(80, 48), tone_hz=880)
+    encode_video(d / "silent.mp4", seconds=2, audio=False)
+    write_zero_byte(d / "zero.mp4")
+    write_html(d / "page.mp4")
+    write_truncated(encode_video(d / "long.mp4", seconds=5, faststart=True), d / "cut.mp4", 0.5)
+    corrupt_audio_after(encode_video(d / "tone.mp4", seconds=5), d / "badaudio.mp4", 2.0)
+    rows = [
+        dict(id="1", video="good1.mp4", title="Good One", plot="A dog runs across a green park", year="1995", language="en"),
+        dict(id="2", video="good2.mp4", title="Good Two", plot="Rockets fly to the moon at night", year="2004", language="fr"),
+        dict(id="3", video="silent.mp4", title="Silent", plot="A quiet film without sound", year="1927", language="en"),
+        dict(id="4", video="zero.mp4", title="Zero", plot="An empty download"),
+        dict(id="5", video="page.mp4", title="Page", plot="An error page saved as video", year="2010"),
+        dict(id="6", video="cut.mp4", title="Cut", plot="A download cut short", year="2012", language="de"),
+        dict(id="7", video="badaudio.mp4", title="Bad Audio", plot="The sound breaks half way", year="1999"),
+        dict(id="8", video="missing.mp4", title="Missing", plot="The file is not there"),
+        dict(id="9", video="", title="Text Only (1984)", plot="Only words, no pictures at all", language="en"),
+    ]
+    return write_manifest(d / "items.csv", rows)
+
+
+EXPECTED_STATUS = {  # id -> (visual status starts with, audio status starts with)
+    "1": ("ok", "ok"), "2": ("ok", "ok"), "3": ("ok", "no audio track"),
+    "4": ("empty file: 0 bytes", "empty file: 0 bytes"),
+    "5": ("not a video: the file is text", "not a video: the file is text"),
+    "6": ("partial: only ", "partial: "),
+    "7": ("ok", "partial: 2 audio windows kept (audio decode error at 2."),
+    "8": ("missing file: ", "missing file: "),
+    "9": ("no video", "no video"),
+}
+
+
+@pytest.fixture(scope="module")
+def full_run(collection, tmp_path_factory):
+    store = tmp_path_factory.mktemp("stores") / "full"
+    config = ExtractConfig(manifest=str(collection), store=str(store), frames=4, shard_size=4, batch_size=2,
+                           workers=1, progress=False)
+    return store, config, run_extract(config)
+
+
+def test_contract_shapes_statuses_and_summary(full_run):
+    store_path, config, summary = full_run
+    store = open_store(store_path)
+    sets = store.feature_sets()
+    expected_shapes = {
+        "visual/effnet_frames": (4, 1280), "visual/effnet": (1280,), "visual/lowlevel_frames": (4, 5),
+        "visual/lowlevel": (10,), "audio/logmel_stats": (256,), "audio/logmel_seq": (62 * 4, 64),
+        "text/minilm": (384,), "text/tfidf": (256,), "meta/year": (14,), "meta/language": (13,),
+    }
+    assert {name: tuple(info.shape) for name, info in sets.items()} == expected_shapes
+    table = store.load(sorted(sets))
+    assert table.ids.tolist() == [str(i) for i in range(1, 10)]
+    for row, item in enumerate(table.ids):
+        visual, audio = EXPECTED_STATUS[item]
+        for name in sets:
+            status = table.status[name][row]
+            if name.startswith("visual/"):
+                assert status.startswith(visual), (item, name, status)
+                assert table.valid[name][row] == (visual in ("ok", "partial: only "))
+            if name.startswith("audio/"):
+                assert status.startswith(audio), (item, name, status)
+                assert table.valid[name][row] == (audio.startswith(("ok", "partial")))
+            if not table.valid[name][row]:
+                assert not table.features[name][row].any()  # zeros where invalid
+    ok = table.ids.tolist().index("1")
+    assert table.lengths["visual/effnet_frames"][ok] == 4
+    assert table.lengths["audio/logmel_seq"][ok] == 2 * 4  # 2 s of audio: 2 windows x 4 steps
+    assert table.lengths["audio/logmel_seq"][table.ids.tolist().index("7")] == 2 * 4
+    effnet = table.features["visual/effnet"][ok]
+    assert np.allclose(effnet, table.features["visual/effnet_frames"][ok].astype(np.float32).mean(0), atol=1e-2)
+    # text and meta: every item has text; year from the column or the title; language where given
+    assert table.valid["text/minilm"].all()
+    assert table.valid["meta/year"].tolist() == [True, True, True, False, True, True, True, False, True]
+    assert table.valid["meta/language"].tolist() == [True, True, True, False, False, True, False, False, True]
+    # provenance
+    attrs = sets["visual/effnet"].attrs
+    assert attrs["weights_sha256"].startswith("579344248a93") and "timm" in attrs["library_versions"]
+    assert sets["audio/logmel_seq"].attrs["audio_sample_rate"] == 16000
+    assert summary["processed"] == 9 and summary["failed"] == 3 and summary["exit_code"] == 0
+    assert summary["by_status"] == {"empty file": 1, "missing file": 1, "no audio track": 1, "no video": 1,
+                                    "not a video": 1, "ok": 2, "partial": 2}
+    assert summary["shards_written"] == 3
+
+
+def test_rerun_resumes_and_overwrite_starts_over(full_run):
+    store_path, config, first = full_run
+    again = run_extract(config)
+    assert again["processed"] == 0 and again["skipped"] == 9 and again["config_hash"] == first["config_hash"]
+    changed = run_extract(config.replace(shard_size=9, overwrite=True, visual=["lowlevel"], audio=[], text=[], meta=[]))
+    assert changed["processed"] == 9 and changed["shards_written"] == 1
+    assert sorted(open_store(store_path).feature_sets()) == ["visual/lowlevel", "visual/lowlevel_frames"]
+
+
+def test_shard_slices_cover_every_item_once(collection, tmp_path):
+    store = tmp_path / "sliced"
+    base = ExtractConfig(manifest=str(collection), store=str(store), frames=3, shard_size=2, workers=0,
+                         progress=False, **CHEAP)
+    parts = [run_extract(base.replace(num_shards=3, shard_index=i)) for i in range(3)]
+    assert [p["processed"] for p in parts] == [3, 3, 3]
+    whole = run_extract(base)  # the same config: every id is already committed
+    assert whole["processed"] == 0 and whole["skipped"] == 9
+    reference = run_extract(base.replace(store=str(tmp_path / "whole")))
+    assert reference["processed"] == 9
+    a, b = open_store(store), open_store(tmp_path / "whole")
+    for name in a.feature_sets():
+        fa, fb = a.load_feature_set(name), b.load_feature_set(name)
+        order_a, order_b = np.argsort(fa.ids), np.argsort(fb.ids)
+        assert fa.ids[order_a].tolist() == fb.ids[order_b].tolist() == [str(i) for i in range(1, 10)]
+        assert np.array_equal(fa.data[order_a], fb.data[order_b])  # no model: bit for bit
+        assert fa.status[order_a].tolist() == fb.status[order_b].tolist()
+
+
+def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
+    """What evaluate does: MovieLens titles + tags as text, no video column values."""
+    import pandas as pd
+
+    movies = pd.read_csv(movielens_small / "movies.csv").head(40)
+    tags = pd.read_csv(movielens_small / "tags.csv")
+    tag_text = tags.groupby("movieId")["tag"].apply(lambda t: ", ".join(map(str, t)))
+    rows = [dict(id=str(m.movieId), video="", title=m.title, plot=tag_text.get(m.movieId, ""))
+            for m in movies.itertuples()]
+    manifest = write_manifest(tmp_path / "ml.csv", rows)
+    summary = run_extract(ExtractConfig(manifest=str(manifest), store=str(tmp_path / "s"), progress=False))
+    assert summary["exit_code"] == 0 and summary["failed"] == 0 and summary["by_status"] == {"no video": 40}
+    store = open_store(tmp_path / "s")
+    table = store.load(["text/minilm", "text/tfidf", "meta/year", "visual/effnet"])
+    assert table.ids[0] == "1" and table.valid["text/minilm"].all() and not table.valid["visual/effnet"].any()
+    assert set(table.status["visual/effnet"]) == {"no video"}
+    # years parsed from "Toy Story (1995)": the decade one-hot of movie 1 is the 1990s
+    assert table.features["meta/year"][0, 1 + 9] == 1 and table.valid["meta/year"].sum() == 40
+    # tf-idf is valid exactly where the movie has tags (or a title with known words)
+    with_tags = {str(i) for i in tag_text.index}
+    assert all(table.valid["text/tfidf"][k] for k, i in enumerate(table.ids) if i in with_tags)
+    minilm = table.features["text/minilm"]
+    assert np.allclose(np.linalg.norm(minilm, axis=1), 1, atol=1e-5)
+
+
+def test_strict_stops_at_the_first_failure(collection, tmp_path):
+    config = ExtractConfig(manifest=str(collection), store=str(tmp_path / "s"), frames=2, shard_size=2, workers=0,
+                           progress=False, strict=True, **CHEAP)
+    with pytest.raises(ExtractFailed, match=r"--strict: item '3' \(.*silent.mp4\) failed: no audio track; 1 shard\(s\) before it are committed"):
+        run_extract(config)
+    assert len(open_store(tmp_path / "s").ids()) == 2
+
+
+def test_cli_exit_codes(collection, tmp_path, capsys):
+    d = collection.parent
+    bad = write_manifest(tmp_path / "bad.csv", [dict(id="a", video=str(d / "zero.mp4")),
+                                                dict(id="b", video=str(d / "page.mp4"))])
+    args = ["extract", "--manifest", str(bad), "--store", str(tmp_path / "s"), "--visual", "lowlevel",
+            "--audio", "logmel", "--text", "", "--meta", "year", "--workers", "0", "--no-progress"]
+    assert main(args) == 1  # every item failed
+    err = capsys.readouterr().err
+    assert "2 item(s) processed, 0 already in the store, 2 failed" in err
+    assert main(args) == 0  # nothing left to do
+    assert main(["extract", "--manifest", str(tmp_path / "nope.csv"), "--store", str(tmp_path / "s")]) == 2
+    assert f"manifest {tmp_path / 'nope.csv'} not found" in capsys.readouterr().err
+    assert main(["extract", "--manifest", str(bad), "--store", str(tmp_path / "s"), "--visual", "minilm"]) == 2
+    assert "unknown visual backbone 'minilm' ('minilm' is a text backbone: list it under text)" in capsys.readouterr().err
+    assert main(["extract", "--list-backbones"]) == 0
+    assert "openclip:MODEL/PRETRAINED" in capsys.readouterr().out
+
+
+def test_config_toml(tmp_path):
+    path = tmp_path / "extract.toml"
+    path.write_text('[extract]\nframes = 8\nvisual = ["lowlevel"]\nworkers = 0\n', encoding="utf-8")
+    config = ExtractConfig.from_toml(path, workers=None, batch_size=4)
+    assert (config.frames, config.visual, config.workers, config.batch_size) == (8, ["lowlevel"], 0, 4)
+    path.write_text("frame = 8\n", encoding="utf-8")
+    with pytest.raises(CinefuseError, match=r"unknown extract config key\(s\) \['frame'\]"):
+        ExtractConfig.from_toml(path)
+    path.write_text('frames = "many"\n', encoding="utf-8")
+    with pytest.raises(CinefuseError, match="extract config key 'frames' has the wrong type: 'many'"):
+        ExtractConfig.from_toml(path)
+    with pytest.raises(CinefuseError, match=r"shard_index must be in \[0, 1\], got 2"):
+        ExtractConfig(num_shards=2, shard_index=2)
+    # runtime knobs stay out of the hashed feature config
+    assert ExtractConfig(workers=4, device="cuda").feature_config() == ExtractConfig().feature_config()
+
+
+def test_real_media_folder_scan(shared_media, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("clip-video-encode__vid1.mp4", "moviepy__doc_medias__long_examples__example.mp4"):
+        (videos / name).symlink_to(shared_media / "video" / name)
+    summary = run_extract(ExtractConfig(videos=str(videos), store=str(tmp_path / "s"), frames=4, workers=1,
+                                        text=["minilm"], meta=[], progress=False))
+    assert summary["by_status"] == {"no audio track": 1, "ok": 1}
+    table = open_store(tmp_path / "s").load(["visual/effnet", "audio/logmel_stats", "visual/lowlevel"])
+    assert table.ids.tolist() == ["clip-video-encode__vid1", "moviepy__doc_medias__long_examples__example"]
+    assert table.valid["visual/effnet"].all() and table.valid["audio/logmel_stats"].tolist() == [True, False]
+
+
+@pytest.mark.s3
+def test_s3_videos_and_s3_store(s3_server, collection, tmp_path):
+    client = s3_server.client()
+    client.upload_file(str(collection.parent / "good1.mp4"), s3_server.bucket, "videos/good1.mp4")
+    manifest = write_manifest(tmp_path / "s3.csv", [
+        dict(id="1", video=f"s3://{s3_server.bucket}/videos/good1.mp4", title="Good"),
+        dict(id="2", video=f"s3://{s3_server.bucket}/videos/nope.mp4", title="Gone"),
+    ])
+    uri = f"s3://{s3_server.bucket}/stores/demo"
+    config = ExtractConfig(manifest=str(manifest), store=uri, endpoint_url=s3_server.endpoint_url,
+                           staging=str(tmp_path / "staging"), frames=2, workers=1, progress=False, **CHEAP)
+    summary = run_extract(config)
+    assert summary["processed"] == 2 and summary["failed"] == 1
+    store = open_store(uri, endpoint_url=s3_server.endpoint_url)
+    fa = store.load_feature_set("visual/lowlevel")
+    status = dict(zip(fa.ids.tolist(), fa.status.tolist()))
+    assert status == {"1": "ok", "2": f"missing s3 object: s3://{s3_server.bucket}/videos/nope.mp4"}
+    # a fresh staging folder resumes from the bucket: nothing left to do
+    again = run_extract(config.replace(staging=str(tmp_path / "staging2")))
+    assert again["processed"] == 0 and again["skipped"] == 2
