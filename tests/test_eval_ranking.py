@@ -85,3 +85,19 @@ def test_random_lists_are_distinct_exclude_self_and_are_seeded():
     small = random_top_k(2, 3, 5, self_index=np.array([0, -1]))
     assert sorted(small[0][:2]) == [1, 2] and (small[0][2:] == -1).all()
     assert sorted(small[1][:3]) == [0, 1, 2] and (small[1][3:] == -1).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_chunked_selection_is_exact_with_many_chunks_and_ties(k):
+    # 1000 candidates = 16 chunks of 64 (the last one padded), far more than k + 1: the two-stage
+    # selection really discards chunks; +-1 entries in 16 dims (norm 4, exact) make every cosine
+    # an exact multiple of 1/16, so ties are real; every 37th row is one same vector (duplicates:
+    # identical scores that must come out in index order)
+    rng = np.random.default_rng(2)
+    cands = rng.choice([-1.0, 1.0], size=(1000, 16)).astype(np.float32)
+    cands[::37] = rng.choice([-1.0, 1.0], size=16)
+    queries = np.concatenate([cands[::5], rng.choice([-1.0, 1.0], size=(20, 16)).astype(np.float32)])
+    self_index = np.concatenate([np.arange(0, 1000, 5), np.full(20, -1)])
+    got, _ = top_k_cosine(queries, cands, k, self_index=self_index, block_size=64)
+    want, _ = numpy_full_ranking(queries, cands, k, self_index)
+    np.testing.assert_array_equal(got, want)

@@ -60,10 +60,11 @@ class Relevance:
     k_max: int
     liked_keys: np.ndarray
     liked_ratings: np.ndarray
+    liked_gain: np.ndarray  # 2^rating - 1 of each liked_keys entry
     pair_query: np.ndarray
     pair_user: np.ndarray
     n_relevant: np.ndarray
-    ideal_gain: np.ndarray  # (P, k_max) graded gains of R sorted descending, zero-padded
+    ideal_gain: np.ndarray  # (P, k_max) graded gains of R sorted descending, zero-padded (F order)
     query_self: np.ndarray  # (Q,) each query's own candidate row, -1 when not a candidate
     pairs_without_relevant: int = 0
     counts: dict = field(default_factory=dict)
@@ -73,14 +74,11 @@ class Relevance:
         return np.unique(self.pair_query)
 
 
-def _index_of(ids: np.ndarray, lookup: np.ndarray) -> np.ndarray:
-    """Position of each ``lookup`` id in ``ids`` (unique), -1 where absent."""
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    pos = np.searchsorted(sorted_ids, lookup)
-    pos = np.clip(pos, 0, max(len(ids) - 1, 0))
-    found = (sorted_ids[pos] == lookup) if len(ids) else np.zeros(len(lookup), bool)
-    return np.where(found, order[pos] if len(ids) else -1, -1)
+def index_of(ids: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Position of each ``lookup`` id in ``ids`` (unique), -1 where absent (hash lookup)."""
+    import pandas as pd
+
+    return pd.Index(np.asarray(ids, dtype=object)).get_indexer(np.asarray(lookup, dtype=object)).astype(np.int64)
 
 
 def build_relevance(
@@ -95,7 +93,8 @@ def build_relevance(
     """Relevance for ``query_ids`` against ``candidate_ids`` from raw ratings
     (users (n,), items (n,) str, ratings (n,)). A repeated (user, item) keeps its last rating."""
     users = np.asarray(users)
-    items = np.asarray(items, dtype=str)
+    items = np.asarray(items)
+    items = items if items.dtype == object else items.astype(str).astype(object)
     ratings = np.asarray(ratings, dtype=np.float32)
     query_ids = np.asarray(query_ids, dtype=str)
     candidate_ids = np.asarray(candidate_ids, dtype=str)
@@ -107,9 +106,9 @@ def build_relevance(
     user_code = user_code.astype(np.int64)
     n_users = int(user_code.max()) + 1 if user_code.size else 0
 
-    cand_of_rating = _index_of(candidate_ids, items)
-    query_of_rating = _index_of(query_ids, items)
-    query_self = _index_of(candidate_ids, query_ids)  # the query's own candidate row, or -1
+    cand_of_rating = index_of(candidate_ids, items)
+    query_of_rating = index_of(query_ids, items)
+    query_self = index_of(candidate_ids, query_ids)  # the query's own candidate row, or -1
 
     # liked (user, candidate) lookup table, last rating of a repeated pair wins
     in_cand = cand_of_rating >= 0
@@ -136,7 +135,8 @@ def build_relevance(
     pq_all = query_of_rating[in_query][::-1]
     pu_all = user_code[in_query][::-1]
     pr_all = ratings[in_query][::-1]
-    pair_code, first = np.unique(pq_all * max(n_users, 1) + pu_all, return_index=True)
+    # user-major order: a chunk's lookups sweep the user-sorted liked table (cache friendly)
+    pair_code, first = np.unique(pu_all * max(n_q, 1) + pq_all, return_index=True)
     pq, pu, pr = pq_all[first], pu_all[first], pr_all[first]
     q_is_cand = query_self[pq] >= 0
     n_rel = n_liked_cand[pu] - q_is_cand.astype(np.int64) if pu.size else np.zeros(0, np.int64)
@@ -160,10 +160,11 @@ def build_relevance(
         k_max=k_max,
         liked_keys=liked_keys,
         liked_ratings=liked_ratings,
+        liked_gain=np.exp2(liked_ratings.astype(np.float64)) - 1.0,
         pair_query=pq.astype(np.int64),
         pair_user=pu.astype(np.int64),
         n_relevant=n_rel.astype(np.int64),
-        ideal_gain=ideal_gain.astype(np.float64),
+        ideal_gain=np.asfortranarray(ideal_gain, dtype=np.float64),  # read one rank (column) at a time
         query_self=query_self.astype(np.int64),
         pairs_without_relevant=pairs_without,
         counts={"users": n_users, "pairs": int(pq.size), "pairs_without_relevant": pairs_without},
@@ -187,38 +188,48 @@ def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
     sums = {f"{m}@{k}": np.zeros(rel.n_queries) for m in ACCURACY_METRICS for k in ks}
     pairs_per_query = np.bincount(rel.pair_query, minlength=rel.n_queries).astype(np.float64)
     disc = discounts(k_max)
+    ideal_binary = np.cumsum(disc)
     n_c = rel.n_candidates
+    has_likes = rel.liked_keys.size > 0
     for lo in range(0, rel.pair_query.size, PAIR_CHUNK):
         hi = min(lo + PAIR_CHUNK, rel.pair_query.size)
         q, u = rel.pair_query[lo:hi], rel.pair_user[lo:hi]
-        lists = topk[q, :k_max]
-        codes = u[:, None] * n_c + lists
-        pos = np.searchsorted(rel.liked_keys, codes)
-        pos = np.minimum(pos, max(rel.liked_keys.size - 1, 0))
-        if rel.liked_keys.size:
-            # q itself is never relevant to q, even in a list that (wrongly) holds it
-            hit = (rel.liked_keys[pos] == codes) & (lists >= 0) & (lists != rel.query_self[q][:, None])
-            gain = np.where(hit, np.exp2(rel.liked_ratings[pos].astype(np.float64)) - 1.0, 0.0)
-        else:
-            hit = np.zeros(lists.shape, bool)
-            gain = np.zeros(lists.shape)
-        n_rel = rel.n_relevant[lo:hi].astype(np.float64)
-        hits_cum = np.cumsum(hit, axis=1)
-        dcg_cum = np.cumsum(hit * disc, axis=1)
-        gdcg_cum = np.cumsum(gain * disc, axis=1)
-        ideal_cum = np.cumsum(disc)
-        gideal_cum = np.cumsum(rel.ideal_gain[lo:hi, :k_max] * disc, axis=1)
-        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
-        for k in ks:
-            hits = hits_cum[:, k - 1].astype(np.float64)
-            ideal_n = np.minimum(n_rel, k).astype(np.int64)
+        n = hi - lo
+        # one rank at a time over all pairs: every step is a contiguous vector operation
+        lists_t = np.ascontiguousarray(topk[q, :k_max].T)
+        own = rel.query_self[q]
+        base = u * n_c
+        n_rel = rel.n_relevant[lo:hi]
+        n_rel_f = n_rel.astype(np.float64)
+        hits = np.zeros(n)
+        dcg = np.zeros(n)
+        gdcg = np.zeros(n)
+        gideal = np.zeros(n)
+        first = np.zeros(n)
+        for j in range(k_max):
+            column = lists_t[j]
+            if has_likes:
+                code = base + column
+                pos = np.minimum(np.searchsorted(rel.liked_keys, code), rel.liked_keys.size - 1)
+                # q itself is never relevant to q, even in a list that (wrongly) holds it
+                hit = (rel.liked_keys[pos] == code) & (column >= 0) & (column != own)
+                gdcg += np.where(hit, rel.liked_gain[pos], 0.0) * disc[j]
+            else:
+                hit = np.zeros(n, bool)
+            hits += hit
+            dcg += hit * disc[j]
+            gideal += rel.ideal_gain[lo:hi, j] * disc[j]
+            first = np.where((first == 0) & hit, j + 1.0, first)
+            k = j + 1
+            if k not in ks:
+                continue
             values = {
                 "P": hits / k,
-                "R": hits / n_rel,
+                "R": hits / n_rel_f,
                 "HR": (hits > 0).astype(np.float64),
-                "nDCG": dcg_cum[:, k - 1] / ideal_cum[ideal_n - 1],
-                "MRR": np.where((first > 0) & (first <= k), 1.0 / np.maximum(first, 1), 0.0),
-                "gnDCG": _safe_div(gdcg_cum[:, k - 1], gideal_cum[:, k - 1]),
+                "nDCG": dcg / ideal_binary[np.minimum(n_rel, k) - 1],
+                "MRR": np.where(first > 0, 1.0 / np.maximum(first, 1.0), 0.0),
+                "gnDCG": _safe_div(gdcg, gideal),
             }
             for m, v in values.items():
                 sums[f"{m}@{k}"] += np.bincount(q, weights=v, minlength=rel.n_queries)
@@ -233,34 +244,49 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def coverage(topk: np.ndarray, n_candidates: int, k: int) -> float:
+    if not n_candidates:
+        return float("nan")
     listed = topk[:, :k]
-    listed = listed[listed >= 0]
-    return float(np.unique(listed).size / n_candidates) if n_candidates else float("nan")
+    seen = np.zeros(n_candidates, dtype=bool)
+    seen[listed[listed >= 0]] = True
+    return float(seen.sum() / n_candidates)
 
 
-def genre_diversity(topk: np.ndarray, genres: np.ndarray, k: int, chunk: int = 4096) -> float:
+def genre_diversity(topk: np.ndarray, genres: np.ndarray, k: int, chunk: int = 8192) -> float:
     """Mean over queries of the mean pairwise (1 - Jaccard) genre distance within the top-k;
     ``genres`` is the (C, G) multi-hot genre matrix of the candidates. NaN for k < 2."""
-    if k < 2 or topk.shape[0] == 0:
-        return float("nan")
+    return genre_diversity_at(topk, genres, [k], chunk)[k]
+
+
+def genre_diversity_at(topk: np.ndarray, genres: np.ndarray, ks, chunk: int = 8192) -> dict[int, float]:
+    """``genre_diversity`` at every k in ``ks`` from one pairwise-distance pass over the lists."""
+    ks = sorted(int(k) for k in ks)
+    k_max = max(ks)
+    out = {k: float("nan") for k in ks}
+    if topk.shape[0] == 0 or k_max < 2:
+        return out
     genres = np.asarray(genres, dtype=np.float32)
-    total, n = 0.0, 0
-    upper = np.triu(np.ones((k, k), bool), 1)
+    totals = {k: 0.0 for k in ks}
+    counts = {k: 0 for k in ks}
+    upper = np.triu(np.ones((k_max, k_max), bool), 1)
     for lo in range(0, topk.shape[0], chunk):
-        lists = topk[lo : lo + chunk, :k]
+        lists = topk[lo : lo + chunk, :k_max]
         valid = lists >= 0
         g = genres[np.where(valid, lists, 0)] * valid[..., None]
-        inter = np.einsum("qkg,qlg->qkl", g, g)
+        inter = np.matmul(g, g.transpose(0, 2, 1))
         size = g.sum(axis=2)
         union = size[:, :, None] + size[:, None, :] - inter
         distance = np.where(union > 0, 1.0 - inter / np.where(union > 0, union, 1.0), 0.0)
         both = valid[:, :, None] & valid[:, None, :] & upper
-        n_pairs = both.sum(axis=(1, 2))
-        has = n_pairs > 0
-        per_query = (distance * both).sum(axis=(1, 2))[has] / n_pairs[has]
-        total += float(per_query.sum())
-        n += int(has.sum())
-    return total / n if n else float("nan")
+        for k in ks:
+            if k < 2:
+                continue
+            pairs = both[:, :k, :k]
+            n_pairs = pairs.sum(axis=(1, 2))
+            has = n_pairs > 0
+            totals[k] += float(((distance[:, :k, :k] * pairs).sum(axis=(1, 2))[has] / n_pairs[has]).sum())
+            counts[k] += int(has.sum())
+    return {k: (totals[k] / counts[k] if counts[k] else float("nan")) for k in ks}
 
 
 def novelty(topk: np.ndarray, raters: np.ndarray, n_users: int, k: int) -> float:
@@ -279,8 +305,10 @@ def beyond_accuracy_metrics(
     topk: np.ndarray, ks, n_candidates: int, genres: np.ndarray | None, raters: np.ndarray | None, n_users: int
 ) -> dict[str, float]:
     out = {}
-    for k in sorted(int(k) for k in ks):
+    ks = sorted(int(k) for k in ks)
+    diversity = genre_diversity_at(topk, genres, ks) if genres is not None else {}
+    for k in ks:
         out[f"Cov@{k}"] = coverage(topk, n_candidates, k)
-        out[f"Div@{k}"] = genre_diversity(topk, genres, k) if genres is not None else float("nan")
+        out[f"Div@{k}"] = diversity.get(k, float("nan"))
         out[f"Nov@{k}"] = novelty(topk, raters, n_users, k) if raters is not None else float("nan")
     return out

@@ -1,10 +1,9 @@
 """Cosine top-K over a candidate set, on the device, one block of queries at a time.
 
 The score matrix of one block (block_size x C) is the largest thing ever held, so a 27,000 x
-27,000 ranking never materialises 2.9 GB of scores on the host. The query itself is excluded
-(its own column is set to -inf), and ties are broken by candidate position: ``lax.top_k`` keeps
-the lower index first among equal values, so callers that order candidates by id
-(``id_order``) get ties broken by id.
+27,000 ranking never materialises 2.9 GB of scores on the host. The query itself is excluded,
+and ties are broken by candidate position: ``lax.top_k`` keeps the lower index first among
+equal values, so callers that order candidates by id (``sort_ids``) get ties broken by id.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-DEFAULT_BLOCK = 1024
+DEFAULT_BLOCK = 256  # queries per step: 256 x C scores stay cache-sized on a CPU
 
 
 def id_sort_key(ids) -> np.ndarray:
@@ -40,18 +39,38 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _block_fn(k: int):
+def _block_fn(k_sel: int, n_chunks_sel: int, width: int):
+    """The jitted step for one block of queries: the top ``k_sel`` scores and their columns.
+
+    ``lax.top_k`` over all C columns is the slow part on a CPU (several times the matmul), so
+    the selection runs in two stages: the maximum of each chunk of ``width`` columns, the best
+    ``n_chunks_sel`` chunks by that maximum (ties: lower chunk), then ``top_k`` over those
+    chunks' scores only, gathered in column order. Exact: every one of the top ``k_sel`` scores
+    sits in a chunk whose maximum is at least that score, and fewer than ``k_sel`` chunks can
+    beat such a chunk, so the chunks holding the answer are always among those kept; ties keep
+    the lower column because chunks and the columns within them stay in index order.
+    """
     import jax
     import jax.numpy as jnp
 
     @jax.jit
-    def top_k_block(queries, candidates, self_index):
+    def top_k_block(queries, candidates):
+        b, n_cols = queries.shape[0], candidates.shape[0]
         scores = queries @ candidates.T
-        columns = jnp.arange(candidates.shape[0], dtype=self_index.dtype)
-        scores = jnp.where(columns[None, :] == self_index[:, None], -jnp.inf, scores)
-        return jax.lax.top_k(scores, k)
+        chunk_max = scores.reshape(b, n_cols // width, width).max(axis=2)
+        _, chunks = jax.lax.top_k(chunk_max, n_chunks_sel)
+        chunks = jnp.sort(chunks, axis=1)
+        columns = (chunks[:, :, None] * width + jnp.arange(width)[None, None, :]).reshape(b, -1)
+        flat = (jnp.arange(b)[:, None] * n_cols + columns).reshape(-1)
+        picked = jnp.take(scores.reshape(-1), flat).reshape(b, -1)
+        values, where = jax.lax.top_k(picked, k_sel)
+        return values, jnp.take_along_axis(columns, where, axis=1)
 
     return top_k_block
+
+
+CHUNK_WIDTH = 64
+PAD_SCORE = -1e30  # what a padding column scores: below any cosine
 
 
 def top_k_cosine(
@@ -79,46 +98,60 @@ def top_k_cosine(
         raise ValueError(f"queries {queries.shape} and candidates {candidates.shape} must be (Q, D) and (C, D)")
     n_queries, n_cand = queries.shape[0], candidates.shape[0]
     if self_index is None:
-        self_index = np.full(n_queries, -1, dtype=np.int32)
-    self_index = np.asarray(self_index, dtype=np.int32)
+        self_index = np.full(n_queries, -1, dtype=np.int64)
+    self_index = np.asarray(self_index, dtype=np.int64)
     if normalise:
         queries, candidates = l2_normalise(queries), l2_normalise(candidates)
 
     indices = np.full((n_queries, k), -1, dtype=np.int64)
     scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
-    k_eff = min(k, n_cand)
-    if n_queries == 0 or k_eff == 0:
+    if n_queries == 0 or n_cand == 0 or k == 0:
         return indices, scores
+
+    # Candidates padded to whole chunks. An extra coordinate (1 in every query, 0 in a real
+    # candidate, PAD_SCORE in a padding row) sinks the padding below every real score without
+    # a masking pass over the score matrix. The query's own row is dropped after selection:
+    # one more than k is selected for that.
+    width = min(CHUNK_WIDTH, n_cand)
+    n_cols = -(-n_cand // width) * width
+    cand = np.zeros((n_cols, candidates.shape[1] + 1), dtype=np.float32)
+    cand[:n_cand, :-1] = candidates
+    cand[n_cand:, -1] = PAD_SCORE
+    k_sel = min(k + 1, n_cols)
+    fn = _block_fn(k_sel, min(k_sel, n_cols // width), width)
+    cand_dev = jax.device_put(jnp.asarray(cand))
 
     # every block has the same shape (the last one padded) so the step compiles once
     block = max(1, min(block_size, n_queries))
-    fn = _block_fn(k_eff)
-    cand_dev = jax.device_put(jnp.asarray(candidates))
     pending = []
     for start in range(0, n_queries, block):
         stop = min(start + block, n_queries)
-        q = queries[start:stop]
-        s = self_index[start:stop]
-        if stop - start < block:
-            q = np.pad(q, ((0, block - (stop - start)), (0, 0)))
-            s = np.pad(s, (0, block - (stop - start)), constant_values=-1)
+        q = np.ones((block, queries.shape[1] + 1), dtype=np.float32)
+        q[: stop - start, :-1] = queries[start:stop]
+        q[stop - start :, :-1] = 0.0
         # dispatch is asynchronous: the next block is queued while this one computes
-        pending.append((start, stop, fn(q, cand_dev, s)))
+        pending.append((start, stop, fn(q, cand_dev)))
         if len(pending) > 2:
-            _collect(pending.pop(0), indices, scores)
+            _collect(pending.pop(0), self_index, n_cand, indices, scores)
     for item in pending:
-        _collect(item, indices, scores)
-    unavailable = ~np.isfinite(scores)
-    indices[unavailable] = -1
+        _collect(item, self_index, n_cand, indices, scores)
     return indices, scores
 
 
-def _collect(item, indices: np.ndarray, scores: np.ndarray) -> None:
+def _collect(item, self_index: np.ndarray, n_cand: int, indices: np.ndarray, scores: np.ndarray) -> None:
+    """Drop each query's own row and padding columns, keep the first k survivors in order."""
     start, stop, (vals, idx) = item
     n = stop - start
-    k_eff = vals.shape[1]
-    scores[start:stop, :k_eff] = np.asarray(vals)[:n]
-    indices[start:stop, :k_eff] = np.asarray(idx)[:n]
+    vals = np.asarray(vals)[:n]
+    idx = np.asarray(idx)[:n].astype(np.int64)
+    drop = (idx == self_index[start:stop, None]) | (idx >= n_cand)
+    order = np.argsort(drop, axis=1, kind="stable")  # survivors first, their order kept
+    vals = np.take_along_axis(vals, order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1)
+    drop = np.take_along_axis(drop, order, axis=1)
+    k = min(indices.shape[1], idx.shape[1])
+    indices[start:stop, :k] = np.where(drop[:, :k], -1, idx[:, :k])
+    scores[start:stop, :k] = np.where(drop[:, :k], -np.inf, vals[:, :k])
 
 
 def top_k_by_score(

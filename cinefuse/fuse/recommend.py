@@ -1,0 +1,151 @@
+"""Top-K similar items for one item, from a trained model's fused embeddings.
+
+The catalogue is every item the model embeds (training, validation and test items alike). The
+embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
+``fused/<model>``) when it holds them, else they are computed with ``cinefuse.fuse.embed``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cinefuse.errors import CinefuseError
+from cinefuse.fuse.evaluate import FUSED_STORE_DIR, RESULTS_DIR, check_workdir, data_sources, read_json, safe_set_name
+from cinefuse.fuse.ranking import id_sort_key, top_k_cosine
+
+
+@dataclass
+class Recommendation:
+    item: str
+    title: str | None
+    model: str
+    source: str  # where the embeddings came from
+    results: list[dict] = field(default_factory=list)  # {"rank", "id", "score", "title"}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def best_model(workdir: Path, models: list[str], metric: str = "nDCG@10") -> str:
+    """The model with the best ``metric`` in the last cold-item (else thesis) evaluation; the
+    first model when none was evaluated."""
+    for protocol in ("cold-item", "thesis"):
+        path = workdir / RESULTS_DIR / protocol / "results.json"
+        if not path.is_file():
+            continue
+        try:
+            rows = json.loads(path.read_text()).get("rows", [])
+        except json.JSONDecodeError:
+            continue
+        scored = [
+            (r["metrics"].get(metric, float("-inf")), r["name"])
+            for r in rows
+            if r.get("kind") == "model" and r.get("name") in models
+        ]
+        scored = [(v, n) for v, n in scored if v == v]  # drop NaN
+        if scored:
+            return max(scored, key=lambda x: x[0])[1]
+    return models[0]
+
+
+def load_embeddings(workdir: Path, model: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, embeddings, source) for ``model``: the fused store when it has them, else embed."""
+    location = workdir / FUSED_STORE_DIR
+    name = safe_set_name(model)
+    manifest = location / "manifest.json"
+    params = workdir / "runs" / model / "params"
+    # embeddings written before the model was (re)trained are stale: embed again
+    fresh = manifest.is_file() and (not params.exists() or params.stat().st_mtime <= manifest.stat().st_mtime)
+    if fresh:
+        from cinefuse.store import open_store
+
+        store = open_store(location)
+        if name in store.feature_sets():
+            fa = store.load_feature_set(name)
+            keep = np.asarray(fa.valid, bool)
+            return np.asarray(fa.ids, dtype=str)[keep], np.asarray(fa.data, np.float32)[keep], f"{location} ({name})"
+    from cinefuse.fuse import embed as embed_api
+
+    ids, emb = embed_api.embed_items(workdir, model)
+    return np.asarray(ids, dtype=str), np.asarray(emb, np.float32), f"embedded now with {model}"
+
+
+def titles_for(config: dict, movies=None) -> dict[str, str]:
+    path = data_sources(config, movies=movies)["movies"]
+    if not path:
+        return {}
+    from cinefuse.datasets.movielens import load_movies
+
+    try:
+        m = load_movies(path)
+    except (OSError, CinefuseError):
+        return {}  # titles are a courtesy; the ids alone still answer the question
+    return dict(zip(np.asarray(m.ids, dtype=str).tolist(), m.titles))
+
+
+def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model: str) -> CinefuseError:
+    """A message naming the item and the closest ids and titles."""
+    id_list = ids.tolist()
+    by_id = difflib.get_close_matches(item, id_list, n=5, cutoff=0.6)
+    known = set(id_list)
+    title_to_id = {t.lower(): i for i, t in titles.items() if i in known}
+    by_title = [title_to_id[t] for t in difflib.get_close_matches(item.lower(), list(title_to_id), n=5, cutoff=0.5)]
+    # a title typed partly ("toy story") is a substring of the full one ("Toy Story (1995)")
+    if len(item) >= 3:
+        by_title += [i for t, i in title_to_id.items() if item.lower() in t][:5]
+    seen, close = set(), []
+    for i in by_id + by_title:
+        if i not in seen:
+            seen.add(i)
+            close.append(f"{i} ({titles[i]})" if i in titles else i)
+    hint = f"; close matches: {', '.join(close[:8])}" if close else ""
+    return CinefuseError(
+        f"item {item!r} is not among the {len(id_list)} items model {model} embeds{hint}. "
+        "Pass an item id (MovieLens movieId) with --item"
+    )
+
+
+def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=None) -> Recommendation:
+    from cinefuse.fuse import embed as embed_api
+
+    workdir = Path(workdir)
+    check_workdir(workdir)
+    if k < 1:
+        raise CinefuseError(f"-k {k}: ask for at least 1 recommendation")
+    models = embed_api.list_models(workdir)
+    if not models:
+        raise CinefuseError(f"{workdir} holds no trained model under runs/; train first with `cinefuse fuse`")
+    if model is None:
+        model = best_model(workdir, models)
+    elif model not in models:
+        raise CinefuseError(f"model {model!r} is not in {workdir}/runs; choose one of {', '.join(models)}")
+    config = read_json(workdir / "config.json", "rerun `cinefuse fuse` in that workdir")
+    titles = titles_for(config, movies)
+    ids, emb, source = load_embeddings(workdir, model)
+    order = id_sort_key(ids)  # ties broken by id, as in evaluate
+    ids, emb = ids[order], emb[order]
+    item = str(item).strip()
+    where = np.flatnonzero(ids == item)
+    if where.size == 0:
+        raise unknown_item_error(item, ids, titles, model)
+    row = int(where[0])
+    topk, scores = top_k_cosine(emb[row : row + 1], emb, k, self_index=np.array([row]))
+    results = [
+        {"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
+        for r, (c, s) in enumerate(zip(topk[0].tolist(), scores[0].tolist()))
+        if c >= 0
+    ]
+    return Recommendation(item, titles.get(item), model, source, results)
+
+
+def format_recommendation(rec: Recommendation) -> str:
+    head = f"top {len(rec.results)} items like {rec.item}" + (f" ({rec.title})" if rec.title else "")
+    lines = [f"{head}  [model {rec.model}]", f"{'rank':>4}  {'id':>8}  {'score':>7}  title"]
+    for r in rec.results:
+        lines.append(f"{r['rank']:>4}  {r['id']:>8}  {r['score']:>7.4f}  {r['title'] or '-'}")
+    return "\n".join(lines)

@@ -1,0 +1,231 @@
+"""Results tables and plots of one evaluation, Cornac style: rows are models and baselines,
+columns are metric@K plus train and eval seconds, four decimals.
+
+``format_table`` gives the text table printed on stdout; ``write_report`` writes the same as
+Markdown (``results.md``), CSV (``results.csv``) and JSON (``results.json``) plus PNG plots
+(``metrics_at_k.png``: metric@K bars per model; ``training_curves.png``: metrics over training
+steps from ``runs/<model>/metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from cinefuse.fuse.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
+
+TIME_COLUMNS = ("Train (s)", "Eval (s)")
+
+
+def metric_columns(ks, metrics=ACCURACY_METRICS) -> list[str]:
+    return [f"{m}@{k}" for m in metrics for k in ks]
+
+
+def fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}"
+
+
+def table_cells(results, metrics) -> tuple[list[str], list[list[str]]]:
+    header = ["Model"] + metric_columns(results.ks, metrics) + list(TIME_COLUMNS)
+    body = []
+    for row in results.rows:
+        cells = [row.name] + [fmt(row.metrics.get(c)) for c in metric_columns(results.ks, metrics)]
+        cells += [fmt(row.train_seconds), fmt(row.eval_seconds)]
+        body.append(cells)
+    return header, body
+
+
+def _text_table(header, body) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    def line(cells):
+        first = cells[0].ljust(widths[0])
+        return " | ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+    rule = " + ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule] + [line(r) for r in body])
+
+
+def format_table(results) -> str:
+    """The stdout table: accuracy block, then beyond-accuracy block, then the legend."""
+    c = results.counts
+    head = (
+        f"protocol {results.protocol}: {c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
+        f"{c.get('queries_with_relevant', 0)} queries with relevant items "
+        f"({c.get('pairs', 0)} query-user pairs)"
+    )
+    parts = [head, "", "ACCURACY", _text_table(*table_cells(results, ACCURACY_METRICS)), "",
+             "BEYOND ACCURACY", _text_table(*table_cells(results, BEYOND_METRICS)), "", legend(results)]
+    if results.notes:
+        parts += [""] + [f"note: {n}" for n in results.notes]
+    return "\n".join(parts)
+
+
+def legend(results) -> str:
+    names = ", ".join(f"{m} = {METRIC_LABELS[m]}" for m in ACCURACY_METRICS + BEYOND_METRICS)
+    return (
+        f"{names}. Averaged per (query, user), then per query; queries without relevant candidates "
+        f"({results.counts.get('queries_without_relevant', 0)}) are left out of accuracy metrics."
+    )
+
+
+def markdown_table(header, body) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def format_markdown(results) -> str:
+    c = results.counts
+    parts = [
+        f"# Evaluation: {results.protocol} protocol",
+        "",
+        f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
+        f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs.",
+        "",
+        "## Accuracy",
+        "",
+        markdown_table(*table_cells(results, ACCURACY_METRICS)),
+        "",
+        "## Beyond accuracy",
+        "",
+        markdown_table(*table_cells(results, BEYOND_METRICS)),
+        "",
+        legend(results),
+    ]
+    notes = results.notes + [f"{r.name}: {r.note}" for r in results.rows if r.note]
+    if notes:
+        parts += [""] + [f"- {n}" for n in notes]
+    return "\n".join(parts) + "\n"
+
+
+def write_csv(results, path: Path) -> None:
+    columns = metric_columns(results.ks, ACCURACY_METRICS + BEYOND_METRICS)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "kind"] + columns + ["train_seconds", "eval_seconds"])
+        for row in results.rows:
+            writer.writerow(
+                [row.name, row.kind] + [fmt(row.metrics.get(c)) for c in columns]
+                + [fmt(row.train_seconds), fmt(row.eval_seconds)]
+            )
+
+
+def write_report(results, out_dir: Path, workdir: Path | None = None) -> dict[str, Path]:
+    """Markdown, CSV, JSON and PNGs into ``out_dir``; returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out_dir / "results.md",
+        "csv": out_dir / "results.csv",
+        "json": out_dir / "results.json",
+        "bars": out_dir / "metrics_at_k.png",
+    }
+    paths["markdown"].write_text(format_markdown(results))
+    write_csv(results, paths["csv"])
+    paths["json"].write_text(json.dumps(results.to_json(), indent=2, default=float))
+    plot_metrics_at_k(results, paths["bars"])
+    if workdir is not None:
+        curves = out_dir / "training_curves.png"
+        if plot_training_curves(Path(workdir), [r.name for r in results.rows if r.kind == "model"], curves):
+            paths["curves"] = curves
+    return paths
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics_at_k(results, path: Path) -> None:
+    """One panel per accuracy metric: grouped bars, x = K, one bar per row of the table."""
+    plt = _pyplot()
+    metrics = ACCURACY_METRICS
+    cols = 3
+    rows_n = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
+    n = len(results.rows)
+    width = 0.8 / max(n, 1)
+    # one distinct colour per row (tab20 has 20), baselines hatched so they read as references
+    cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
+    for ax, metric in zip(axes.flat, metrics):
+        for i, row in enumerate(results.rows):
+            values = [row.metrics.get(f"{metric}@{k}", float("nan")) for k in results.ks]
+            xs = [j + (i - (n - 1) / 2) * width for j in range(len(results.ks))]
+            ax.bar(xs, values, width=width, label=row.name, color=cmap(i % cmap.N),
+                   hatch=None if row.kind == "model" else "//", edgecolor="white", linewidth=0)
+        ax.set_xticks(range(len(results.ks)), [f"@{k}" for k in results.ks])
+        ax.set_title(METRIC_LABELS[metric])
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(n, 1)), fontsize="small")
+    fig.suptitle(f"{results.protocol} protocol")
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(n / 4), 1, 0.96))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_metrics_jsonl(path: Path) -> list[dict]:
+    records = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def plot_training_curves(workdir: Path, models: list[str], path: Path, max_panels: int = 6) -> bool:
+    """Every numeric series of ``runs/<model>/metrics.jsonl`` against ``step``, one panel per
+    series, one line per model. Returns False (and writes nothing) when no run logged any."""
+    series: dict[str, dict[str, tuple[list, list]]] = {}
+    for model in models:
+        for record in read_metrics_jsonl(workdir / "runs" / model / "metrics.jsonl"):
+            step = record.get("step")
+            if not isinstance(step, (int, float)):
+                continue
+            for key, value in record.items():
+                if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                xs, ys = series.setdefault(key, {}).setdefault(model, ([], []))
+                xs.append(step)
+                ys.append(value)
+    if not series:
+        return False
+    keys = sorted(series, key=lambda k: (not k.startswith(("val", "loss", "train")), k))[:max_panels]
+    plt = _pyplot()
+    cols = min(3, len(keys))
+    rows_n = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.4 * rows_n), squeeze=False)
+    cmap = plt.get_cmap("tab20" if len(models) > 10 else "tab10")
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    for ax, key in zip(axes.flat, keys):
+        for model, (xs, ys) in series[key].items():
+            ax.plot(xs, ys, label=model, color=colour[model])
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    n_lines = math.ceil(len(labels) / 3)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
+    fig.tight_layout(rect=(0, 0.03 + 0.035 * n_lines, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

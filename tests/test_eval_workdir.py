@@ -1,0 +1,178 @@
+"""evaluate and recommend on a real (tiny) fuse workdir: a store written with StoreWriter, a
+MovieLens-format catalogue with planted structure, a model trained by run_fuse."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from cinefuse.cli import main as cli_main
+from cinefuse.errors import CinefuseError
+
+N_ITEMS, N_USERS, N_GROUPS = 120, 90, 4
+GENRES = [["Action", "Thriller"], ["Drama", "Romance"], ["Comedy", "Family"], ["Horror", "Mystery"]]
+
+
+def write_catalogue(root):
+    """Items in 4 genre groups; each user likes items of one group and dislikes others.
+    text/minilm carries the group (planted), meta/year is noise."""
+    rng = np.random.default_rng(7)
+    ids = [str(i * 3 + 1) for i in range(N_ITEMS)]  # non-contiguous, multi-digit ids
+    group = np.arange(N_ITEMS) % N_GROUPS
+    ml = root / "ml"
+    ml.mkdir()
+    with open(ml / "movies.csv", "w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["movieId", "title", "genres"])
+        for i, g in zip(ids, group):
+            w.writerow([i, f"Film {i} ({1950 + int(i) % 60})", "|".join(GENRES[g])])
+    with open(ml / "ratings.csv", "w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["userId", "movieId", "rating", "timestamp"])
+        for u in range(N_USERS):
+            g = u % N_GROUPS
+            mine = np.flatnonzero(group == g)
+            for i in rng.choice(mine, size=14, replace=False):
+                w.writerow([u + 1, ids[i], rng.choice([4.0, 4.5, 5.0]), 1000 + u])
+            for i in rng.choice(np.flatnonzero(group != g), size=6, replace=False):
+                w.writerow([u + 1, ids[i], rng.choice([0.5, 1.0, 2.0]), 1000 + u])
+
+    from cinefuse.store import FeatureBlock, StoreWriter
+
+    planted = np.eye(N_GROUPS, dtype=np.float32)[group] * 2.0 + 0.3 * rng.standard_normal((N_ITEMS, N_GROUPS))
+    text = np.concatenate([planted, 0.3 * rng.standard_normal((N_ITEMS, 12))], axis=1).astype(np.float32)
+    year = rng.standard_normal((N_ITEMS, 3)).astype(np.float32)
+    writer = StoreWriter(root / "store", config={"test": "eval"})
+    ok = ["ok"] * N_ITEMS
+    writer.write_shard(ids, {
+        "text/minilm": FeatureBlock(text, np.ones(N_ITEMS, bool), ok),
+        "meta/year": FeatureBlock(year, np.ones(N_ITEMS, bool), ok),
+    })
+    return ids, group, ml
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from cinefuse.fuse.train import run_fuse
+
+    root = tmp_path_factory.mktemp("evalwd")
+    ids, group, ml = write_catalogue(root)
+    config = {
+        "data": {"store": str(root / "store"), "ratings": str(ml), "movies": str(ml),
+                 "modality_sets": {"text": ["text/minilm"], "meta": ["meta/year"]}},
+        "model": {"modalities": "full", "token_dim": 16, "hidden": 32, "embed_dim": 8},
+        "train": {"steps": 100, "steps_per_call": 50, "eval_every": 50, "checkpoint_every": 50,
+                  "batch_size": 32, "patience": 0},
+        "grid": {"modalities": ["full"]},
+    }
+    wd = root / "wd"
+    run_fuse(config, wd, log=lambda msg: None)
+    return wd
+
+
+def test_cold_item_evaluation_end_to_end(workdir):
+    from cinefuse.fuse.embed import list_models
+    from cinefuse.fuse.evaluate import run_evaluate
+    from cinefuse.store import open_store
+
+    results = run_evaluate(workdir, ks=(1, 5, 10), progress=False)
+    split = json.loads((workdir / "split.json").read_text())
+    assert results.counts["candidates"] == results.counts["queries"] == len(split["test"])
+    models = list_models(workdir)
+    names = [r.name for r in results.rows]
+    assert names == models + ["random", "popularity", "cosine meta/year", "cosine text/minilm",
+                              "cosine all concatenated"]
+    planted = results.row("cosine text/minilm").metrics
+    noise = results.row("cosine meta/year").metrics
+    rand = results.row("random").metrics
+    # the planted feature finds same-group items; noise does not
+    assert planted["nDCG@10"] > noise["nDCG@10"] + 0.1 and planted["nDCG@10"] > rand["nDCG@10"] + 0.1
+    for row in results.rows:
+        assert set(row.metrics) >= {f"{m}@{k}" for m in ("P", "R", "HR", "nDCG", "MRR", "gnDCG", "Cov", "Div", "Nov") for k in (1, 5, 10)}
+        assert 0.0 <= row.metrics["P@10"] <= 1.0
+    # files: tables, plots, fused embeddings in the workdir's store
+    out = workdir / "evaluation" / "cold-item"
+    for name in ("results.md", "results.csv", "results.json", "metrics_at_k.png", "training_curves.png"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in data["rows"]] == names
+    store = open_store(workdir / "embeddings")
+    for model in models:
+        fa = store.load_feature_set(f"fused/{model}")
+        assert fa.data.shape[1] == 8
+        np.testing.assert_allclose(np.linalg.norm(fa.data, axis=1), 1.0, rtol=1e-5)
+        assert set(split["test"]) <= set(fa.ids.tolist())
+
+
+def test_model_row_equals_ranking_its_stored_embeddings(workdir):
+    """The model's metrics are exactly those of cosine over the fused embeddings it wrote."""
+    from cinefuse.datasets.movielens import load_movies, load_ratings
+    from cinefuse.fuse.evaluate import build_eval_set, evaluate_embeddings, run_evaluate
+    from cinefuse.store import open_store
+
+    results = run_evaluate(workdir, ks=(1, 3), protocol="thesis", progress=False)
+    model = results.rows[0].name
+    fa = open_store(workdir / "embeddings").load_feature_set(f"fused/{model}")
+    cfg = json.loads((workdir / "config.json").read_text())
+    ratings = load_ratings(cfg["data"]["ratings"])
+    rated = sorted(set(np.asarray(ratings.item, dtype=str).tolist()))
+    es = build_eval_set(ratings, rated, rated, k_max=3, movies=load_movies(cfg["data"]["movies"]))
+    assert results.counts["candidates"] == len(rated) == N_ITEMS
+    want = evaluate_embeddings(fa.ids, fa.data.astype(np.float32), es, (1, 3))
+    assert results.rows[0].metrics == pytest.approx(want, nan_ok=True)
+
+
+def test_recommend_lists_neighbours_with_titles(workdir):
+    from cinefuse.fuse.recommend import recommend
+
+    rec = recommend(workdir, "4", k=5)
+    assert rec.item == "4" and rec.title == "Film 4 (1954)"
+    assert [r["rank"] for r in rec.results] == [1, 2, 3, 4, 5]
+    assert all(r["id"] != "4" for r in rec.results)
+    scores = [r["score"] for r in rec.results]
+    assert scores == sorted(scores, reverse=True)
+    assert rec.results[0]["title"] == f"Film {rec.results[0]['id']} ({1950 + int(rec.results[0]['id']) % 60})"
+
+
+def test_recommend_unknown_id_names_close_matches(workdir):
+    from cinefuse.fuse.recommend import recommend
+
+    with pytest.raises(CinefuseError) as err:
+        recommend(workdir, "4000", k=3)
+    assert str(err.value) == (
+        "item '4000' is not among the 120 items model triplet-cosine-full-concat-mlp embeds; close matches: "
+        "40 (Film 40 (1990)). Pass an item id (MovieLens movieId) with --item"
+    )
+    with pytest.raises(CinefuseError, match=r"close matches: .*100 \(Film 100 \(1990\)\)"):
+        recommend(workdir, "film 100", k=3)
+
+
+def test_cli_evaluate_and_recommend(workdir, capsys):
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "1,10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ACCURACY" in out and "cosine all concatenated" in out and "nDCG@10" in out
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "5", "--json", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ks"] == [5] and data["protocol"] == "cold-item"
+    assert cli_main(["recommend", "--workdir", str(workdir), "--item", "7", "-k", "3", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert len(rec["results"]) == 3 and rec["item"] == "7"
+    assert cli_main(["recommend", "--workdir", str(workdir), "--item", "nope"]) == 2
+    assert "cinefuse recommend: error: item 'nope' is not among" in capsys.readouterr().err
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli_main(["evaluate", "--workdir", str(tmp_path / "absent")]) == 2
+    assert f"workdir {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
+    assert cli_main(["evaluate", "--workdir", str(tmp_path), "--k", "a"]) == 2
+    assert capsys.readouterr().err == (
+        "cinefuse evaluate: error: --k 'a' must be comma-separated positive integers, e.g. 1,3,5,10\n")
+    assert cli_main(["evaluate", "--workdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"cinefuse evaluate: error: {tmp_path} is not a fuse workdir (no config.json); train first with "
+        f"`cinefuse fuse --workdir {tmp_path} ...`\n")
+    assert cli_main(["recommend", "--workdir", str(tmp_path), "--item", "1"]) == 2
+    assert "is not a fuse workdir" in capsys.readouterr().err
