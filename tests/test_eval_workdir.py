@@ -83,7 +83,7 @@ def test_cold_item_evaluation_end_to_end(workdir):
     assert results.counts["candidates"] == results.counts["queries"] == len(split["test"])
     models = list_models(workdir)
     names = [r.name for r in results.rows]
-    assert names == models + ["random", "popularity", "cosine meta/year", "cosine text/minilm",
+    assert names == models + ["random", "popularity (oracle)", "cosine meta/year", "cosine text/minilm",
                               "cosine all concatenated"]
     planted = results.row("cosine text/minilm").metrics
     noise = results.row("cosine meta/year").metrics
