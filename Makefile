@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cinefuse-installed
 EXTRAS ?= dev,ray
-DEMO_DIR ?= demo-out
+DEMO_DIR ?= cinefuse-demo
 
 .PHONY: install test test-all demo bench clean help
 

@@ -16,7 +16,7 @@ the trained fusion does.
 
 Output (a folder, all files deterministic for a seed):
 
-- ``videos/<id>.mp4``: H.264 frames plus an AAC audio track,
+- ``videos/<id>.mp4``: MPEG-4 video plus an AAC audio track,
 - ``movies.csv`` and ``ratings.csv`` in MovieLens ml-latest-small format (integer movieId;
   the item id is ``str(movieId)``); ``genres`` lists the three latent genres,
 - ``manifest.csv`` (``id, video, title, plot, year``) for ``cinefuse extract``,
@@ -51,16 +51,17 @@ MODALITIES = ("visual", "audio", "text")
 class CollectionConfig:
     """What to render. Every field is a plain value so the config is also the record."""
 
-    items: int = 300
-    users: int = 300
+    items: int = 240
+    users: int = 240
     seed: int = 0
     genres_per_modality: int = 3      # 2..4 genres in each modality
-    size: int = 96                    # frame width and height in pixels (even)
+    size: int = 96                    # frame width and height in pixels (a multiple of 16)
     fps: int = 8
     seconds: float = 3.0
     sample_rate: int = 16000
     ratings_per_user: tuple[int, int] = (40, 90)   # each user rates a uniform count in [lo, hi]
-    rating_noise: float = 0.5         # std of the per-rating noise, in stars
+    taste_weight: float = 1.2         # stars per unit of taste
+    rating_noise: float = 0.4         # std of the per-rating noise, in stars
     first_movie_id: int = 1
 
     def __post_init__(self) -> None:
@@ -71,8 +72,8 @@ class CollectionConfig:
         if not 2 <= self.genres_per_modality <= 4:
             raise CinefuseError(
                 f"demo collection: genres_per_modality={self.genres_per_modality}; use 2, 3 or 4")
-        if self.size < 16 or self.size % 2:
-            raise CinefuseError(f"demo collection: size={self.size}; use an even number of pixels >= 16")
+        if self.size < 32 or self.size % 16:
+            raise CinefuseError(f"demo collection: size={self.size}; use a multiple of 16 pixels >= 32")
         if self.fps < 1 or self.seconds <= 0 or self.fps * self.seconds < 2:
             raise CinefuseError(
                 f"demo collection: fps={self.fps}, seconds={self.seconds} give fewer than 2 frames")
@@ -153,17 +154,18 @@ def draw_genres(config: CollectionConfig) -> dict[str, np.ndarray]:
 
 
 def draw_ratings(config: CollectionConfig, genres: dict[str, np.ndarray]):
-    """Simulated users: a taste per genre per modality; rating = 3 + sum of the item's tastes + noise.
+    """Simulated users: rating = 3 + taste_weight * (sum of the user's tastes for the item's three
+    genres) + noise, in half stars.
 
     Returns (user (n,), item_index (n,), rating (n,) float32 in half stars 0.5..5, timestamp (n,)).
     """
     rng = np.random.default_rng([config.seed, 0x5EED])
     g = config.genres_per_modality
-    # taste[u, m, k]: how much user u likes genre k of modality m; centred so every user likes
-    # some genres and dislikes others in every modality (no user is indifferent to a modality).
-    taste = rng.normal(0.0, 1.0, size=(config.users, len(MODALITIES), g))
-    taste -= taste.mean(axis=2, keepdims=True)
-    taste /= taste.std(axis=2, keepdims=True) + 1e-9
+    # Every user has a favourite genre in every modality: taste +1 for it, -1/(g-1) for the others
+    # (zero mean). An item matching the favourites in all three modalities is the sure like, so
+    # ratings reward ranking by all three genres at once, which no single modality can do.
+    favourite = rng.integers(0, g, size=(config.users, len(MODALITIES)))
+    taste = np.where(np.arange(g)[None, None, :] == favourite[..., None], 1.0, -1.0 / (g - 1))
     lo, hi = config.ratings_per_user
     users, items, ratings, stamps = [], [], [], []
     t0 = 1_500_000_000
@@ -171,7 +173,7 @@ def draw_ratings(config: CollectionConfig, genres: dict[str, np.ndarray]):
         count = min(int(rng.integers(lo, hi + 1)), config.items)
         chosen = np.sort(rng.choice(config.items, size=count, replace=False))
         score = sum(taste[u, m, genres[name][chosen]] for m, name in enumerate(MODALITIES))
-        raw = 3.0 + 0.8 * score + rng.normal(0.0, config.rating_noise, size=count)
+        raw = 3.0 + config.taste_weight * score + rng.normal(0.0, config.rating_noise, size=count)
         stars = np.clip(np.round(raw * 2.0) / 2.0, 0.5, 5.0)
         users.append(np.full(count, u + 1, dtype=np.int64))
         items.append(chosen)
@@ -219,8 +221,10 @@ def render_frames(genre: int, rng: np.random.Generator, config: CollectionConfig
         angle = rng.uniform(0.0, np.pi)
         freq = rng.uniform(9.0, 13.0)
         speed = rng.uniform(2.0, 3.0) * (1 if rng.random() < 0.5 else -1)
-        axis = xx * np.cos(angle) + yy * np.sin(angle)
-        patterns = [0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (freq * axis - speed * t))) for t in times]
+        axis = (xx.astype(np.float64) * np.cos(angle) + yy * np.sin(angle)) * freq
+        # floor, not sign(sin(.)): a transcendental may differ in the last bit between SIMD code
+        # paths, and at a stripe edge that flips a pixel; the clips must be identical bytes.
+        patterns = [(np.floor(2.0 * (axis - speed * t)) % 2.0).astype(np.float32) for t in times]
     elif genre == 2:    # Moss: blocky cells flickering at random (texture, medium motion)
         cells = int(rng.integers(6, 10))
         grid = rng.random((cells, cells)) > 0.5
@@ -367,23 +371,41 @@ def render_text(genre: int, rng: np.random.Generator) -> tuple[str, str, int]:
 # encoding
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 // 2, W) uint8 planar YUV 4:2:0, BT.601 limited range.
+
+    Done here, exactly, so the bytes handed to the encoder depend on nothing but the pixels.
+    """
+    x = rgb.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    h, w = y.shape
+    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    planes = [y.reshape(-1), sub(u).reshape(-1), sub(v).reshape(-1)]
+    return np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, config: CollectionConfig) -> None:
-    """Write an mp4 with H.264 video and AAC audio; single-threaded so bytes are reproducible."""
+    """Write an mp4 with MPEG-4 video and AAC audio; single-threaded so bytes are reproducible."""
     import av
 
     with av.open(str(path), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=config.fps)
+        # MPEG-4 Part 2 rather than H.264: libx264 gave different bytes for the same frames from
+        # one call to the next in one process, and the collection must be the same for a seed.
+        video = container.add_stream("mpeg4", rate=config.fps)
         video.width = video.height = config.size
         video.pix_fmt = "yuv420p"
         video.codec_context.thread_count = 1
-        video.options = {"preset": "veryfast", "crf": "23"}
+        video.bit_rate = 200_000
         sound = container.add_stream("aac", rate=config.sample_rate, layout="mono")
         sound.codec_context.thread_count = 1
         sound.bit_rate = 48000
         # The default two-loop AAC coder takes 4x longer on these clips for no audible gain here.
         sound.options = {"aac_coder": "fast"}
         for k in range(frames.shape[0]):
-            frame = av.VideoFrame.from_ndarray(frames[k], format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frames[k]), format="yuv420p")
             frame.pts = k
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -468,10 +490,13 @@ def _render_all(config, genres, video_dir, workers, progress):
               for a in range(0, config.items, step)]
     texts = []
     if workers > 1:
-        import multiprocessing
+        # Threads, not processes: numpy and FFmpeg release the GIL for the heavy parts, and a
+        # process pool would re-import the caller's main module (spawn) or fork a parent that
+        # may already hold torch or jax threads.
+        from concurrent.futures import ThreadPoolExecutor
 
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for chunk in pool.imap(_render_range, ranges):
+        with ThreadPoolExecutor(workers) as pool:
+            for chunk in pool.map(_render_range, ranges):
                 texts.extend(chunk)
                 bar.update(len(chunk))
     else:

@@ -1,0 +1,201 @@
+"""``cinefuse demo``: the whole job on the embedded collection, offline, in one call.
+
+generate the collection -> extract (offline default backbones) -> fuse --grid (pairs and the
+ablation grid, with each single modality as its own row) -> evaluate (cold-item) -> report.
+
+The workdir is the single source of truth and every stage resumes: the collection is reused when
+its config matches, extract skips committed items, fuse resumes from checkpoints and skips
+finished runs. Running ``cinefuse demo`` again in the same workdir redoes only what is missing.
+
+Layout of the workdir::
+
+    W/collection/    videos, movies.csv, ratings.csv, manifest.csv, genres.csv (cinefuse.demo.collection)
+    W/store/         the extracted features (cinefuse.store)
+    W/fuse/          the fuse workdir: config.json, split.json, pairs.npz, runs/<model>/...
+    W/fuse/evaluation/cold-item/   results.md/.csv/.json and plots (cinefuse.fuse.evaluate)
+    W/report.md, W/modalities.png, W/demo.json   the demo's own report and verdict
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cinefuse.demo.collection import CollectionConfig, generate_collection
+from cinefuse.errors import CinefuseError
+
+SINGLE_MODALITIES = ("visual", "audio", "text")
+FULL = "full"
+
+
+@dataclass
+class DemoConfig:
+    """Everything the demo does, as data; ``demo.json`` in the workdir records it."""
+
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    # extract: overrides of cinefuse.extract.config.ExtractConfig (offline default backbones)
+    extract: dict = field(default_factory=lambda: {
+        # the clips are 3 s of one scene: 4 frames see the genre; 128 px is above the 96 px source
+        "frames": 4, "image_size": 128, "batch_size": 16, "shard_size": 128,
+        "visual": ["effnet-lite0", "lowlevel"], "audio": ["logmel"], "text": ["minilm", "tfidf"],
+        "meta": ["year"],
+    })
+    # fuse: sections of cinefuse.fuse.config (merged over its defaults)
+    fuse: dict = field(default_factory=lambda: {
+        "model": {"modalities": "full", "head": "concat-mlp", "hidden": 128, "token_dim": 64, "embed_dim": 32},
+        "loss": {"kind": "triplet", "distance": "cosine"},
+        "train": {"steps": 300, "steps_per_call": 50, "eval_every": 100, "checkpoint_every": 300,
+                  "batch_size": 128, "patience": 0, "warmup_steps": 50, "seed": 0},
+        # each single modality is a row of its own, so the report can compare full fusion with it
+        "grid": {"losses": ["pair", "triplet"], "distances": ["cosine"],
+                 "modalities": ["visual", "audio", "text", "visual+audio", "full"],
+                 "heads": ["ln-linear"]},
+    })
+    ks: tuple = (1, 3, 5, 10)
+    workers: int = 2                  # processes rendering the collection and decoding for extract
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record["collection"] = self.collection.to_json()
+        record["ks"] = list(self.ks)
+        return record
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    report: Path
+    verdict: dict                     # {"metric", "full", "singles": {modality: value}, "fusion_wins": bool, ...}
+    seconds: dict                     # stage -> wall seconds
+    results: object = None            # cinefuse.fuse.evaluate.Results
+    missing: list = field(default_factory=list)   # stages that could not run, and why
+
+
+def model_row(loss: str, distance: str, modalities: str, head: str) -> str:
+    from cinefuse.fuse.config import model_name
+
+    return model_name(loss, distance, modalities, head)
+
+
+def run_demo(workdir: str | Path, config: DemoConfig | None = None, log=None) -> DemoResult:
+    """Run every stage into ``workdir`` and write the report; returns the verdict and timings."""
+    config = config or DemoConfig()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def stage(name: str):
+        log(f"[demo] {name} ...")
+        return time.perf_counter()
+
+    t = stage(f"rendering {config.collection.items} clips into {workdir / 'collection'}")
+    collection = generate_collection(workdir / "collection", config.collection, workers=config.workers,
+                                     progress=config.progress)
+    seconds["collection"] = time.perf_counter() - t
+
+    t = stage("extracting features with the offline default backbones")
+    store = workdir / "store"
+    run_extract_stage(collection.manifest_csv, store, config)
+    seconds["extract"] = time.perf_counter() - t
+
+    t = stage("training the fusion grid (pairs from ratings, cold-item split)")
+    fuse_dir = workdir / "fuse"
+    run_fuse_stage(store, collection, fuse_dir, config, log)
+    seconds["fuse"] = time.perf_counter() - t
+
+    t = stage("evaluating cold-item recommendations")
+    from cinefuse.fuse.evaluate import run_evaluate
+
+    results = run_evaluate(fuse_dir, ks=config.ks, protocol="cold-item", progress=config.progress)
+    seconds["evaluate"] = time.perf_counter() - t
+
+    seconds["total"] = time.perf_counter() - start
+    verdict = fusion_verdict(results, config)
+    from cinefuse.demo.report import write_demo_report
+
+    report = write_demo_report(workdir, config, collection, results, verdict, seconds)
+    return DemoResult(workdir=workdir, report=report, verdict=verdict, seconds=seconds, results=results)
+
+
+def run_extract_stage(manifest: Path, store: Path, config: DemoConfig) -> None:
+    try:
+        from cinefuse.extract.config import ExtractConfig
+        from cinefuse.extract.pipeline import run_extract
+    except ModuleNotFoundError as exc:
+        raise CinefuseError(f"demo: the extract stage is not available ({exc}); "
+                            f"install cinefuse with its extract dependencies") from None
+    options = {**config.extract, "manifest": str(manifest), "store": str(store),
+               "workers": config.workers, "progress": config.progress}
+    summary = run_extract(ExtractConfig.from_dict(options, where="demo extract config"))
+    if summary.get("failed"):
+        # The clips are made here, so a failure is a broken install (codec, backbone weights),
+        # not bad input: stop rather than train on a store with holes.
+        raise CinefuseError(
+            f"demo: extract failed for {summary['failed']} of {summary['items']} clips "
+            f"({summary.get('by_status')}); run `cinefuse store info {store}` and "
+            f"`cinefuse extract --manifest {manifest} --store {store} --strict` to see why")
+
+
+def fuse_config(store: Path, collection, config: DemoConfig):
+    from cinefuse.fuse.config import config_from_dict
+
+    sections = {name: dict(values) for name, values in config.fuse.items()}
+    sections["data"] = {**sections.get("data", {}), "store": str(store),
+                        "ratings": str(collection.ratings_csv), "movies": str(collection.movies_csv)}
+    return config_from_dict(sections)
+
+
+def run_fuse_stage(store: Path, collection, fuse_dir: Path, config: DemoConfig, log) -> dict:
+    from cinefuse.fuse.train import run_fuse
+
+    return run_fuse(fuse_config(store, collection, config), fuse_dir, grid=True, log=log)
+
+
+def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict:
+    """Full fusion against each single modality, same loss, distance and head.
+
+    ``fusion_wins`` holds when the full model's metric is above every single-modality model's.
+    The best row of each modality set over the whole grid is reported beside it.
+    """
+    loss = config.fuse.get("loss", {})
+    kind, distance = loss.get("kind", "triplet"), loss.get("distance", "cosine")
+    head = config.fuse.get("model", {}).get("head", "concat-mlp")
+    value = lambda name: float(results.row(name).metrics[metric])  # noqa: E731
+    names = {m: model_row(kind, distance, m, head) for m in (*SINGLE_MODALITIES, FULL)}
+    try:
+        scores = {m: value(n) for m, n in names.items()}
+    except KeyError as exc:
+        raise CinefuseError(f"demo: the evaluation has no row {exc}; the fuse grid must train "
+                            f"{', '.join(names.values())}") from None
+    best = {}
+    for m in (*SINGLE_MODALITIES, "visual+audio", FULL):
+        rows = [r for r in results.rows if r.kind == "model" and _modalities_of(r.name) == m]
+        if rows:
+            top = max(rows, key=lambda r: r.metrics[metric] if r.metrics.get(metric) is not None else -1.0)
+            best[m] = {"model": top.name, metric: float(top.metrics[metric])}
+    baselines = {r.name: float(r.metrics[metric]) for r in results.rows
+                 if r.kind != "model" and r.metrics.get(metric) is not None}
+    return {
+        "metric": metric,
+        "models": names,
+        "full": scores[FULL],
+        "singles": {m: scores[m] for m in SINGLE_MODALITIES},
+        "fusion_wins": all(scores[FULL] > scores[m] for m in SINGLE_MODALITIES),
+        "margin": scores[FULL] - max(scores[m] for m in SINGLE_MODALITIES),
+        "best_per_modality_set": best,
+        "baselines": baselines,
+    }
+
+
+def _modalities_of(model: str) -> str | None:
+    """The modality set in a grid model name ``<loss>-<distance>-<modalities>-<head>``."""
+    for m in ("visual+audio", *SINGLE_MODALITIES, FULL):
+        if f"-{m}-" in model:
+            return m
+    return None
