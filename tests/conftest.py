@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,12 @@ class S3Server:
         self._server.start()
 
 
-def start_s3_server(bucket: str = "cinefuse-test", port: int | None = None) -> S3Server:
+def start_s3_server(bucket: str | None = None, port: int | None = None) -> S3Server:
     from moto.server import ThreadedMotoServer
 
+    # moto keeps its buckets in process-wide state that outlives a server: a fresh bucket name
+    # per server keeps tests from seeing each other's objects.
+    bucket = bucket or f"cinefuse-test-{uuid.uuid4().hex[:8]}"
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

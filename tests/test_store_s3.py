@@ -81,7 +81,8 @@ def test_server_stopped_mid_upload_leaves_no_partial_object(tmp_path, s3_server)
             sent["stopped"] = True
             s3_server.stop()
 
-    with pytest.raises(StoreError, match=r"upload of shard-00000.h5 to s3://cinefuse-test/big/shard-00000.h5 failed after 2 attempts"):
+    message = f"upload of shard-00000.h5 to s3://{s3_server.bucket}/big/shard-00000.h5 failed after 2 attempts"
+    with pytest.raises(StoreError, match=message):
         push(local, uri, s3_server.endpoint_url, multipart_bytes=5 << 20, attempts=2, progress=stop_after_first_part)
     assert sent.get("stopped")
 
