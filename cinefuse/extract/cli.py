@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     rt.add_argument("--num-shards", type=int, metavar="K", help="split the items into K slices (for any scheduler)")
     rt.add_argument("--shard-index", type=int, metavar="I", help="run slice I of K (0-based)")
     rt.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray: a local instance, or the cluster at ADDRESS")
-    rt.add_argument("--ray-tasks", type=int, metavar="N", help="Ray tasks (default: one per CPU)")
+    rt.add_argument("--ray-tasks", type=int, metavar="N", help="Ray Data actors, each loading the backbones once and writing its own shards (default: one per CPU, or per GPU with --device cuda)")
     rt.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     p.set_defaults(handler=handle)
 

@@ -420,26 +420,117 @@ def _pull_existing(config: ExtractConfig, local: Path) -> None:
             raise
 
 
-def _run_local(config: ExtractConfig, root: Path) -> dict:
+def prepare_extractor(config: ExtractConfig, items: list[Item]):
+    """The run's backbones (models not loaded yet) and extractor, with corpus-dependent text
+    backbones fitted on every item; returns ``(backbones, extractor, corpus fingerprint)``."""
+    from cinefuse.extract import backbones as registry
+
+    backbones = registry.build(config)
+    extractor = Extractor(config, backbones)
+    fingerprint = extractor.fit_text(items)
+    return backbones, extractor, fingerprint
+
+
+def plan_chunks(mine: list[Item], shard_size: int, committed: set[str]) -> list[list[Item]]:
+    """Chunks of ``shard_size`` cut from the whole slice, then committed ids removed: a resumed
+    run (or a Ray run) computes each remaining chunk with exactly the batches of a fresh run."""
+    chunks = [mine[i:i + shard_size] for i in range(0, len(mine), shard_size)]
+    chunks = [[item for item in chunk if item.id not in committed] for chunk in chunks]
+    return [chunk for chunk in chunks if chunk]
+
+
+@dataclass
+class ChunkDone:
+    """One committed chunk: its shard and, per item, the summary status, failure flag, frames."""
+
+    shard: str
+    ids: list[str]
+    statuses: list[str]  # status categories (``category``)
+    failed: list[bool]
+    frames: list[int]
+
+
+def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[list[Item]], writer,
+                   progress=None):
+    """Decode, embed and commit ``chunks`` (one shard each), yielding a :class:`ChunkDone` per
+    shard. A DataLoader (``config.workers`` processes) decodes ahead while this process runs the
+    model backbones on batches of ``config.batch_size`` items that never cross a chunk. Models
+    must be loaded (``extractor.load_models()``). ``strict`` raises :class:`ExtractFailed` before
+    writing a chunk holding an item that is not fully ok. Used by :func:`run_extract` and by
+    each Ray actor."""
     import torch
 
-    from cinefuse.extract import backbones as registry
     from cinefuse.extract.backbones.base import library_versions
+
+    backbones = extractor.backbones
+    pending = [item for chunk in chunks for item in chunk]
+    if not pending:
+        return
+    dataset = ItemDataset(pending, extractor.plan)
+    loader_kwargs: dict[str, Any] = dict(batch_size=None, shuffle=False, collate_fn=_identity,
+                                         num_workers=config.workers)
+    if config.workers:
+        loader_kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size),
+                             pin_memory=config.device.startswith("cuda"))
+    loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
+    library = library_versions()
+    frames_done = shards_written = 0
+    loop_started = time.perf_counter()
+    chunk_of = {item.id: index for index, chunk in enumerate(chunks) for item in chunk}
+    rows: dict[str, dict] = {name: {} for name in extractor.specs}
+    frames_of: dict[str, int] = {}
+    batch: list[DecodedItem] = []
+    done_in_chunk = 0
+    chunk_index = 0
+    for decoded in loader:
+        batch.append(decoded)
+        frames_of[decoded.id] = len(decoded.frames) if decoded.frames is not None else 0
+        done_in_chunk += 1
+        chunk = chunks[chunk_index]
+        last_of_chunk = done_in_chunk == len(chunk)
+        if len(batch) == config.batch_size or last_of_chunk:
+            frames_done += extractor.forward_media_models(batch, rows)
+            if progress is not None:
+                progress.update(len(batch))
+                elapsed = max(time.perf_counter() - loop_started, 1e-9)
+                progress.set_postfix_str(f"{progress.n / elapsed:.2f} items/s, {frames_done / elapsed:.1f} frames/s")
+            batch = []
+        if not last_of_chunk:
+            continue
+        assert all(chunk_of[item.id] == chunk_index for item in chunk)
+        extractor.text_and_meta(chunk, rows)
+        statuses = [item_status(item, rows, backbones) for item in chunk]
+        fails = [item_failed(item, rows, backbones) for item in chunk]
+        if config.strict:
+            for item, status, bad in zip(chunk, statuses, fails):
+                if bad or category(status) not in ("ok", NO_VIDEO):
+                    raise ExtractFailed(
+                        f"--strict: item {item.id!r} ({item.video or 'no video'}) failed: {status}; "
+                        f"{shards_written} shard(s) before it are committed, run again without "
+                        "--strict to record the failure and go on")
+        ids = [item.id for item in chunk]
+        record = writer.write_shard(ids, extractor.blocks(ids, rows, library))
+        shards_written += 1
+        yield ChunkDone(record.name, ids, [category(s) for s in statuses], fails,
+                        [frames_of.pop(item_id) for item_id in ids])
+        for name in rows:  # keep memory flat: drop the committed chunk's rows
+            for item_id in ids:
+                rows[name].pop(item_id, None)
+        chunk_index += 1
+        done_in_chunk = 0
+
+
+def _run_local(config: ExtractConfig, root: Path) -> dict:
     from cinefuse.store import StoreWriter
 
     started = time.perf_counter()
     items = load_items(config)
-    backbones = registry.build(config)
-    extractor = Extractor(config, backbones)
-    fingerprint = extractor.fit_text(items)
+    _backbones, extractor, fingerprint = prepare_extractor(config, items)
     writer = StoreWriter(root, store_config(config, fingerprint))
     if config.overwrite:
         writer.reset()
     mine = slice_items(items, config.num_shards, config.shard_index)
-    committed = writer.committed_ids()
-    chunks = [mine[i:i + config.shard_size] for i in range(0, len(mine), config.shard_size)]
-    chunks = [[item for item in chunk if item.id not in committed] for chunk in chunks]
-    chunks = [chunk for chunk in chunks if chunk]
+    chunks = plan_chunks(mine, config.shard_size, writer.committed_ids())
     pending = [item for chunk in chunks for item in chunk]
     summary: dict[str, Any] = {
         "store": config.store, "config_hash": writer.config_hash, "items": len(mine),
@@ -452,58 +543,15 @@ def _run_local(config: ExtractConfig, root: Path) -> dict:
         return summary
 
     extractor.load_models()  # before the clock of the loop and before the workers fork
-    dataset = ItemDataset(pending, extractor.plan)
-    loader_kwargs: dict[str, Any] = dict(batch_size=None, shuffle=False, collate_fn=_identity,
-                                         num_workers=config.workers)
-    if config.workers:
-        loader_kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size),
-                             pin_memory=config.device.startswith("cuda"))
-    loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
-    library = library_versions()
     by_status: Counter = Counter()
     failed = frames_done = 0
     progress = _progress(len(pending), config.progress)
-    loop_started = time.perf_counter()
-    chunk_of = {item.id: index for index, chunk in enumerate(chunks) for item in chunk}
-    rows: dict[str, dict] = {name: {} for name in extractor.specs}
-    batch: list[DecodedItem] = []
-    done_in_chunk = 0
-    chunk_index = 0
     try:
-        for decoded in loader:
-            batch.append(decoded)
-            done_in_chunk += 1
-            chunk = chunks[chunk_index]
-            last_of_chunk = done_in_chunk == len(chunk)
-            if len(batch) == config.batch_size or last_of_chunk:
-                frames_done += extractor.forward_media_models(batch, rows)
-                progress.update(len(batch))
-                elapsed = max(time.perf_counter() - loop_started, 1e-9)
-                progress.set_postfix_str(f"{progress.n / elapsed:.2f} items/s, {frames_done / elapsed:.1f} frames/s")
-                batch = []
-            if not last_of_chunk:
-                continue
-            assert all(chunk_of[item.id] == chunk_index for item in chunk)
-            extractor.text_and_meta(chunk, rows)
-            statuses = [item_status(item, rows, backbones) for item in chunk]
-            fails = [item_failed(item, rows, backbones) for item in chunk]
-            if config.strict:
-                for item, status, bad in zip(chunk, statuses, fails):
-                    if bad or category(status) not in ("ok", NO_VIDEO):
-                        raise ExtractFailed(
-                            f"--strict: item {item.id!r} ({item.video or 'no video'}) failed: {status}; "
-                            f"{summary['shards_written']} shard(s) before it are committed, run again without "
-                            "--strict to record the failure and go on")
-            ids = [item.id for item in chunk]
-            writer.write_shard(ids, extractor.blocks(ids, rows, library))
+        for done in extract_chunks(config, extractor, chunks, writer, progress):
             summary["shards_written"] += 1
-            by_status.update(category(s) for s in statuses)
-            failed += sum(fails)
-            for name in rows:  # keep memory flat: drop the committed chunk's rows
-                for item_id in ids:
-                    rows[name].pop(item_id, None)
-            chunk_index += 1
-            done_in_chunk = 0
+            by_status.update(done.statuses)
+            failed += sum(done.failed)
+            frames_done += sum(done.frames)
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
