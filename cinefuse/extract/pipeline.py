@@ -472,6 +472,11 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
     if config.workers:
         loader_kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size),
                              pin_memory=config.device.startswith("cuda"))
+        if "jax" in sys.modules:
+            # forking a process whose JAX thread pools are running can deadlock the child (the
+            # demo and the test suite load fuse first): spawn fresh workers instead (not a fork
+            # server, whose environment would be the one of the moment it started)
+            loader_kwargs["multiprocessing_context"] = "spawn"
     loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
     library = library_versions()
     frames_done = shards_written = 0

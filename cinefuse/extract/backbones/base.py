@@ -10,6 +10,7 @@ Backbones come in three kinds, by where their work runs:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass
@@ -57,8 +58,12 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
                 "av": av.__version__, "ffmpeg": ".".join(str(v) for v in av.library_versions.get("libavcodec", ()))}
-    for name in ("torchaudio", "timm", "transformers", "open_clip", "sklearn"):
-        module = sys.modules.get(name)  # only what this run imported: importing costs seconds
-        if module is not None and hasattr(module, "__version__"):
-            versions[name] = str(module.__version__)
+    # Installed distributions' metadata, not imported modules: the record must not depend on what
+    # the writing process happened to import, and importing these costs seconds.
+    for name, dist in (("torchaudio", "torchaudio"), ("timm", "timm"), ("transformers", "transformers"),
+                       ("open_clip", "open_clip_torch"), ("sklearn", "scikit-learn")):
+        try:
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return versions
