@@ -63,7 +63,12 @@ def write_synthetic_store(root: Path, n_items: int = 160, n_users: int = 120, se
         base = data["visual/effnet"]
         seq = base[:, None, :] + rng.normal(scale=0.5, size=(n_items, t, base.shape[1])).astype(np.float32)
         data["visual/effnet_frames"] = seq.astype(np.float16)
-        data["audio/logmel_seq"] = rng.normal(size=(n_items, 10, 8)).astype(np.float32)
+        # the log-mel sequence carries the cluster as a pattern over time in two bands (weaker than
+        # the visual signal), so a conv encoder trained on it alone has something to find
+        mel = rng.normal(size=(n_items, 10, 8)).astype(np.float32)
+        pattern = rng.normal(size=(n_clusters, 10, 2)).astype(np.float32)
+        mel[:, :, :2] += signal * pattern[clusters]
+        data["audio/logmel_seq"] = mel
     writer = StoreWriter(root / "store", config={"synthetic": True, "seed": seed})
     bounds = np.linspace(0, n_items, shards + 1).astype(int)
     bad_rows = bad_rows or {}

@@ -12,7 +12,8 @@ W/pairs.npz and W/runs/<model>/ (metrics.jsonl, curves.png, distances.png, check
 summary.json). Run the same command again to resume from the last checkpoint.
 
 --grid trains the ablation grid {pair, triplet} x {cosine, euclidean} x {visual, visual+audio,
-full} as one vmapped program, plus the other fusion heads, and prints a results table.
+full}, plus the other fusion heads, and prints a results table. Configurations that share a tower
+(same modality set and head) train together as one program: 3 programs for the 12 configurations.
 """
 
 EPILOG = """\

@@ -23,6 +23,7 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     [train]
     steps = 2000
     batch_size = 128
+    grid_program = "auto"         # a grid group as one program: "unrolled" (CPU default) or "vmap"
 
 ``cinefuse fuse --store S --ratings R --movies M --workdir W --config fuse.toml`` trains it; run the
 same command again and it resumes from the newest checkpoint in ``W``.
@@ -43,6 +44,7 @@ from cinefuse.fuse.pairs import PROTOCOLS, PairConfig
 
 HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
 POOLINGS = ("mean", "attention")
+GRID_PROGRAMS = ("auto", "unrolled", "vmap")
 DEFAULT_MODALITY_SETS = {
     "visual": ["visual/effnet", "visual/lowlevel"],
     "audio": ["audio/logmel_stats"],
@@ -105,6 +107,9 @@ class TrainConfig:
     checkpoint_every: int = 200     # a multiple of eval_every
     patience: int = 5               # evaluations without improvement before stopping; 0: never stop early
     keep_checkpoints: int = 2
+    # how a grid group of configurations becomes one program: "vmap" (batched over members),
+    # "unrolled" (members written out in one program), "auto": unrolled on CPU, vmap elsewhere
+    grid_program: str = "auto"
     data_parallel: bool = True      # shard each batch over all local devices
     distributed: bool = False       # call jax.distributed.initialize() first (several hosts)
 
@@ -144,6 +149,7 @@ class FuseConfig:
         _one_of("loss.kind", self.loss.kind, LOSSES)
         _one_of("loss.distance", self.loss.distance, DISTANCES)
         _one_of("loss.mining", self.loss.mining, MINERS)
+        _one_of("train.grid_program", self.train.grid_program, GRID_PROGRAMS)
         for name in ("losses", "distances", "heads"):
             allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS}[name]
             for value in getattr(self.grid, name):

@@ -13,9 +13,11 @@ Heads fuse the tokens into the embedding:
   so a visual-only model is well defined), mean over queries (the thesis's hybrid head);
 - ``gated``: a softmax gate over tokens weights their sum, then an MLP.
 
-``token_mask`` (one 0/1 per feature set) switches sets off without changing shapes: an ablation
-grid trains ``visual`` and ``full`` in one vmapped program with the same parameters' layout.
-Masked tokens are zero in the concatenation, excluded from attention keys and from the gate.
+``token_mask`` (one 0/1 per feature set) switches sets off without changing shapes (kept for
+ablations by hand; the grid instead builds each modality set's own tower, so nothing is computed
+for a set a configuration does not use). Masked tokens are zero in the concatenation, excluded
+from attention keys and from the gate. Sequence padding (timesteps at or beyond ``lengths``) never
+reaches the output: it is zeroed around the convolutions and excluded from pooling.
 The output is (normalised, raw): the L2-normalised embedding and the projection before it.
 """
 
@@ -53,11 +55,15 @@ class SetEncoder(nn.Module):
         if self.spec.sequence:
             if lengths is None:
                 lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
+            t = jnp.arange(x.shape[1])[None, :] < lengths[:, None]          # (B, T) valid timesteps
             if self.spec.conv:
-                x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv1")(x))
-                x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv2")(x))
+                # zero the padding before and between the convolutions: a padded row then encodes
+                # exactly as the unpadded sequence would with SAME zero padding
+                keep = t.astype(x.dtype)[..., None]
+                x = x * keep
+                x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv1")(x)) * keep
+                x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv2")(x)) * keep
             if self.pooling == "attention":
-                t = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
                 score = nn.Dense(1, name="pool_score")(jnp.tanh(nn.Dense(self.hidden // 2, name="pool_hidden")(x)))[..., 0]
                 score = jnp.where(t, score, -1e9)
                 x = jnp.sum(jax.nn.softmax(score, axis=1)[..., None] * x, axis=1)

@@ -13,9 +13,11 @@ How a step runs: the whole feature table sits on the device; ``update`` is a pur
 ``fold_in(seed_key, step)``, so the stream depends only on the step and a resumed run draws
 exactly the batches an uninterrupted one would), gathers their features, takes the loss and
 applies an optax AdamW update with global-norm clipping and a warmup-cosine schedule. ``lax.scan``
-fuses ``steps_per_call`` steps into one jitted call. Configurations that share a head are stacked
-on a leading axis and trained by one vmapped program (``jax.vmap`` over parameters, optimiser
-state, loss selectors and modality masks; every configuration sees the same batches). With
+fuses ``steps_per_call`` steps into one jitted call. A grid is planned as groups of configurations
+that really share shapes (the same feature sets and head; ``plan_runs``), so no member computes an
+encoder it does not use; each group is one program whose members see the same batches, their
+parameters stacked on a leading axis, built either with ``jax.vmap`` or with the members unrolled
+in one scan body (``train.grid_program``; see ``GroupTrainer``). With
 several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
 parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
 initialises from the cluster's environment, each host runs the same command on the same store).
@@ -41,6 +43,7 @@ from cinefuse.fuse.config import (
     as_config,
     config_json,
     model_name,
+    modalities_label,
     resolve_feature_sets,
 )
 from cinefuse.fuse.features import (
@@ -70,29 +73,33 @@ class RunSpec:
 
 
 def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
-    """Groups of runs; each group is one (vmapped) program."""
+    """Groups of runs; each group is one program (``GroupTrainer``).
+
+    A group holds configurations that really share shapes: the same feature sets and head, so
+    the same parameter layout, differing only in loss and distance (selected per member inside
+    the one program). No member computes an encoder it does not use: the grid's ``visual``,
+    ``visual+audio`` and ``full`` members are three groups of {pair, triplet} x {cosine,
+    euclidean}, and every other head is a group of its own.
+    """
     sets_of = lambda mods: resolve_feature_sets(mods, config.data.modality_sets)  # noqa: E731
     if not grid:
         sets = sets_of(config.model.modalities)
         name = model_name(config.loss.kind, config.loss.distance, config.model.modalities, config.model.head)
         return [[RunSpec(name, config.loss, config.model, sets, [1] * len(sets))]]
     g = config.grid
-    union: list[str] = []
-    for mods in list(g.modalities) + [config.model.modalities]:
-        union.extend(s for s in sets_of(mods) if s not in union)
     groups: list[list[RunSpec]] = []
-    main: list[RunSpec] = []
-    for kind in g.losses:
-        for distance in g.distances:
-            for mods in g.modalities:
+    for mods in g.modalities:
+        sets = sets_of(mods)
+        model = ModelConfig(**{**asdict(config.model), "modalities": mods})
+        group = []
+        for kind in g.losses:
+            for distance in g.distances:
                 loss = LossConfig(**{**asdict(config.loss), "kind": kind, "distance": distance,
                                      "margin": config.loss.margin if kind == config.loss.kind else None})
-                model = ModelConfig(**{**asdict(config.model), "modalities": mods})
-                used = set(sets_of(mods))
-                main.append(RunSpec(model_name(kind, distance, mods, model.head), loss, model, union,
-                                    [int(s in used) for s in union]))
-    if main:
-        groups.append(main)
+                group.append(RunSpec(model_name(kind, distance, mods, model.head), loss, model, sets,
+                                     [1] * len(sets)))
+        if group:
+            groups.append(group)
     for head in g.heads:
         if head == config.model.head:
             continue
@@ -244,18 +251,37 @@ class GroupTrainer:
         feats_all, lens_all, words_all, trip_all = self.feats, self.lens, self.words, self.triplets
         sets = self.sets
 
-        def loss_fn(params, spec, mask, feats, lens, items, words):
-            emb, raw = tower.apply(params, feats, lens, mask)
-            emb, raw = emb.reshape(batch, 3, -1), raw.reshape(batch, 3, -1)
-            return batch_loss({**static_spec, **spec}, emb, raw, items, words, neg_max)
+        # How a group of G configurations becomes one program (``train.grid_program``):
+        # - "vmap": jax.vmap over stacked parameters, optimiser states and loss selectors. The loss
+        #   selectors are traced, so every loss branch is computed for every member and selected;
+        #   the encoders' GEMMs become batched GEMMs. Best where one wide kernel beats several
+        #   (GPU).
+        # - "unrolled": the G members written out one after another inside the one jitted scan
+        #   body, each with its own loss resolved at trace time (no wasted branches). The batch
+        #   sampling, feature gather and genre masks are computed once for all members, and XLA
+        #   schedules the members' independent op chains in one program (our guess at why it
+        #   helps: the small non-GEMM ops of one member overlap another's GEMMs). Measured faster
+        #   than vmap and than one run after another on 2-core CPUs (benchmarks/results/fuse.md).
+        mode = t.grid_program
+        if mode == "auto":
+            mode = "unrolled" if jax.default_backend() == "cpu" else "vmap"
+        unrolled = mode == "unrolled" and len(runs) > 1
+        self.program = mode if len(runs) > 1 else "single"
+        member_specs = [loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(),
+                                  r.loss.temperature, r.loss.euclidean_normalized) for r in runs]
 
         def per_config(params, opt_state, spec, mask, feats, lens, items, words):
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, spec, mask, feats, lens, items, words)
+            def loss_fn(params):
+                emb, raw = tower.apply(params, feats, lens, mask)
+                emb, raw = emb.reshape(batch, 3, -1), raw.reshape(batch, 3, -1)
+                return batch_loss(spec, emb, raw, items, words, neg_max)
+
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
 
-        def update(state, step):
+        def batch_at(step):
             rng = jax.random.fold_in(self.key, step)
             pick = jax.random.randint(rng, (batch,), 0, n_trip)
             items = trip_all[pick]                                         # (B, 3)
@@ -264,50 +290,83 @@ class GroupTrainer:
             flat = items.reshape(-1)                                       # a0 p0 n0 a1 ...
             feats = {n: feats_all[n][flat] for n in sets}
             lens = {n: v[flat] for n, v in lens_all.items()}
-            words = words_all[items]                                       # (B, 3, W)
-            params, opt_state, metrics = jax.vmap(per_config, in_axes=(0, 0, 0, 0, None, None, None, None))(
-                state["params"], state["opt_state"], self.specs, self.masks, feats, lens, items, words)
+            return feats, lens, items, words_all[items]                    # words (B, 3, W)
+
+        def update_vmapped(state, step):
+            feats, lens, items, words = batch_at(step)
+            params, opt_state, metrics = jax.vmap(
+                lambda p, o, spec, m: per_config(p, o, {**static_spec, **spec}, m, feats, lens, items, words))(
+                state["params"], state["opt_state"], self.specs, self.masks)
             return {"params": params, "opt_state": opt_state, "step": step + 1}, metrics
 
+        def update_unrolled(members, step):
+            # members: a tuple of G (params, opt_state) trees, unstacked once per call
+            feats, lens, items, words = batch_at(step)
+            outs = [per_config(p, o, spec, self.masks[k], feats, lens, items, words)
+                    for k, ((p, o), spec) in enumerate(zip(members, member_specs))]
+            metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *[m for _, _, m in outs])
+            return tuple((p, o) for p, o, _ in outs), metrics
+
         def multi_step(state):
-            def body(s, _):
-                return update(s, s["step"])
-            return jax.lax.scan(body, state, None, length=t.steps_per_call)
+            if not unrolled:
+                return jax.lax.scan(lambda s, _: update_vmapped(s, s["step"]), state, None, length=t.steps_per_call)
+            take = lambda tree, k: jax.tree.map(lambda x: x[k], tree)  # noqa: E731
+            members = tuple((take(state["params"], k), take(state["opt_state"], k)) for k in range(len(runs)))
+
+            def body(carry, _):
+                members, step = carry
+                members, metrics = update_unrolled(members, step)
+                return (members, step + 1), metrics
+
+            (members, step), metrics = jax.lax.scan(body, (members, state["step"]), None, length=t.steps_per_call)
+            stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+            return {"params": jax.tree.map(stack, *[p for p, _ in members]),
+                    "opt_state": jax.tree.map(stack, *[o for _, o in members]), "step": step}, metrics
 
         self.multi_step = jax.jit(multi_step, donate_argnums=0)
 
-        def embed(params, feats, lens):
+        def embed(params, feats_all, lens_all, rows):
+            feats = {n: feats_all[n][rows] for n in sets}
+            lens = {n: v[rows] for n, v in lens_all.items()}
             return jax.vmap(lambda p, m: tower.apply(p, feats, lens, m), in_axes=(0, 0))(params, self.masks)
 
         self.embed = jax.jit(embed)
 
+        g = len(runs)
+
+        def init_all(key, sample, lens):
+            params = tower.init(key, sample, lens, self.masks[0])
+            # the same initial parameters for every configuration of the group, as sequential runs
+            # with the same seed would have: differences come from the configurations only
+            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (g,) + x.shape), params)
+            return {"params": params, "opt_state": jax.vmap(tx.init)(params), "step": jnp.int32(0)}
+
+        # one compiled program for the whole initial state (no per-leaf dispatches)
+        self._init_all = jax.jit(init_all)
+
     # -- state ------------------------------------------------------------------------------------
     def init_state(self):
-        jax, jnp = self.jax, self.jnp
-        g = len(self.runs)
+        jax = self.jax
         sample = {n: self.feats[n][:2] for n in self.sets}
         lens = {n: v[:2] for n, v in self.lens.items()}
         init_key = jax.random.fold_in(self.key, -1 & 0x7FFFFFFF)
-        params = jax.jit(self.tower.init)(init_key, sample, lens, self.masks[0])
-        # the same initial parameters for every configuration of the group, as sequential runs with
-        # the same seed would have: differences come from the configurations only
-        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (g,) + x.shape).copy(), params)
-        opt_state = jax.jit(jax.vmap(self.tx.init))(params)
-        state = {"params": params, "opt_state": opt_state, "step": jnp.int32(0)}
+        state = self._init_all(init_key, sample, lens)
         if self.mesh is not None:
             state = jax.tree.map(lambda x: self.put(np.asarray(x)), state)
         return state
 
     def embed_rows(self, params, rows: np.ndarray, chunk: int = 2048):
+        """(G, M, E) normalised and raw embeddings of ``rows``; rows padded to a power of two (at
+        most ``chunk``) so that few shapes are ever compiled."""
         outs_n, outs_r = [], []
         for start in range(0, len(rows), chunk):
-            idx = self.jnp.asarray(rows[start:start + chunk])
-            feats = {n: self.feats[n][idx] for n in self.sets}
-            lens = {n: v[idx] for n, v in self.lens.items()}
-            n, r = self.embed(params, feats, lens)
-            outs_n.append(np.asarray(n))
-            outs_r.append(np.asarray(r))
-        return np.concatenate(outs_n, axis=1), np.concatenate(outs_r, axis=1)  # (G, M, E)
+            part = rows[start:start + chunk]
+            size = min(chunk, 1 << max(4, int(len(part) - 1).bit_length()))
+            padded = np.concatenate([part, np.full(size - len(part), part[0], part.dtype)])
+            n, r = self.embed(params, self.feats, self.lens, self.jnp.asarray(padded.astype(np.int32)))
+            outs_n.append(np.asarray(n)[:, :len(part)])
+            outs_r.append(np.asarray(r)[:, :len(part)])
+        return np.concatenate(outs_n, axis=1), np.concatenate(outs_r, axis=1)
 
     def validate(self, params, part: str = "val") -> list[dict]:
         pairs = self.data.arrays[f"{part}_pairs"]
@@ -348,7 +407,7 @@ def _metrics_lines(path: Path, upto_step: int) -> list[dict]:
 def _group_dir(workdir: Path, runs: list[RunSpec]) -> Path:
     if len(runs) == 1:
         return workdir / "runs" / runs[0].name
-    return workdir / "grid" / runs[0].model.head
+    return workdir / "grid" / f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}"
 
 
 def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print) -> list[dict]:
@@ -376,7 +435,8 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                  **{f"{n}::std": s for n, (m, s) in trainer.stats.items()})
     state = trainer.init_state()
     g = len(runs)
-    best = jax.tree.map(lambda x: x.copy(), state["params"])  # the state's buffers are donated each call
+    # the best parameters live on the host (a copy: the state's buffers are donated each call)
+    best = jax.tree.map(lambda x: np.array(x), state["params"])
     meta = {"best_auc": [-1.0] * g, "bad": [0] * g, "best_step": [0] * g, "stopped": [False] * g,
             "elapsed": 0.0, "done": False}
     manager = ocp.CheckpointManager(
@@ -388,6 +448,7 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         restored = manager.restore(start, args=ocp.args.Composite(
             train=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         state, best, meta = restored["train"]["state"], restored["train"]["best"], restored["meta"]
+        best = jax.tree.map(lambda x: np.array(x), best)
         log(f"resuming {group_dir.name} from step {start}")
     step = int(state["step"])
     for d in run_dirs:  # drop log lines written after the checkpoint we resume from
@@ -422,9 +483,9 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                            "seconds": round(time.perf_counter() - t0, 3)}
                     logs[k].write(json.dumps(rec) + "\n")
                     logs[k].flush()
-                sel = jax.numpy.asarray(improved)
-                best = jax.tree.map(lambda b, p: jax.numpy.where(sel.reshape((g,) + (1,) * (p.ndim - 1)), p, b),
-                                    best, state["params"])
+                if improved.any():
+                    best = jax.tree.map(lambda b, p: np.where(improved.reshape((g,) + (1,) * (p.ndim - 1)),
+                                                              np.asarray(p), b), best, state["params"])
                 bar.set_postfix(val_auc=f"{max(v['auc'] for v in val):.3f}")
                 last = step >= t.steps or all(meta["stopped"])
                 if step % t.checkpoint_every == 0 or last:
@@ -438,12 +499,12 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         for f in logs:
             f.close()
     train_seconds = float(meta.get("elapsed", time.perf_counter() - t0))
-    final = best if t.patience else state["params"]
+    final = best if t.patience else jax.tree.map(lambda x: np.array(x), state["params"])
     val = trainer.validate(final)
     summaries = []
     checkpointer = ocp.StandardCheckpointer()
     for k, (r, d) in enumerate(zip(runs, run_dirs)):
-        params_k = jax.tree.map(lambda x: np.asarray(x[k]), final)
+        params_k = jax.tree.map(lambda x: np.ascontiguousarray(x[k]), final)
         target = (d / "params").absolute()
         if target.exists():
             import shutil
@@ -453,7 +514,7 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         summary = {"model": r.name, "train_seconds": round(train_seconds, 3), "steps": step,
                    "best_step": int(meta["best_step"][k]), "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
                    "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
-                   "group_size": g, "feature_counts": data.counts}
+                   "group_size": g, "program": trainer.program, "feature_counts": data.counts}
         _write_json(d / "summary.json", summary)
         _plot(d, _metrics_lines(d / "metrics.jsonl", step), val[k])
         summaries.append(summary)
