@@ -35,7 +35,7 @@ def plot_modalities(results, metric: str, path: Path) -> None:
         variant = row.name.replace(f"-{mods}-", "-")
         groups.setdefault(variant, {})[mods] = float(row.metrics[metric])
     present = [m for m in MODALITY_ORDER if any(m in g for g in groups.values())]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(present) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(present) + 2) + 2.6, 4.2))
     width = 0.8 / max(len(groups), 1)
     for k, (variant, values) in enumerate(sorted(groups.items())):
         xs = [i + k * width for i, m in enumerate(present) if m in values]
@@ -48,7 +48,7 @@ def plot_modalities(results, metric: str, path: Path) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(present))], present)
     ax.set_ylabel(metric)
     ax.set_title(f"cold-item {metric} by modality set")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -525,10 +525,24 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
         done_in_chunk = 0
 
 
-def _run_local(config: ExtractConfig, root: Path) -> dict:
+@dataclass
+class RunPlan:
+    """What a run knows before it extracts anything: the items, what is left to do, in chunks."""
+
+    items: list
+    extractor: Any
+    writer: Any
+    chunks: list
+    pending: list
+    summary: dict[str, Any]
+
+
+def plan_run(config: ExtractConfig, root: Path | str) -> RunPlan:
+    """Read the items, fit what needs the whole corpus (TF-IDF), open the store, apply
+    ``--overwrite`` (once, before any worker writes), take this slice and drop committed ids.
+    Shared by the single-process run and the Ray driver."""
     from cinefuse.store import StoreWriter
 
-    started = time.perf_counter()
     items = load_items(config)
     _backbones, extractor, fingerprint = prepare_extractor(config, items)
     writer = StoreWriter(root, store_config(config, fingerprint))
@@ -542,6 +556,13 @@ def _run_local(config: ExtractConfig, root: Path) -> dict:
         "skipped": len(mine) - len(pending), "processed": 0, "failed": 0, "shards_written": 0,
         "by_status": {}, "frames": 0, "seconds": 0.0, "items_per_second": 0.0, "frames_per_second": 0.0,
     }
+    return RunPlan(items, extractor, writer, chunks, pending, summary)
+
+
+def _run_local(config: ExtractConfig, root: Path) -> dict:
+    started = time.perf_counter()
+    plan = plan_run(config, root)
+    extractor, writer, chunks, pending, summary = plan.extractor, plan.writer, plan.chunks, plan.pending, plan.summary
     if not pending:
         summary["seconds"] = time.perf_counter() - started
         summary["exit_code"] = 0

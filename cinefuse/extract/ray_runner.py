@@ -106,32 +106,20 @@ def run_extract_ray(config: ExtractConfig) -> dict:
         import ray.data
     except ImportError as exc:
         raise CinefuseError("--ray needs Ray Data: pip install 'cinefuse[ray]'") from exc
-    from cinefuse.extract.pipeline import (_progress, _pull_existing, load_items, plan_chunks, prepare_extractor,
-                                           slice_items, staging_folder, store_config)
-    from cinefuse.store import StoreWriter
+    from cinefuse.extract.pipeline import _progress, _pull_existing, plan_run, staging_folder
 
     started = time.perf_counter()
     remote = config.store.startswith("s3://")
     local = str(staging_folder(config)) if remote else config.store
     if remote:
         _pull_existing(config, staging_folder(config))
-    items = load_items(config)
-    _backbones, _extractor, fingerprint = prepare_extractor(config, items)
-    writer = StoreWriter(local, store_config(config, fingerprint))
-    if config.overwrite:
-        writer.reset()  # once, in the driver, before any actor writes
-    mine = slice_items(items, config.num_shards, config.shard_index)
-    chunks = plan_chunks(mine, config.shard_size, writer.committed_ids())
-    pending = [item for chunk in chunks for item in chunk]
-    summary: dict[str, Any] = {
-        "store": config.store, "config_hash": writer.config_hash, "items": len(mine),
-        "skipped": len(mine) - len(pending), "processed": 0, "failed": 0, "shards_written": 0,
-        "by_status": {}, "frames": 0, "seconds": 0.0, "items_per_second": 0.0, "frames_per_second": 0.0,
-        "ray_tasks": 0,
-    }
-    if pending:
+    plan = plan_run(config, local)  # --overwrite resets once here, in the driver, before any actor writes
+    summary = plan.summary
+    summary["ray_tasks"] = 0
+    if plan.pending:
         with _ray_session(ray, config):
-            summary.update(_run_actors(ray, config, local, items, chunks, writer.config_hash, _progress))
+            summary.update(_run_actors(ray, config, local, plan.items, plan.chunks, plan.writer.config_hash,
+                                       _progress))
     if remote and (staging_folder(config) / "manifest.json").is_file():
         from cinefuse.store.s3 import push
 
