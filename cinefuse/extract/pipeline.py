@@ -198,39 +198,9 @@ class Extractor:
     # rows: set name -> {item id: (array or None, status)}
     def forward_media_models(self, batch: list[DecodedItem], rows: dict[str, dict]) -> int:
         """Run the visual and audio model backbones on one batch; returns frames processed."""
-        import torch
-
         frame_items = [d for d in batch if d.frames is not None]
-        for backbone in self.backbones.visual_models:
-            frames_name, pooled_name = (spec.name for spec in backbone.sets())
-            if frame_items:
-                stacked = torch.cat([d.frames for d in frame_items])
-                embedded = backbone.embed(stacked).cpu().numpy()
-                start = 0
-                for d in frame_items:
-                    part = embedded[start:start + len(d.frames)]
-                    start += len(d.frames)
-                    rows[frames_name][d.id] = (part, d.video_status)
-                    rows[pooled_name][d.id] = (part.mean(axis=0), d.video_status)
-            for d in batch:
-                if d.frames is None:
-                    rows[frames_name][d.id] = (None, d.video_status)
-                    rows[pooled_name][d.id] = (None, d.video_status)
-        window_items = [d for d in batch if d.windows is not None]
-        for backbone in self.backbones.audio_models:
-            windows_name, pooled_name = (spec.name for spec in backbone.sets())
-            if window_items:
-                embedded = backbone.embed(torch.cat([d.windows for d in window_items])).cpu().numpy()
-                start = 0
-                for d in window_items:
-                    part = embedded[start:start + len(d.windows)]
-                    start += len(d.windows)
-                    rows[windows_name][d.id] = (part, d.audio_status)
-                    rows[pooled_name][d.id] = (part.mean(axis=0), d.audio_status)
-            for d in batch:
-                if d.windows is None:
-                    rows[windows_name][d.id] = (None, d.audio_status)
-                    rows[pooled_name][d.id] = (None, d.audio_status)
+        _embed_sequences(self.backbones.visual_models, batch, "frames", "video_status", rows)
+        _embed_sequences(self.backbones.audio_models, batch, "windows", "audio_status", rows)
         for backbone in [*self.backbones.visual_media, *self.backbones.audio_media]:
             visual = backbone in self.backbones.visual_media
             for spec in backbone.sets():
@@ -323,6 +293,28 @@ class Extractor:
             return {"text_fields": list(c.text_fields)}
         return {}
 
+
+def _embed_sequences(models, batch: list, sequence: str, status: str, rows: dict[str, dict]) -> None:
+    """Run each model over the ``sequence`` tensors (frames or audio windows) of a whole batch at
+    once, then hand each item its rows: the per-step sequence and its mean. Items without the
+    sequence get empty rows carrying their status (why it is missing)."""
+    import torch
+
+    present = [d for d in batch if getattr(d, sequence) is not None]
+    for backbone in models:
+        steps_name, pooled_name = (spec.name for spec in backbone.sets())
+        if present:
+            embedded = backbone.embed(torch.cat([getattr(d, sequence) for d in present])).cpu().numpy()
+            start = 0
+            for d in present:
+                part = embedded[start:start + len(getattr(d, sequence))]
+                start += len(part)
+                rows[steps_name][d.id] = (part, getattr(d, status))
+                rows[pooled_name][d.id] = (part.mean(axis=0), getattr(d, status))
+        for d in batch:
+            if getattr(d, sequence) is None:
+                rows[steps_name][d.id] = (None, getattr(d, status))
+                rows[pooled_name][d.id] = (None, getattr(d, status))
 
 def item_status(item: Item, rows: dict[str, dict], backbones) -> str:
     """One status per item for the summary: the first thing that went wrong, else ok."""
