@@ -17,21 +17,18 @@ def register(subparsers) -> None:
     )
     sub = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
 
-    info = sub.add_parser("info", help="shards, rows and feature sets of a store",
-                          description="Print a store's shards, rows, ids and feature sets with shapes, "
-                          "valid counts and backbones.")
-    info.add_argument("store", help="local folder or s3://bucket/prefix")
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    info.add_argument("--endpoint-url", help=ENDPOINT_HELP)
-    info.set_defaults(handler=_info)
-
-    verify = sub.add_parser("verify", help="check every shard against the manifest (exit 1 on damage)",
-                            description="Check every shard against the manifest: presence, size, sha256, "
-                            "readable HDF5 datasets, row counts. Exits 1 and names each damaged shard and why.")
-    verify.add_argument("store", help="local folder or s3://bucket/prefix")
-    verify.add_argument("--json", action="store_true", help="print JSON instead of text")
-    verify.add_argument("--endpoint-url", help=ENDPOINT_HELP)
-    verify.set_defaults(handler=_verify)
+    for name, help_text, description, handler in (
+        ("info", "shards, rows and feature sets of a store",
+         "Print a store's shards, rows, ids and feature sets with shapes, valid counts and backbones.", _info),
+        ("verify", "check every shard against the manifest (exit 1 on damage)",
+         "Check every shard against the manifest: presence, size, sha256, readable HDF5 datasets, row "
+         "counts. Exits 1 and names each damaged shard and why.", _verify),
+    ):
+        command = sub.add_parser(name, help=help_text, description=description)
+        command.add_argument("store", help="local folder or s3://bucket/prefix")
+        command.add_argument("--json", action="store_true", help="print JSON instead of text")
+        command.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+        command.set_defaults(handler=handler)
 
     push = sub.add_parser("push", help="upload a local store to S3",
                           description="Upload a local store to s3://bucket/prefix: shards first (multipart, "
@@ -69,7 +66,7 @@ def _info(args: argparse.Namespace) -> int:
         "feature_sets": {},
     }
     for name, info in sets.items():
-        valid = int(store.load_feature_set(name).valid.sum())
+        valid = store.count_valid(name)
         summary["feature_sets"][name] = {
             "shape": list(info.shape), "dtype": info.dtype, "kind": info.kind, "rows": info.rows,
             "valid": valid, "backbone": info.attrs.get("backbone", ""),
@@ -115,12 +112,13 @@ def _progress_bar(total: int, desc: str):
 
 
 def _push(args: argparse.Namespace) -> int:
-    from cinefuse.store.manifest import read_manifest
-    from cinefuse.store.s3 import push
     from pathlib import Path
 
-    total = read_manifest(Path(args.store)).total_rows and sum(s.bytes for s in read_manifest(Path(args.store)).shards)
-    with _progress_bar(total or 0, "push") as bar:
+    from cinefuse.store.manifest import read_manifest
+    from cinefuse.store.s3 import push
+
+    total = sum(shard.bytes for shard in read_manifest(Path(args.store)).shards)
+    with _progress_bar(total, "push") as bar:
         result = push(args.store, args.uri, args.endpoint_url, multipart_bytes=args.multipart_mb << 20,
                       attempts=args.attempts, progress=bar.update)
     print(f"pushed {args.store} -> {args.uri}: {result['uploaded']} shards uploaded, {result['skipped']} already there")

@@ -142,6 +142,18 @@ class Store:
             seen.setdefault(item, None)
         return np.array(list(seen), dtype=str)
 
+    def count_valid(self, name: str) -> int:
+        """Rows of ``name`` holding a real embedding, reading only the ``valid`` masks (an id
+        repeated across shards counts in each)."""
+        count = 0
+        for record in self._require(name):
+            with self._shard(record) as h5:
+                try:
+                    count += int(np.count_nonzero(h5[f"features/{name}/valid"][()]))
+                except READ_ERRORS as exc:
+                    raise self._damaged(record, exc) from exc
+        return count
+
     # -- loading --------------------------------------------------------------------------------
     def load_feature_set(self, name: str) -> FeatureArray:
         """Every row of one feature set across all shards; a later shard wins for a repeated id."""
