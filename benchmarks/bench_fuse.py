@@ -12,6 +12,11 @@ batch (256 triplets), same synthetic features (the default feature-set widths: 1
   negatives mined by a per-anchor Python loop, then the loss on the chosen negatives.
 - the share of the matmul peak: (a)'s FLOP/s (XLA cost analysis) over a 2048^3 float32 GEMM timed in
   interleaved rounds with (a) and (b); both frameworks on the same threads (``--threads``).
+- the GEMM ceiling: the step's own GEMMs (every dense layer's forward, weight and input gradient
+  at the benchmark's shapes), each jitted and timed alone, one after another: the share of the peak
+  that a step doing nothing but those GEMMs would reach, so the share above can be read against
+  what XLA's kernels give at these sizes.
+- a batch sweep (``--batch-sweep``, default 128 and 512): (a) and (c) again at other batch sizes.
 - the grid: 12 configurations as 3 programs (one per modality set) vs 12 programs one after another.
 Pairs/s counts two training pairs (anchor-positive, anchor-negative) per triplet.
 The PyTorch code lives here only: cinefuse.fuse never imports torch.
@@ -51,15 +56,6 @@ def synthetic(n_items: int, seed: int = 0):
         for _ in range(4):
             trip.append((a, rng.choice(same), rng.choice(other)))
     return feats, genre_bits, np.array(trip, np.int32), clusters
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 # -- (a) cinefuse ---------------------------------------------------------------------------------
@@ -134,6 +130,51 @@ def setup_matmul(n=2048, inner=3):
     return call, 2 * n**3 * inner
 
 
+def bench_gemm_ceiling(batch: int, repeats: int):
+    """The step's own GEMMs (forward x W^T, weight gradient dY^T x, input gradient dY W of every dense
+    layer of the benchmark model; no input gradient for the first layers, whose inputs are data),
+    each jitted alone and timed alone, against the 2048^3 GEMM timed in the same rounds. Their
+    FLOPs over the sum of their times is what a step made of nothing but these GEMMs, run one after
+    another, would reach: the ceiling the kernels themselves put on the share of the peak."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    rows = 3 * batch
+    first = [(d, HIDDEN) for d in SETS.values()]
+    rest = [(HIDDEN, TOKEN)] * len(SETS) + [(TOKEN * len(SETS), HIDDEN), (HIDDEN, EMBED)]
+    fwd = jax.jit(lambda x, w: jax.lax.dot_general(x, w, (((1,), (1,)), ((), ()))))
+    d_w = jax.jit(lambda dy, x: jax.lax.dot_general(dy, x, (((0,), (0,)), ((), ()))))
+    d_x = jax.jit(lambda dy, w: dy @ w)
+    ops = []
+    for k, (d_in, d_out) in enumerate(first + rest):
+        x, w, dy = (jnp.asarray(rng.normal(size=s).astype(np.float32))
+                    for s in ((rows, d_in), (d_out, d_in), (rows, d_out)))
+        ops += [(fwd, (x, w)), (d_w, (dy, x))] + ([(d_x, (dy, w))] if k >= len(first) else [])
+    flops = sum(2 * rows * d_in * d_out * (2 if k < len(first) else 3) for k, (d_in, d_out) in enumerate(first + rest))
+    gemm, gemm_flops = setup_matmul()
+    for f, args in ops:
+        f(*args).block_until_ready()
+    t_ops, t_gemm = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        gemm()
+        t_gemm.append(time.perf_counter() - t)
+        total = 0.0
+        for f, args in ops:
+            inner = []
+            for _ in range(5):
+                t = time.perf_counter()
+                f(*args).block_until_ready()
+                inner.append(time.perf_counter() - t)
+            total += statistics.median(inner)
+        t_ops.append(total)
+    shares = [(flops / to) / (gemm_flops / tg) for to, tg in zip(t_ops, t_gemm)]
+    return {"gemms": len(ops), "gemm_flops_per_step": flops, "seconds_one_after_another": statistics.median(t_ops),
+            "ceiling_flops": flops / statistics.median(t_ops), "ceiling_share_of_matmul_peak": statistics.median(shares),
+            "ceiling_share_per_round": shares}
+
+
 # -- (b), (c) PyTorch -----------------------------------------------------------------------------
 def torch_model():
     import torch
@@ -198,7 +239,7 @@ def setup_torch_idiomatic(feats, bits, trip, batch, steps=50):
     return call, {"triplets_per_call": batch * steps}
 
 
-def bench_torch_thesis(feats, bits, trip, batch, repeats, steps=5):
+def setup_torch_thesis(feats, bits, trip, batch, steps=2):
     import torch
 
     model = torch_model()
@@ -246,8 +287,7 @@ def bench_torch_thesis(feats, bits, trip, batch, repeats, steps=5):
             step()
 
     step()
-    per_call = median_time(call, max(1, repeats // 2))
-    return {"triplets_per_s": batch * steps / per_call}
+    return call, {"triplets_per_call": batch * steps}
 
 
 # -- grid vs sequential ---------------------------------------------------------------------------
@@ -307,6 +347,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for both PyTorch and XLA's CPU pool (default: every core)")
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--batch-sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[128, 512],
+                        help="other batch sizes at which to measure (a) and (c) again, comma-separated "
+                             "(the thesis-style miner's cost per triplet grows with the batch; default 128,512; "
+                             "'' for none)")
     args = parser.parse_args()
     # the same thread count for both frameworks; XLA:CPU sizes its pool from the cores it may use
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
@@ -323,18 +367,19 @@ def main() -> None:
     gemm, gemm_flops = setup_matmul()
     a_call, a = setup_cinefuse(feats, bits, trip, args.batch)
     b_call, b = setup_torch_idiomatic(feats, bits, trip, args.batch)
-    # interleaved rounds: GEMM, (a), (b) back to back, so the other engineers' load hits all alike
-    t_gemm, t_a, t_b = [], [], []
+    c_call, c_info = setup_torch_thesis(feats, bits, trip, args.batch)
+    # interleaved rounds: GEMM, (a), (b), (c) back to back, so the other engineers' load hits all alike
+    t_gemm, t_a, t_b, t_c = [], [], [], []
     for _ in range(args.repeats):
-        for fn, times in ((gemm, t_gemm), (a_call, t_a), (b_call, t_b)):
+        for fn, times in ((gemm, t_gemm), (a_call, t_a), (b_call, t_b), (c_call, t_c)):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
     a_tps = a["triplets_per_call"] / statistics.median(t_a)
     b_tps = b["triplets_per_call"] / statistics.median(t_b)
+    c = {"triplets_per_s": c_info["triplets_per_call"] / statistics.median(t_c)}
     print(f"(a) cinefuse: {a_tps:.0f} triplets/s ({2 * a_tps:.0f} pairs/s)", flush=True)
     print(f"(b) idiomatic PyTorch: {b_tps:.0f} triplets/s", flush=True)
-    c = bench_torch_thesis(feats, bits, trip, args.batch, args.repeats)
     print(f"(c) thesis-style PyTorch: {c['triplets_per_s']:.1f} triplets/s", flush=True)
     peak_median = gemm_flops / statistics.median(t_gemm)
     peak_best = gemm_flops / min(t_gemm)
@@ -349,6 +394,8 @@ def main() -> None:
         "ratio_vs_idiomatic_pytorch": a_tps / b_tps, "ratio_vs_thesis_style": a_tps / c["triplets_per_s"],
         "ratio_vs_idiomatic_pytorch_per_round": [tb / ta * a["triplets_per_call"] / b["triplets_per_call"]
                                                  for ta, tb in zip(t_a, t_b)],
+        "ratio_vs_thesis_style_per_round": [tc / ta * a["triplets_per_call"] / c_info["triplets_per_call"]
+                                            for ta, tc in zip(t_a, t_c)],
         "matmul_peak_flops": peak_median, "matmul_peak_flops_best_round": peak_best,
         "cinefuse_flops_per_step": flops, "cinefuse_achieved_flops": achieved,
         "share_of_matmul_peak": share, "share_of_matmul_peak_per_round": shares,
@@ -360,6 +407,29 @@ def main() -> None:
     })
     print(f"matmul peak {peak_median / 1e9:.1f} GFLOP/s (median; best {peak_best / 1e9:.1f}); cinefuse "
           f"{achieved / 1e9:.1f} GFLOP/s = {share:.2f} of it", flush=True)
+    ceiling = bench_gemm_ceiling(args.batch, args.repeats)
+    out["gemm_ceiling"] = ceiling
+    out["share_of_gemm_ceiling"] = share / ceiling["ceiling_share_of_matmul_peak"] if share else None
+    print(f"the step's {ceiling['gemms']} GEMMs alone, one after another: {ceiling['ceiling_flops'] / 1e9:.1f} GFLOP/s = "
+          f"{ceiling['ceiling_share_of_matmul_peak']:.2f} of the peak (cinefuse's step: {out['share_of_gemm_ceiling']:.2f} "
+          "of that ceiling)", flush=True)
+    if args.batch_sweep:
+        sweep = {}
+        for b in args.batch_sweep:
+            call_ab, info_ab = setup_cinefuse(feats, bits, trip, b)
+            call_cb, info_cb = setup_torch_thesis(feats, bits, trip, b, steps=1)
+            ta_b, tc_b = [], []
+            for _ in range(3):  # interleaved, as above
+                for fn, times in ((call_ab, ta_b), (call_cb, tc_b)):
+                    t = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - t)
+            a_b = info_ab["triplets_per_call"] / statistics.median(ta_b)
+            c_b = info_cb["triplets_per_call"] / statistics.median(tc_b)
+            sweep[str(b)] = {"triplets_per_s_cinefuse": a_b, "triplets_per_s_thesis_style": c_b,
+                             "ratio_vs_thesis_style": a_b / c_b}
+            print(f"batch {b}: (a) {a_b:.0f} triplets/s, (c) {c_b:.1f} triplets/s, a/c {a_b / c_b:.1f}", flush=True)
+        out["ratio_vs_thesis_style_by_batch"] = sweep
     if not args.skip_grid:
         g = bench_grid(feats, bits, trip, args.batch, max(3, args.repeats // 2), steps_per_call=20)
         out["grid"] = g

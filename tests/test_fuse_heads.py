@@ -90,12 +90,13 @@ def reference_encoder(p, x, lengths, conv: bool):
                 k, b = p[name]["kernel"], p[name]["bias"]     # (5, Din, Dout)
                 padded = np.concatenate([np.zeros((2, h.shape[1])), h, np.zeros((2, h.shape[1]))])
                 h = gelu(np.stack([sum(padded[t + j] @ k[j] for j in range(5)) + b for t in range(n)]))
-        score = np.tanh(h @ p["pool_hidden"]["kernel"] + p["pool_hidden"]["bias"]) @ p["pool_score"]["kernel"]
+        # dense kernels are stored (out, in)
+        score = np.tanh(h @ p["pool_hidden"]["kernel"].T + p["pool_hidden"]["bias"]) @ p["pool_score"]["kernel"].T
         score = score[:, 0] + p["pool_score"]["bias"][0]
         w = np.exp(score - score.max())
         pooled = (w / w.sum()) @ h
-        z = gelu(pooled @ p["hidden"]["kernel"] + p["hidden"]["bias"])
-        out.append(z @ p["token"]["kernel"] + p["token"]["bias"])
+        z = gelu(pooled @ p["hidden"]["kernel"].T + p["hidden"]["bias"])
+        out.append(z @ p["token"]["kernel"].T + p["token"]["bias"])
     return np.stack(out)
 
 

@@ -19,6 +19,12 @@ for a set a configuration does not use). Masked tokens are zero in the concatena
 from attention keys and from the gate. Sequence padding (timesteps at or beyond ``lengths``) never
 reaches the output: it is zeroed around the convolutions and excluded from pooling.
 The output is (normalised, raw): the L2-normalised embedding and the projection before it.
+
+Every dense layer is a ``Linear``: its kernel is stored (out, in), the layout of the weight
+gradient dY^T X that backpropagation computes, so the gradient reaches the optimiser without a
+transpose copy, and the forward GEMM reads each output's weights contiguously. On 2-core CPUs this
+made the training step about 7% faster than flax's (in, out) ``nn.Dense``
+(benchmarks/results/fuse.md).
 """
 
 from __future__ import annotations
@@ -36,6 +42,18 @@ class SetSpec:
     modality: str
     sequence: bool
     conv: bool
+
+
+class Linear(nn.Module):
+    """y = x W^T + b with W stored (features, in) (LeCun-normal, like ``nn.Dense``), b zeros."""
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(in_axis=1, out_axis=0),
+                            (self.features, x.shape[-1]))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ()))) + bias
 
 
 def _masked_mean(x, lengths):
@@ -64,13 +82,13 @@ class SetEncoder(nn.Module):
                 x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv1")(x)) * keep
                 x = nn.gelu(nn.Conv(self.hidden // 2, kernel_size=(5,), padding="SAME", name="conv2")(x)) * keep
             if self.pooling == "attention":
-                score = nn.Dense(1, name="pool_score")(jnp.tanh(nn.Dense(self.hidden // 2, name="pool_hidden")(x)))[..., 0]
+                score = Linear(1, name="pool_score")(jnp.tanh(Linear(self.hidden // 2, name="pool_hidden")(x)))[..., 0]
                 score = jnp.where(t, score, -1e9)
                 x = jnp.sum(jax.nn.softmax(score, axis=1)[..., None] * x, axis=1)
             else:
                 x = _masked_mean(x, lengths)
-        x = nn.gelu(nn.Dense(self.hidden, name="hidden")(x))
-        return nn.Dense(self.token_dim, name="token")(x)
+        x = nn.gelu(Linear(self.hidden, name="hidden")(x))
+        return Linear(self.token_dim, name="token")(x)
 
 
 class FusionTower(nn.Module):
@@ -91,17 +109,17 @@ class FusionTower(nn.Module):
         tokens = tokens * mask[None, :, None]
         b, s, _ = tokens.shape
         if self.head == "concat-mlp":
-            x = nn.gelu(nn.Dense(self.hidden, name="head_hidden")(tokens.reshape(b, -1)))
-            raw = nn.Dense(self.embed_dim, name="head_out")(x)
+            x = nn.gelu(Linear(self.hidden, name="head_hidden")(tokens.reshape(b, -1)))
+            raw = Linear(self.embed_dim, name="head_out")(x)
         elif self.head == "ln-linear":
             x = nn.LayerNorm(name="head_norm")(tokens.reshape(b, -1))
-            raw = nn.Dense(self.embed_dim, name="head_out")(x)
+            raw = Linear(self.embed_dim, name="head_out")(x)
         elif self.head == "gated":
-            logits = nn.Dense(s, name="gate")(tokens.reshape(b, -1))
+            logits = Linear(s, name="gate")(tokens.reshape(b, -1))
             logits = jnp.where(mask[None, :] > 0, logits, -1e9)
             gate = jax.nn.softmax(logits, axis=-1)
             fused = jnp.sum(gate[..., None] * tokens, axis=1)
-            raw = nn.Dense(self.embed_dim, name="head_out")(nn.gelu(nn.Dense(self.hidden, name="head_hidden")(fused)))
+            raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(fused)))
         elif self.head == "cross-attention":
             is_visual = jnp.array([sp.modality == "visual" for sp in self.sets])
             null = self.param("null_token", nn.initializers.normal(0.02), (1, 1, self.token_dim))
@@ -115,7 +133,7 @@ class FusionTower(nn.Module):
             x = nn.LayerNorm(name="head_norm")(tokens + attended)
             q = query_ok.astype(x.dtype)[None, :, None]
             pooled = jnp.sum(x * q, axis=1) / jnp.maximum(jnp.sum(q), 1.0)
-            raw = nn.Dense(self.embed_dim, name="head_out")(nn.gelu(nn.Dense(self.hidden, name="head_hidden")(pooled)))
+            raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(pooled)))
         else:  # validated in config; kept for direct users of the module
             raise ValueError(f"unknown head {self.head!r}")
         norm = raw * jax.lax.rsqrt(jnp.maximum(jnp.sum(raw * raw, axis=-1, keepdims=True), 1e-12))
