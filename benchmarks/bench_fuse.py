@@ -58,6 +58,18 @@ def synthetic(n_items: int, seed: int = 0):
     return feats, genre_bits, np.array(trip, np.int32), clusters
 
 
+def interleaved_rounds(calls, rounds: int) -> list[list[float]]:
+    """Seconds of each of ``calls`` per round, the calls back to back in every round, so the other
+    engineers' load hits them all alike."""
+    times = [[] for _ in calls]
+    for _ in range(rounds):
+        for fn, out in zip(calls, times):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return times
+
+
 # -- (a) cinefuse ---------------------------------------------------------------------------------
 def cinefuse_trainer(feats, bits, trip, batch, runs_spec, steps_per_call=50, model_kw=None, program="auto"):
     """A ``GroupTrainer`` over ``runs_spec`` [(loss, distance, modalities, feature sets)], which must
@@ -130,7 +142,7 @@ def setup_matmul(n=2048, inner=3):
     return call, 2 * n**3 * inner
 
 
-def bench_gemm_ceiling(batch: int, repeats: int):
+def bench_gemm_ceiling(batch: int, repeats: int, gemm, gemm_flops):
     """The step's own GEMMs (forward x W^T, weight gradient dY^T x, input gradient dY W of every dense
     layer of the benchmark model; no input gradient for the first layers, whose inputs are data),
     each jitted alone and timed alone, against the 2048^3 GEMM timed in the same rounds. Their
@@ -146,13 +158,13 @@ def bench_gemm_ceiling(batch: int, repeats: int):
     fwd = jax.jit(lambda x, w: jax.lax.dot_general(x, w, (((1,), (1,)), ((), ()))))
     d_w = jax.jit(lambda dy, x: jax.lax.dot_general(dy, x, (((0,), (0,)), ((), ()))))
     d_x = jax.jit(lambda dy, w: dy @ w)
-    ops = []
+    ops, flops = [], 0
     for k, (d_in, d_out) in enumerate(first + rest):
         x, w, dy = (jnp.asarray(rng.normal(size=s).astype(np.float32))
                     for s in ((rows, d_in), (d_out, d_in), (rows, d_out)))
-        ops += [(fwd, (x, w)), (d_w, (dy, x))] + ([(d_x, (dy, w))] if k >= len(first) else [])
-    flops = sum(2 * rows * d_in * d_out * (2 if k < len(first) else 3) for k, (d_in, d_out) in enumerate(first + rest))
-    gemm, gemm_flops = setup_matmul()
+        layer = [(fwd, (x, w)), (d_w, (dy, x))] + ([(d_x, (dy, w))] if k >= len(first) else [])
+        ops += layer
+        flops += 2 * rows * d_in * d_out * len(layer)   # every GEMM of a layer is rows x d_in x d_out
     for f, args in ops:
         f(*args).block_until_ready()
     t_ops, t_gemm = [], []
@@ -321,16 +333,8 @@ def bench_grid(feats, bits, trip, batch, repeats, steps_per_call=50):
     groups = grid_specs()
     grid = [prepared(g) for g in groups]
     seq = [prepared([spec]) for g in groups for spec in g]
-    grid_times, seq_times = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for holder, _ in grid:
-            run(holder)
-        grid_times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        for holder, _ in seq:
-            run(holder)
-        seq_times.append(time.perf_counter() - t)
+    grid_times, seq_times = interleaved_rounds(
+        [lambda: [run(holder) for holder, _ in grid], lambda: [run(holder) for holder, _ in seq]], repeats)
     grid_s, seq_s = statistics.median(grid_times), statistics.median(seq_times)
     grid_compile, seq_compile = sum(c for _, c in grid), sum(c for _, c in seq)
     return {"steps_per_call": steps_per_call, "grid_seconds_per_call": grid_s, "sequential_seconds_per_call": seq_s,
@@ -368,13 +372,7 @@ def main() -> None:
     a_call, a = setup_cinefuse(feats, bits, trip, args.batch)
     b_call, b = setup_torch_idiomatic(feats, bits, trip, args.batch)
     c_call, c_info = setup_torch_thesis(feats, bits, trip, args.batch)
-    # interleaved rounds: GEMM, (a), (b), (c) back to back, so the other engineers' load hits all alike
-    t_gemm, t_a, t_b, t_c = [], [], [], []
-    for _ in range(args.repeats):
-        for fn, times in ((gemm, t_gemm), (a_call, t_a), (b_call, t_b), (c_call, t_c)):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
+    t_gemm, t_a, t_b, t_c = interleaved_rounds([gemm, a_call, b_call, c_call], args.repeats)
     a_tps = a["triplets_per_call"] / statistics.median(t_a)
     b_tps = b["triplets_per_call"] / statistics.median(t_b)
     c = {"triplets_per_s": c_info["triplets_per_call"] / statistics.median(t_c)}
@@ -407,7 +405,7 @@ def main() -> None:
     })
     print(f"matmul peak {peak_median / 1e9:.1f} GFLOP/s (median; best {peak_best / 1e9:.1f}); cinefuse "
           f"{achieved / 1e9:.1f} GFLOP/s = {share:.2f} of it", flush=True)
-    ceiling = bench_gemm_ceiling(args.batch, args.repeats)
+    ceiling = bench_gemm_ceiling(args.batch, args.repeats, gemm, gemm_flops)
     out["gemm_ceiling"] = ceiling
     out["share_of_gemm_ceiling"] = share / ceiling["ceiling_share_of_matmul_peak"] if share else None
     print(f"the step's {ceiling['gemms']} GEMMs alone, one after another: {ceiling['ceiling_flops'] / 1e9:.1f} GFLOP/s = "
@@ -418,12 +416,7 @@ def main() -> None:
         for b in args.batch_sweep:
             call_ab, info_ab = setup_cinefuse(feats, bits, trip, b)
             call_cb, info_cb = setup_torch_thesis(feats, bits, trip, b, steps=1)
-            ta_b, tc_b = [], []
-            for _ in range(3):  # interleaved, as above
-                for fn, times in ((call_ab, ta_b), (call_cb, tc_b)):
-                    t = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t)
+            ta_b, tc_b = interleaved_rounds([call_ab, call_cb], 3)
             a_b = info_ab["triplets_per_call"] / statistics.median(ta_b)
             c_b = info_cb["triplets_per_call"] / statistics.median(tc_b)
             sweep[str(b)] = {"triplets_per_s_cinefuse": a_b, "triplets_per_s_thesis_style": c_b,
