@@ -132,7 +132,7 @@ def history_scores(likes, item_emb, item_mask):
     return (x @ a) @ a.T - x * jnp.sum(a * a, axis=-1)[None, :]
 
 
-def history_loss(likes, item_emb, item_mask, kind: str = "nmse", temperature: float = 0.1):
+def history_loss(likes, item_emb, item_mask, kind: str = "nmse", temperature: float = 1.0):
     """The history reconstruction loss of a slice (see the module docstring)."""
     m = item_mask[None, :].astype(likes.dtype)
     x = likes * m
