@@ -19,10 +19,9 @@ import numpy as np
 
 from cinefuse.errors import StoreError
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
+from cinefuse.store.integrity import check_local_shard, check_shard_data
 from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord
-from cinefuse.store.shard import decode_attr, read_ids, read_strings
-
-READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError)
+from cinefuse.store.shard import READ_ERRORS, decode_attr, read_ids, read_strings
 
 
 @dataclass
@@ -286,19 +285,7 @@ def _open_local(root: Path) -> Store:
     manifest = Manifest.from_bytes(path.read_bytes(), str(path))
 
     def open_shard(record: ShardRecord) -> h5py.File:
-        shard_path = root / record.name
-        try:
-            size = os.stat(shard_path).st_size
-        except FileNotFoundError:
-            raise StoreError(
-                f"shard {record.name} of store {root} is missing; run `cinefuse store verify {root}`"
-            ) from None
-        if size != record.bytes:
-            raise StoreError(
-                f"shard {record.name} of store {root} is {size} bytes but the manifest says "
-                f"{record.bytes} (truncated or replaced); run `cinefuse store verify {root}`"
-            )
-        return h5py.File(shard_path, "r")
+        return h5py.File(check_local_shard(root, record), "r")
 
     return Store(str(root), manifest, open_shard)
 
@@ -315,11 +302,7 @@ def _open_s3(uri: str, endpoint_url: str | None) -> Store:
         data = cache.get(record.name)
         if data is None:
             data = get_object_bytes(client, bucket, join_key(prefix, record.name), uri)
-            if len(data) != record.bytes:
-                raise StoreError(
-                    f"shard {record.name} of store {uri} is {len(data)} bytes but the manifest says {record.bytes}"
-                )
-            cache[record.name] = data
+            cache[record.name] = check_shard_data(record, data, uri)
         return h5py.File(io.BytesIO(data), "r")
 
     return Store(uri, manifest, open_shard)

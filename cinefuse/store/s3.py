@@ -18,7 +18,7 @@ from typing import Callable
 
 from cinefuse.errors import StoreError
 from cinefuse.store.location import join_key, split_s3_uri
-from cinefuse.store.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes, read_manifest
+from cinefuse.store.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes, read_manifest, sha256_file
 
 DEFAULT_MULTIPART_BYTES = 64 << 20
 DEFAULT_ATTEMPTS = 3
@@ -153,8 +153,6 @@ def pull(
 ) -> dict:
     """Download ``s3://bucket/prefix`` into a local folder; every shard is checked against the
     manifest's sha256 before it is renamed into place. The manifest is written last."""
-    from cinefuse.store.writer import sha256_file
-
     bucket, prefix = split_s3_uri(uri)
     client = client or s3_client(endpoint_url)
     manifest_bytes = get_object_bytes(client, bucket, join_key(prefix, MANIFEST_NAME), uri)

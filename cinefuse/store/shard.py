@@ -33,6 +33,8 @@ import numpy as np
 from cinefuse.errors import StoreError
 from cinefuse.store.manifest import FORMAT_NAME, FORMAT_VERSION, now_iso
 
+# What h5py raises on a damaged or unexpected file; readers turn each into a StoreError naming the shard.
+READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError)
 FEATURE_SET_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ALLOWED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 
