@@ -1,8 +1,9 @@
 """Integrity on read: a committed shard is used only once its bytes match its manifest record.
 
 Every open checks the size; the sha256 is checked the first time a process uses a shard and
-remembered by (path, size, mtime, inode), so a shard rewritten in place (same size or not) since
-the last check is hashed again before anything reads it.
+remembered by (path, size, mtime, ctime, inode), so a shard rewritten in place (same size or
+not; even with its mtime set back, which moves the ctime) since the last check is hashed again
+before anything reads it.
 
 Why a remembered sha256 rather than HDF5's per-chunk fletcher32: the sha256 is already in every
 manifest, so stores written before this check are covered without a rewrite; it covers every
@@ -10,9 +11,9 @@ byte of the file (ids, status texts, attributes, HDF5 metadata), where fletcher3
 the chunks of filtered datasets; and it keeps datasets contiguous, which is what makes a load as
 fast as ``np.load``. Measured on the 2-core machine for 205 MB: a contiguous read 51 ms, the
 same data chunked with fletcher32 123 ms on every read, sha256 133 ms once per process.
-What it does not see: bytes changed with the size and mtime restored (bit rot under a
-filesystem that keeps mtime) after this process checked the shard; ``cinefuse store verify``
-hashes every shard on each run.
+What it does not see: bytes that change under the filesystem without a write (bit rot) after
+this process checked the shard, or a rewrite within the same tick of the filesystem's coarse
+clock as the check; ``cinefuse store verify`` hashes every shard on each run.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from pathlib import Path
 from cinefuse.errors import StoreError
 from cinefuse.store.manifest import ShardRecord, sha256_file
 
-# (path, size, mtime_ns, inode, device) -> sha256 checked against the manifest in this process
+# (path, size, mtime_ns, ctime_ns, inode, device) -> sha256 checked against the manifest in this process
 _VERIFIED: dict[tuple, str] = {}
 
 
 def _identity(path: Path, stat: os.stat_result) -> tuple:
-    return (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+    return (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
 
 
 def remember_verified(path: Path, sha256: str) -> None:
