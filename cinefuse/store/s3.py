@@ -58,6 +58,13 @@ def get_object_bytes(client, bucket: str, key: str, where: str) -> bytes:
         raise StoreError(f"cannot read s3://{bucket}/{key}: {_describe(exc)}") from exc
 
 
+def download_to(client, bucket: str, key: str, target: Path, *, attempts: int = DEFAULT_ATTEMPTS,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Download one object to ``target`` (a temporary name the caller checks and renames)."""
+    _with_retries(f"download of s3://{bucket}/{key}", attempts,
+                  lambda: client.download_file(bucket, key, str(target), Callback=progress))
+
+
 def _with_retries(what: str, attempts: int, action: Callable[[], None]) -> None:
     errors = _s3_errors()
     for attempt in range(1, attempts + 1):
@@ -168,11 +175,8 @@ def pull(
         temp = root / f".tmp-pull-{os.getpid()}-{record.name}"
         key = join_key(prefix, record.name)
 
-        def download(temp=temp, key=key):
-            client.download_file(bucket, key, str(temp), Callback=progress)
-
         try:
-            _with_retries(f"download of s3://{bucket}/{key}", attempts, download)
+            download_to(client, bucket, key, temp, attempts=attempts, progress=progress)
             digest = sha256_file(temp)
             if digest != record.sha256:
                 raise StoreError(

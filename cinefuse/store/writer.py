@@ -70,6 +70,7 @@ class StagedShard:
     feature_sets: dict[str, dict]
     sha256: str = ""
     bytes: int = 0
+    committed: ShardRecord | None = None  # an already committed shard, listed again at this place
 
     def seal(self) -> "StagedShard":
         """fsync the file and record its size and sha256 (the digest the manifest keeps)."""
@@ -78,6 +79,11 @@ class StagedShard:
         self.sha256 = sha256_file(self.temp)
         self.bytes = self.temp.stat().st_size
         return self
+
+
+def keep_committed(record: ShardRecord) -> StagedShard:
+    return StagedShard(Path(record.name), record.rows, record.config_hash, record.feature_sets,
+                       record.sha256, record.bytes, committed=record)
 
 
 def prepare_root(root: str | os.PathLike) -> Path:
@@ -98,12 +104,16 @@ def commit_shards(root: Path, staged: list[StagedShard], configs: dict[str, dict
     """Under the manifest lock, rename each staged file to the next free shard name and write the
     manifest once: all of ``staged`` becomes part of the store, or (killed before the manifest is
     written) none of it. Shards named in ``replace`` leave the manifest, the new ones taking the
-    place of the first of them; their files are deleted once the new manifest is in place."""
+    place of the first of them; their files are deleted once the new manifest is in place. A
+    staged entry made by :func:`keep_committed` lists an existing shard again at its place."""
     records: list[ShardRecord] = []
     with manifest_lock(root):
         manifest = read_manifest(root)
         index = next_shard_index(root, manifest)
         for item in staged:
+            if item.committed is not None:
+                records.append(manifest.shard(item.committed.name))
+                continue
             name = shard_name(index)
             index += 1
             os.rename(item.temp, root / name)
@@ -124,7 +134,7 @@ def commit_shards(root: Path, staged: list[StagedShard], configs: dict[str, dict
         used = {s.config_hash for s in manifest.shards}
         manifest.configs = {h: c for h, c in manifest.configs.items() if h in used}
         write_manifest(root, manifest)
-        for name in replaced:
+        for name in replaced - {r.name for r in records}:
             with contextlib.suppress(FileNotFoundError):
                 (root / name).unlink()
     return records
@@ -143,8 +153,9 @@ def next_shard_index(root: Path, manifest: Manifest) -> int:
 
 def discard(staged: list[StagedShard]) -> None:
     for item in staged:
-        with contextlib.suppress(FileNotFoundError):
-            item.temp.unlink()
+        if item.committed is None:
+            with contextlib.suppress(FileNotFoundError):
+                item.temp.unlink()
 
 
 def remove_leftovers(root: Path) -> None:
