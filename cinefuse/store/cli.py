@@ -65,7 +65,7 @@ def register(subparsers) -> None:
         "row before one manifest write swaps it in; readers see the same rows before and after.")
     compact.add_argument("store", help="local folder (or s3://bucket/prefix with DEST)")
     compact.add_argument("dest", nargs="?", help="new store folder (default: compact in place)")
-    compact.add_argument("--shard-mb", type=int, default=512, help="largest shard to write, MiB (default 512)")
+    compact.add_argument("--shard-mb", type=float, default=512, help="largest shard to write, MiB (default 512)")
     compact.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     compact.set_defaults(handler=_compact)
 
@@ -172,6 +172,8 @@ def _compact(args: argparse.Namespace) -> int:
     from cinefuse.store.combine import compact_store
 
     result = compact_store(args.store, args.dest, target_mb=args.shard_mb, endpoint_url=args.endpoint_url)
+    dropped = result["rows_before"] - result["rows"]
     print(f"compacted {args.store}{' -> ' + args.dest if args.dest else ''}: {result['shards_before']} shards -> "
-          f"{result['shards_after']}, {result['rows']} rows")
+          f"{result['shards_after']}, {result['rows']} rows"
+          + (f" ({dropped} rows hidden by a later row of the same id dropped)" if dropped else ""))
     return 0

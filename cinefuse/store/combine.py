@@ -193,7 +193,7 @@ def stage_rewrite(root: Path, store: Store, group: list[ShardRecord]) -> StagedS
         staged.seal()
         check = ShardRecord(name="staged", rows=len(ids), sha256=staged.sha256, bytes=staged.bytes,
                             config_hash=record.config_hash, feature_sets=staged.feature_sets)
-        back = Store(str(root), Manifest(shards=[check]), lambda r: open_shard_file(staged.temp))
+        back = Store(str(root), Manifest(shards=[check]), lambda r: open_shard_file(staged.temp, staged.sha256))
         again = back.read(sorted(blocks), [check])
         for name, block in blocks.items():
             fa = again[name]
@@ -209,12 +209,13 @@ def stage_rewrite(root: Path, store: Store, group: list[ShardRecord]) -> StagedS
     return staged
 
 
-def compact_store(src: str, dest: str | None = None, *, target_mb: int = DEFAULT_COMPACT_MB,
+def compact_store(src: str, dest: str | None = None, *, target_mb: float = DEFAULT_COMPACT_MB,
                   endpoint_url: str | None = None) -> dict:
     """Rewrite runs of small shards of ``src`` into shards of up to ``target_mb`` MiB, in place or
-    into the new store ``dest``. A shard alone in its group is copied byte for byte."""
-    if target_mb < 1:
-        raise StoreError(f"--shard-mb must be at least 1, got {target_mb}")
+    into the new store ``dest``. A shard alone in its group is copied byte for byte. A row whose id
+    a later shard of the same group repeats is dropped: no reader could see it."""
+    if target_mb <= 0:
+        raise StoreError(f"--shard-mb must be positive, got {target_mb}")
     in_place = dest is None
     if in_place and is_s3_uri(src):
         raise StoreError(f"cannot compact {src} in place: compact into a local folder (DEST), then push it")
@@ -224,7 +225,7 @@ def compact_store(src: str, dest: str | None = None, *, target_mb: int = DEFAULT
         with manifest_lock(root):
             remove_leftovers(root)
     source = open_source(src, endpoint_url)
-    groups = plan_groups(store, target_mb << 20)
+    groups = plan_groups(store, int(target_mb * (1 << 20)))
     staged: list[StagedShard] = []
     try:
         for group in groups:
@@ -236,7 +237,7 @@ def compact_store(src: str, dest: str | None = None, *, target_mb: int = DEFAULT
                 staged.append(stage_copy(source, group[0], root))
         if in_place and all(len(g) == 1 for g in groups):
             return {"shards_before": len(store.manifest.shards), "shards_after": len(store.manifest.shards),
-                    "rows": store.manifest.total_rows}
+                    "rows_before": store.manifest.total_rows, "rows": store.manifest.total_rows}
         replaced = [r.name for r in store.manifest.shards] if in_place else []
         commit_shards(root, staged, dict(store.manifest.configs), replace=replaced)
     except BaseException:
@@ -244,4 +245,4 @@ def compact_store(src: str, dest: str | None = None, *, target_mb: int = DEFAULT
         raise
     after = open_store(root)
     return {"shards_before": len(store.manifest.shards), "shards_after": len(after.manifest.shards),
-            "rows": after.manifest.total_rows}
+            "rows_before": store.manifest.total_rows, "rows": after.manifest.total_rows}

@@ -1,7 +1,7 @@
 """Integrity on read: a committed shard is used only once its bytes match its manifest record.
 
 Every open checks the size; the sha256 is checked the first time a process uses a shard and
-remembered by (path, size, mtime, ctime, inode), so a shard rewritten in place (same size or
+remembered by (device, inode, size, mtime, ctime), so a shard rewritten in place (same size or
 not; even with its mtime set back, which moves the ctime) since the last check is hashed again
 before anything reads it.
 
@@ -25,12 +25,13 @@ from pathlib import Path
 from cinefuse.errors import StoreError
 from cinefuse.store.manifest import ShardRecord, sha256_file
 
-# (path, size, mtime_ns, ctime_ns, inode, device) -> sha256 checked against the manifest in this process
+# (device, inode, size, mtime_ns, ctime_ns) -> sha256 checked against the manifest in this process.
+# Device and inode name the file whatever path reaches it; any write moves mtime and ctime.
 _VERIFIED: dict[tuple, str] = {}
 
 
 def _identity(path: Path, stat: os.stat_result) -> tuple:
-    return (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def remember_verified(path: Path, sha256: str) -> None:

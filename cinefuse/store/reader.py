@@ -64,49 +64,99 @@ class Table:
     attrs: dict[str, dict[str, Any]]
 
 
-class ShardFile:
-    """One verified shard, open: the HDF5 file plus positional reads of its raw bytes."""
+@dataclass(frozen=True)
+class _Dataset:
+    dtype: np.dtype
+    shape: tuple
+    offset: int | None  # where its bytes start, when they can be read directly
+    fixed_string: bool
 
-    def __init__(self, h5: h5py.File, pread: Callable[[memoryview, int], int], close: Callable[[], None]):
-        self.h5 = h5
+
+# Verified sha256 -> what the shard holds: dataset key -> _Dataset (None: absent), and decoded
+# group attributes. A layout is a function of the file's bytes, and a ShardFile exists only once
+# those bytes hashed to that sha256, so a remembered layout is never stale; a load after the first
+# reads a shard with a few positional reads and no HDF5 parse.
+_LAYOUTS: dict[str, dict[Any, Any]] = {}
+
+
+class ShardFile:
+    """One verified shard, open: positional reads of its raw bytes, HDF5 parsed only on demand."""
+
+    def __init__(self, sha256: str, open_h5: Callable[[], h5py.File], pread: Callable[[memoryview, int], int],
+                 close: Callable[[], None]):
+        self._open_h5 = open_h5
+        self._h5: h5py.File | None = None
         self._pread = pread
         self._close = close
+        self._layout = _LAYOUTS.setdefault(sha256, {})
+
+    @property
+    def h5(self) -> h5py.File:
+        if self._h5 is None:
+            self._h5 = self._open_h5()
+        return self._h5
 
     def __enter__(self) -> "ShardFile":
         return self
 
     def __exit__(self, *exc) -> None:
         try:
-            self.h5.close()
+            if self._h5 is not None:
+                self._h5.close()
         finally:
             self._close()
 
+    def _dataset(self, key: str) -> _Dataset | None:
+        if key in self._layout:
+            return self._layout[key]
+        entry = None
+        if key in self.h5 and isinstance(self.h5[key], h5py.Dataset):
+            dsid = h5py.h5d.open(self.h5.id, key.encode())
+            plist = dsid.get_create_plist()
+            offset = dsid.get_offset()
+            dtype = np.dtype(dsid.dtype.str)  # without h5py's metadata
+            string = h5py.check_string_dtype(dsid.dtype)
+            direct = (plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0 and offset is not None
+                      and dsid.get_storage_size() == dtype.itemsize * int(np.prod(dsid.shape)) and dtype.isnative)
+            entry = _Dataset(dtype, tuple(dsid.shape), offset if direct else None,
+                             string is not None and string.length is not None)
+        self._layout[key] = entry
+        return entry
+
+    def has(self, key: str) -> bool:
+        return self._dataset(key) is not None
+
     def read_into(self, key: str, out: np.ndarray) -> None:
         """Dataset ``key`` whole into the C-contiguous array ``out`` (same shape)."""
-        dsid = h5py.h5d.open(self.h5.id, key.encode())
-        if dsid.shape != out.shape:
-            raise ValueError(f"{key} has shape {dsid.shape}, expected {out.shape}")
-        plist = dsid.get_create_plist()
-        offset = dsid.get_offset()
-        if (dsid.dtype == out.dtype and plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0
-                and offset is not None and dsid.get_storage_size() == out.nbytes):
+        entry = self._dataset(key)
+        if entry is None:
+            raise KeyError(f"no dataset {key}")
+        if entry.shape != out.shape:
+            raise ValueError(f"{key} has shape {entry.shape}, expected {out.shape}")
+        if entry.offset is not None and entry.dtype == out.dtype:
             view = memoryview(out).cast("B")
-            if self._pread(view, offset) != out.nbytes:
+            if self._pread(view, entry.offset) != out.nbytes:
                 raise OSError(f"short read of {key}")
-            return
-        if dsid.dtype == out.dtype:
-            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        elif entry.dtype == out.dtype:
+            h5py.h5d.open(self.h5.id, key.encode()).read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         else:
             out[...] = self.h5[key][()]
 
     def read_strings(self, key: str, rows: int) -> np.ndarray:
-        dataset = self.h5[key]
-        string_type = h5py.check_string_dtype(dataset.dtype)
-        if string_type is None or string_type.length is None or dataset.shape != (rows,):
-            return read_strings(dataset)
-        raw = np.empty(rows, dtype=f"S{dataset.dtype.itemsize}")
+        entry = self._dataset(key)
+        if entry is None:
+            raise KeyError(f"no dataset {key}")
+        if not entry.fixed_string or entry.shape != (rows,):
+            return read_strings(self.h5[key])
+        raw = np.empty(rows, dtype=entry.dtype)
         self.read_into(key, raw)
         return decode_fixed_strings(raw)
+
+    def group_attrs(self, name: str) -> dict[str, Any]:
+        key = ("attrs", name)
+        if key not in self._layout:
+            self._layout[key] = {k: decode_attr(v) for k, v in self.h5[f"features/{name}"].attrs.items()}
+        return dict(self._layout[key])
 
 
 class Store:
@@ -177,7 +227,7 @@ class Store:
             record = self.manifest.shard(info.shards[-1])
             with self._shard(record) as shard:
                 try:
-                    info.attrs = group_attrs(shard.h5, info.name)
+                    info.attrs = shard.group_attrs(info.name)
                 except READ_ERRORS as exc:
                     raise self._damaged(record, exc) from exc
         return dict(sorted(infos.items()))
@@ -186,7 +236,7 @@ class Store:
         """The attributes of every feature set of one shard."""
         with self._shard(record) as shard:
             try:
-                return {name: group_attrs(shard.h5, name) for name in sorted(record.feature_sets)}
+                return {name: shard.group_attrs(name) for name in sorted(record.feature_sets)}
             except READ_ERRORS as exc:
                 raise self._damaged(record, exc) from exc
 
@@ -273,10 +323,6 @@ class Store:
         return table
 
 
-def group_attrs(h5: h5py.File, name: str) -> dict[str, Any]:
-    return {k: decode_attr(v) for k, v in h5[f"features/{name}"].attrs.items()}
-
-
 class _Output:
     """The arrays one feature set is read into, filled shard by shard."""
 
@@ -309,14 +355,14 @@ class _Output:
         shard.read_into(f"{key}/data", self.data[self.start:stop])
         shard.read_into(f"{key}/valid", self.valid[self.start:stop])
         self.status.append(shard.read_strings(f"{key}/status", record.rows))
-        if self.lengths is not None and f"{key}/lengths" in shard.h5:
+        if self.lengths is not None and shard.has(f"{key}/lengths"):
             lengths = np.empty(record.rows, dtype=np.int32)
             shard.read_into(f"{key}/lengths", lengths)
             self.lengths.append(lengths)
         else:
             self.lengths = None
         if record.name == self.last:
-            self.attrs = group_attrs(shard.h5, self.name)
+            self.attrs = shard.group_attrs(self.name)
         self.ids.append(ids)
         self.start = stop
 
@@ -414,15 +460,11 @@ def _join_into(table: Table, fa: FeatureArray) -> None:
 
 
 # -- opening ------------------------------------------------------------------------------------
-def open_shard_file(path: Path) -> ShardFile:
-    """A local shard file, open (the caller has checked it against its record)."""
+def open_shard_file(path: Path, sha256: str) -> ShardFile:
+    """A local shard file whose bytes the caller has checked hash to ``sha256``."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        h5 = h5py.File(path, "r")
-    except BaseException:
-        os.close(fd)
-        raise
-    return ShardFile(h5, lambda view, offset: os.preadv(fd, [view], offset), lambda: os.close(fd))
+    return ShardFile(sha256, lambda: h5py.File(path, "r"), lambda view, offset: os.preadv(fd, [view], offset),
+                     lambda: os.close(fd))
 
 
 def _open_local(root: Path) -> Store:
@@ -434,7 +476,7 @@ def _open_local(root: Path) -> Store:
     manifest = Manifest.from_bytes(path.read_bytes(), str(path))
 
     def open_shard(record: ShardRecord) -> ShardFile:
-        return open_shard_file(check_local_shard(root, record))
+        return open_shard_file(check_local_shard(root, record), record.sha256)
 
     return Store(str(root), manifest, open_shard)
 
@@ -459,7 +501,7 @@ def _open_s3(uri: str, endpoint_url: str | None) -> Store:
             view[:len(chunk)] = chunk
             return len(chunk)
 
-        return ShardFile(h5py.File(io.BytesIO(data), "r"), pread, lambda: None)
+        return ShardFile(record.sha256, lambda: h5py.File(io.BytesIO(data), "r"), pread, lambda: None)
 
     return Store(uri, manifest, open_shard)
 
