@@ -54,7 +54,8 @@ def register(subparsers) -> None:
         description="Copy every shard of SRC... (local folders or s3://bucket/prefix) into the new local store DEST, "
         "with one manifest; each shard keeps its sha256. Stores whose configs conflict for a feature set are "
         "refused. An id in several sources: the last SRC named wins (a later shard wins, as in every store).")
-    merge.add_argument("paths", nargs="+", metavar="SRC... DEST", help="source stores, then the new store folder")
+    merge.add_argument("sources", nargs="+", metavar="SRC", help="a source store: local folder or s3://bucket/prefix")
+    merge.add_argument("dest", metavar="DEST", help="the new store folder (absent or empty)")
     merge.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     merge.set_defaults(handler=_merge)
 
@@ -155,13 +156,10 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from cinefuse.errors import StoreError
     from cinefuse.store.combine import merge_stores
 
-    if len(args.paths) < 2:
-        raise StoreError("merge needs at least one source and a destination: cinefuse store merge SRC... DEST")
-    *sources, dest = args.paths
-    result = merge_stores(sources, dest, endpoint_url=args.endpoint_url)
+    dest = args.dest
+    result = merge_stores(args.sources, dest, endpoint_url=args.endpoint_url)
     print(f"merged {result['sources']} store(s) -> {dest}: {result['shards']} shards, {result['rows']} rows")
     for name, count in sorted(result["repeated_rows"].items()):
         print(f"  {name}: {count} row(s) repeat an id of another shard; the later shard (last source) wins")
