@@ -77,6 +77,9 @@ class _Dataset:
 # those bytes hashed to that sha256, so a remembered layout is never stale; a load after the first
 # reads a shard with a few positional reads and no HDF5 parse.
 _LAYOUTS: dict[str, dict[Any, Any]] = {}
+# The sha256s of the shards of one load, in order -> whether an id repeats across them: also a
+# function of verified bytes, and the sort behind it costs more than reading 100 shards' ids.
+_REPEATS: dict[tuple[str, ...], bool] = {}
 
 
 class ShardFile:
@@ -329,6 +332,7 @@ class _Output:
     def __init__(self, name: str, records: list[ShardRecord], row_shape: tuple, dtype: np.dtype):
         self.name, self.last = name, records[-1].name
         self.several = len(records) > 1
+        self.digests = tuple(r.sha256 for r in records)
         total = sum(r.rows for r in records)
         self.data = np.empty((total,) + row_shape, dtype=dtype)
         self.valid = np.empty(total, dtype=np.uint8)
@@ -370,7 +374,9 @@ class _Output:
         ids, status = _concat(self.ids), _concat(self.status)
         lengths = _concat(self.lengths) if self.lengths else None
         data, valid = self.data, self.valid.view(bool)
-        if self.several and has_repeats(ids):
+        if self.several and self.digests not in _REPEATS:
+            _REPEATS[self.digests] = has_repeats(ids)
+        if self.several and _REPEATS[self.digests]:
             keep = last_occurrences(ids)
             ids, data, valid, status = ids[keep], data[keep], valid[keep], status[keep]
             lengths = lengths[keep] if lengths is not None else None
