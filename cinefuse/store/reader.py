@@ -466,7 +466,7 @@ def _join_into(table: Table, fa: FeatureArray) -> None:
 
 
 # -- opening ------------------------------------------------------------------------------------
-def open_shard_file(path: Path, sha256: str) -> ShardFile:
+def open_shard_file(path: str | os.PathLike, sha256: str) -> ShardFile:
     """A local shard file whose bytes the caller has checked hash to ``sha256``."""
     fd = os.open(path, os.O_RDONLY)
     return ShardFile(sha256, lambda: h5py.File(path, "r"), lambda view, offset: os.preadv(fd, [view], offset),
