@@ -45,6 +45,7 @@ def test_user_errors_print_one_line_without_traceback(tmp_path):
 def test_every_subcommand_has_help():
     result = subprocess.run([sys.executable, "-m", "cinefuse", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "store" in result.stdout
-    for args in (["store", "--help"], ["store", "verify", "--help"], ["store", "push", "--help"]):
+    for args in (["store", "--help"], ["store", "verify", "--help"], ["store", "push", "--help"],
+                 ["store", "merge", "--help"], ["store", "compact", "--help"]):
         out = subprocess.run([sys.executable, "-m", "cinefuse", *args], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "usage: cinefuse store" in out.stdout

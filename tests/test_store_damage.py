@@ -3,6 +3,7 @@ never crashes or hangs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -78,7 +79,7 @@ def test_reader_raises_a_clear_error_for_each_kind(tmp_path, pristine):
     for victim, mutate, message in [
         ("shard-00001.h5", lambda b: b[: len(b) // 3], "is {n} bytes but the manifest says"),
         ("shard-00002.h5", lambda b: b"", "is 0 bytes but the manifest says"),
-        ("shard-00004.h5", lambda b: b"\x00" * len(b), "cannot be read (OSError"),
+        ("shard-00004.h5", lambda b: b"\x00" * len(b), "has changed since it was committed (sha256 "),
     ]:
         store = tmp_path / victim
         shutil.copytree(pristine, store)
@@ -116,18 +117,26 @@ def test_random_bytes_never_crash_the_reader(tmp_path_factory, pristine, payload
     record = read_manifest(store).shard("shard-00002.h5")
     assert check_shard_bytes(record, data) != "ok"
     try:
-        open_store(store).load_feature_set("visual/a")
+        loaded = open_store(store).load_feature_set("visual/a")
     except StoreError as exc:
-        assert "shard-00002.h5" in str(exc)
+        assert str(exc).startswith(f"shard shard-00002.h5 of store {store} "), str(exc)
+        assert f"run `cinefuse store verify {store}`" in str(exc)
+    else:  # a load that succeeds must hand back exactly what was committed
+        assert data == original
+        assert loaded.data.tobytes() == pristine_data(pristine)
+
+
+def pristine_data(pristine) -> bytes:
+    return open_store(pristine).load_feature_set("visual/a").data.tobytes()
 
 
 CHILD = """
-import sys
+import hashlib, sys
 from cinefuse.errors import StoreError
 from cinefuse.store import open_store
 try:
     fa = open_store(sys.argv[1]).load_feature_set("visual/a")
-    print("loaded", len(fa.ids))
+    print("loaded", len(fa.ids), hashlib.sha256(fa.data.tobytes()).hexdigest())
 except StoreError as exc:
     print("StoreError", exc)
 """
@@ -135,11 +144,13 @@ except StoreError as exc:
 
 def test_bit_flips_everywhere_never_segfault_or_hang(tmp_path, pristine):
     """Flip bits at many offsets (headers, B-trees, data) and read in a child process with a
-    timeout: it must exit normally (a result or a StoreError), never die by a signal."""
+    timeout: it must exit normally, never die by a signal, and either refuse the shard by name or
+    hand back exactly the committed data."""
     store = tmp_path / "store"
     shutil.copytree(pristine, store)
     path = store / "shard-00000.h5"
     original = path.read_bytes()
+    pristine_digest = hashlib.sha256(pristine_data(pristine)).hexdigest()
     rng = np.random.default_rng(7)
     offsets = sorted(set(rng.integers(0, 4096, 12).tolist() + rng.integers(0, len(original), 8).tolist()))
     for offset in offsets:
@@ -148,5 +159,6 @@ def test_bit_flips_everywhere_never_segfault_or_hang(tmp_path, pristine):
         path.write_bytes(bytes(raw))
         result = subprocess.run([sys.executable, "-c", CHILD, str(store)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (offset, result.returncode, result.stderr[-500:])
-        assert result.stdout.startswith(("loaded 200", "StoreError shard shard-00000.h5")), (offset, result.stdout)
+        assert result.stdout.strip() == f"loaded 200 {pristine_digest}" or result.stdout.startswith(
+            f"StoreError shard shard-00000.h5 of store {store} "), (offset, result.stdout)
         assert not verify_store(store).ok

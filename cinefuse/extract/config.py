@@ -68,7 +68,7 @@ class ExtractConfig:
     batch_size: int = 8  # items per model forward (frames of all of them in one batch)
     text_batch_size: int = 64
     torch_threads: int = 0  # 0: torch's default
-    shard_size: int = 128  # items per store shard (the unit of commit and resume)
+    shard_size: int = 1024  # items per shard, the unit of commit and resume (~85 MB of default features)
     overwrite: bool = False
     strict: bool = False
     num_shards: int = 1

@@ -1,4 +1,4 @@
-"""``cinefuse store info | verify | push | pull``."""
+"""``cinefuse store info | verify | push | pull | merge | compact``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,27 @@ def register(subparsers) -> None:
     pull.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     pull.add_argument("--attempts", type=int, default=3, help="tries per object (default 3)")
     pull.set_defaults(handler=_pull)
+
+    merge = sub.add_parser(
+        "merge", help="copy the shards of several stores into one",
+        description="Copy every shard of SRC... (local folders or s3://bucket/prefix) into the new local store DEST, "
+        "with one manifest; each shard keeps its sha256. Stores whose configs conflict for a feature set are "
+        "refused. An id in several sources: the last SRC named wins (a later shard wins, as in every store).")
+    merge.add_argument("sources", nargs="+", metavar="SRC", help="a source store: local folder or s3://bucket/prefix")
+    merge.add_argument("dest", metavar="DEST", help="the new store folder (absent or empty)")
+    merge.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    merge.set_defaults(handler=_merge)
+
+    compact = sub.add_parser(
+        "compact", help="rewrite many small shards into few",
+        description="Rewrite runs of small shards (same config, feature sets and provenance) into shards of up "
+        "to --shard-mb MiB, in place or into the new store DEST. Each new shard is read back and compared row by "
+        "row before one manifest write swaps it in; readers see the same rows before and after.")
+    compact.add_argument("store", help="local folder (or s3://bucket/prefix with DEST)")
+    compact.add_argument("dest", nargs="?", help="new store folder (default: compact in place)")
+    compact.add_argument("--shard-mb", type=float, default=512, help="largest shard to write, MiB (default 512)")
+    compact.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    compact.set_defaults(handler=_compact)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -131,4 +152,26 @@ def _pull(args: argparse.Namespace) -> int:
     with _progress_bar(0, "pull") as bar:
         result = pull(args.uri, args.store, args.endpoint_url, attempts=args.attempts, progress=bar.update)
     print(f"pulled {args.uri} -> {args.store}: {result['downloaded']} shards downloaded, {result['skipped']} already there")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from cinefuse.store.combine import merge_stores
+
+    dest = args.dest
+    result = merge_stores(args.sources, dest, endpoint_url=args.endpoint_url)
+    print(f"merged {result['sources']} store(s) -> {dest}: {result['shards']} shards, {result['rows']} rows")
+    for name, count in sorted(result["repeated_rows"].items()):
+        print(f"  {name}: {count} row(s) repeat an id of another shard; the later shard (last source) wins")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from cinefuse.store.combine import compact_store
+
+    result = compact_store(args.store, args.dest, target_mb=args.shard_mb, endpoint_url=args.endpoint_url)
+    dropped = result["rows_before"] - result["rows"]
+    print(f"compacted {args.store}{' -> ' + args.dest if args.dest else ''}: {result['shards_before']} shards -> "
+          f"{result['shards_after']}, {result['rows']} rows"
+          + (f" ({dropped} rows hidden by a later row of the same id dropped)" if dropped else ""))
     return 0

@@ -12,18 +12,37 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import re
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from cinefuse.errors import StoreError
+from cinefuse.store.faults import fault_point
 
 FORMAT_NAME = "cinefuse-store"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".manifest.lock"
+# A manifest is input from whoever wrote the store, and its shard names become paths: only the
+# store's own pattern (no separators, no "..") is accepted.
+SHARD_NAME = re.compile(r"^shard-(\d{5,})\.h5$")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
 
 
 def canonical_json(value: Any) -> str:
@@ -46,9 +65,9 @@ class ShardRecord:
     created: str = ""
 
     @classmethod
-    def from_json(cls, raw: dict) -> "ShardRecord":
+    def from_json(cls, raw: dict, where: str = "manifest") -> "ShardRecord":
         try:
-            return cls(
+            record = cls(
                 name=str(raw["name"]),
                 rows=int(raw["rows"]),
                 sha256=str(raw["sha256"]),
@@ -59,6 +78,13 @@ class ShardRecord:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"manifest shard entry is malformed ({exc!r}): {raw!r}") from exc
+        if not SHARD_NAME.match(record.name):
+            raise StoreError(
+                f"{where} names shard {record.name!r}, which is not a store shard name "
+                "(shard-NNNNN.h5, no folders): the manifest is damaged or was not written by cinefuse; "
+                "refusing to read or write any path it names"
+            )
+        return record
 
 
 @dataclass
@@ -88,11 +114,12 @@ class Manifest:
                 f"{where} has store format version {version!r}; this cinefuse reads version "
                 f"{FORMAT_VERSION}. Upgrade cinefuse or re-extract the store."
             )
-        return cls(
-            configs=dict(raw.get("configs", {})),
-            shards=[ShardRecord.from_json(s) for s in raw.get("shards", [])],
-            updated=str(raw.get("updated", "")),
-        )
+        shards = [ShardRecord.from_json(s, where) for s in raw.get("shards", [])]
+        names = [s.name for s in shards]
+        if len(set(names)) != len(names):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            raise StoreError(f"{where} lists shard {repeated[0]} more than once: the manifest is damaged")
+        return cls(configs=dict(raw.get("configs", {})), shards=shards, updated=str(raw.get("updated", "")))
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> "Manifest":
@@ -126,13 +153,19 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one.
+
+    The temp file is created with mode 0666 and the kernel applies the umask, like every other
+    file the store writes (``mkstemp`` would make it 0600, unreadable to a group sharing it).
+    """
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point(f"{path.name}-temp-written")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

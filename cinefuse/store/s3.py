@@ -18,7 +18,7 @@ from typing import Callable
 
 from cinefuse.errors import StoreError
 from cinefuse.store.location import join_key, split_s3_uri
-from cinefuse.store.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes, read_manifest
+from cinefuse.store.manifest import MANIFEST_NAME, Manifest, atomic_write_bytes, read_manifest, sha256_file
 
 DEFAULT_MULTIPART_BYTES = 64 << 20
 DEFAULT_ATTEMPTS = 3
@@ -56,6 +56,13 @@ def get_object_bytes(client, bucket: str, key: str, where: str) -> bytes:
         if code in ("NoSuchKey", "404", "NoSuchBucket"):
             raise StoreError(f"s3://{bucket}/{key} does not exist (store {where})") from exc
         raise StoreError(f"cannot read s3://{bucket}/{key}: {_describe(exc)}") from exc
+
+
+def download_to(client, bucket: str, key: str, target: Path, *, attempts: int = DEFAULT_ATTEMPTS,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Download one object to ``target`` (a temporary name the caller checks and renames)."""
+    _with_retries(f"download of s3://{bucket}/{key}", attempts,
+                  lambda: client.download_file(bucket, key, str(target), Callback=progress))
 
 
 def _with_retries(what: str, attempts: int, action: Callable[[], None]) -> None:
@@ -153,8 +160,6 @@ def pull(
 ) -> dict:
     """Download ``s3://bucket/prefix`` into a local folder; every shard is checked against the
     manifest's sha256 before it is renamed into place. The manifest is written last."""
-    from cinefuse.store.writer import sha256_file
-
     bucket, prefix = split_s3_uri(uri)
     client = client or s3_client(endpoint_url)
     manifest_bytes = get_object_bytes(client, bucket, join_key(prefix, MANIFEST_NAME), uri)
@@ -170,11 +175,8 @@ def pull(
         temp = root / f".tmp-pull-{os.getpid()}-{record.name}"
         key = join_key(prefix, record.name)
 
-        def download(temp=temp, key=key):
-            client.download_file(bucket, key, str(temp), Callback=progress)
-
         try:
-            _with_retries(f"download of s3://{bucket}/{key}", attempts, download)
+            download_to(client, bucket, key, temp, attempts=attempts, progress=progress)
             digest = sha256_file(temp)
             if digest != record.sha256:
                 raise StoreError(

@@ -33,6 +33,8 @@ import numpy as np
 from cinefuse.errors import StoreError
 from cinefuse.store.manifest import FORMAT_NAME, FORMAT_VERSION, now_iso
 
+# What h5py raises on a damaged or unexpected file; readers turn each into a StoreError naming the shard.
+READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError)
 FEATURE_SET_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ALLOWED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 
@@ -156,7 +158,11 @@ def read_strings(dataset: h5py.Dataset) -> np.ndarray:
     """A whole string dataset as a numpy unicode array (fixed- or variable-length on disk)."""
     if h5py.check_string_dtype(dataset.dtype).length is None:  # variable-length, e.g. another tool
         return np.array(dataset.asstr()[()], dtype=str)
-    raw = dataset[()]
+    return decode_fixed_strings(dataset[()])
+
+
+def decode_fixed_strings(raw: np.ndarray) -> np.ndarray:
+    """Fixed-length UTF-8 bytes (numpy ``S``) as a numpy unicode array."""
     width = raw.dtype.itemsize
     codes = raw.view(np.uint8)
     if raw.size == 0:

@@ -20,8 +20,7 @@ import numpy as np
 from cinefuse.errors import StoreError
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
 from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord
-from cinefuse.store.reader import READ_ERRORS
-from cinefuse.store.shard import read_ids
+from cinefuse.store.shard import READ_ERRORS, read_ids
 
 
 @dataclass
