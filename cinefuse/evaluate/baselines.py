@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinefuse.fuse.ranking import l2_normalise, random_top_k, top_k_by_score, top_k_cosine
+from cinefuse.metrics.ranking import l2_normalise, random_top_k, top_k_by_score, top_k_cosine
 
 
 @dataclass(frozen=True)

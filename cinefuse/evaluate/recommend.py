@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.evaluate import FUSED_STORE_DIR, RESULTS_DIR, check_workdir, data_sources, read_json, safe_set_name
-from cinefuse.fuse.ranking import id_sort_key, top_k_cosine
+from cinefuse.evaluate.score import FUSED_STORE_DIR, RESULTS_DIR, check_workdir, data_sources, read_json, safe_set_name
+from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
 
 
 @dataclass

@@ -68,8 +68,8 @@ def register(subparsers) -> None:
 def run_evaluate_command(args) -> int:
     import json
 
-    from cinefuse.fuse.evaluate import run_evaluate
-    from cinefuse.fuse.report import format_table
+    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.report import format_table
 
     store = args.store
     results = run_evaluate(
@@ -97,7 +97,7 @@ def run_evaluate_command(args) -> int:
 def run_recommend_command(args) -> int:
     import json
 
-    from cinefuse.fuse.recommend import format_recommendation, recommend
+    from cinefuse.evaluate.recommend import format_recommendation, recommend
 
     rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies)
     print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))

@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from cinefuse.fuse.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
+from cinefuse.metrics.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
 
 TIME_COLUMNS = ("Train (s)", "Eval (s)")
 

@@ -3,7 +3,7 @@
 ``run_evaluate(workdir)`` embeds every item with each trained model (``cinefuse.fuse.embed``),
 writes those fused embeddings to a store as feature sets ``fused/<model>``, ranks the candidates
 of the chosen protocol by cosine on the device in blocks, and computes the pinned metrics
-(``cinefuse.fuse.metrics``) for the models and the baselines (``cinefuse.fuse.baselines``).
+(``cinefuse.metrics.metrics``) for the models and the baselines (``cinefuse.evaluate.baselines``).
 
 Protocols:
 - ``cold-item`` (default): queries and candidates are the split's unseen test items.
@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.metrics import METRIC_LABELS, index_of, accuracy_metrics, beyond_accuracy_metrics, build_relevance
-from cinefuse.fuse.ranking import id_sort_key, top_k_cosine
+from cinefuse.metrics.metrics import METRIC_LABELS, index_of, accuracy_metrics, beyond_accuracy_metrics, build_relevance
+from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
 
 PROTOCOLS = ("cold-item", "thesis")
 DEFAULT_KS = (1, 3, 5, 10)
@@ -242,7 +242,7 @@ def run_evaluate(
     and fused embeddings (unless ``write=False``) and return the results."""
     from cinefuse.datasets.movielens import load_movies, load_ratings
     from cinefuse.fuse import embed as embed_api
-    from cinefuse.fuse.baselines import (
+    from cinefuse.evaluate.baselines import (
         concatenate_sets,
         itemknn_cbf,
         pooled_rows,
@@ -371,7 +371,7 @@ def run_evaluate(
     counts["like_threshold"] = threshold
     results = Results(protocol, ks, rows, counts, notes)
     if write:
-        from cinefuse.fuse.report import write_report
+        from cinefuse.evaluate.report import write_report
 
         fused_location = write_fused_embeddings(workdir, embeddings, fused_store)
         results.notes.append(f"fused embeddings written to {fused_location} as {', '.join(safe_set_name(m) for m in models)}")
