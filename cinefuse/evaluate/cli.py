@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from cinefuse.protocols import EVAL_PROTOCOLS
+
 
 def register(subparsers) -> None:
     ev = subparsers.add_parser(
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     ev.add_argument("--k", default="1,3,5,10", help="cut-offs K, comma-separated")
     ev.add_argument(
         "--protocol",
-        choices=("cold-item", "thesis"),
+        choices=EVAL_PROTOCOLS,
         default="cold-item",
         help="cold-item: queries and candidates are the unseen test items; thesis: all rated items "
         "(the thesis's item-based protocol, test items seen in training; for comparison)",
