@@ -77,7 +77,7 @@ class RunRecord:
     """``runs/<model>/config.json`` parsed back: the configuration one model was trained with."""
 
     name: str
-    config: FuseConfig          # data, pairs, split, model, loss, train of this model
+    config: FuseConfig          # data, pairs, split, model, loss, train of this model (no grid)
     feature_sets: list[str]     # the sets its tower is built over
     token_mask: list[int]       # 1 for the sets it uses
 
@@ -176,8 +176,9 @@ class Workdir:
     def run_record(self, model: str) -> RunRecord:
         path = self.run_dir(model) / "config.json"
         record = read_json(path, RERUN)
-        config = _parse({k: record[k] for k in ("data", "pairs", "split", "model", "loss", "train") if k in record},
-                        path)
+        # one trained configuration has no grid of its own (the default grid need not fit its data)
+        sections = {k: record[k] for k in ("data", "pairs", "split", "model", "loss", "train") if k in record}
+        config = _parse({**sections, "grid": {"modalities": [], "heads": []}}, path)
         return RunRecord(record["name"], config, list(record["feature_sets"]), list(record["token_mask"]))
 
     def summary(self, model: str) -> dict:
