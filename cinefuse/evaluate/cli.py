@@ -1,4 +1,4 @@
-"""``cinefuse evaluate`` and ``cinefuse recommend``. Only argparse here; the handlers import
+"""``cinefuse evaluate`` and ``cinefuse recommend``. Only argparse and the protocol names here; the handlers import
 the stage."""
 
 from __future__ import annotations

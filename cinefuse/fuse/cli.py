@@ -1,4 +1,4 @@
-"""``cinefuse fuse``: train fusion Siamese networks over a store (argparse only at import time)."""
+"""``cinefuse fuse``: train fusion Siamese networks over a store (argparse and the protocol names only at import time)."""
 
 from __future__ import annotations
 

@@ -8,16 +8,17 @@ over it). The workdir is the single source of truth: ``config.json`` (the full r
 and ``summary.json``. Running the same command again resumes from the newest checkpoint; a run
 that finished is not trained again.
 
-How a step runs: the whole feature table sits on the device; ``update`` is a pure function of
-(state, step) that samples a batch of training triplets with ``jax.random`` (the key is
+How a step runs (``cinefuse.fuse.step``, pure functions jitted once): the whole feature table
+sits on the device; each step samples a batch of training triplets with ``jax.random`` (the key is
 ``fold_in(seed_key, step)``, so the stream depends only on the step and a resumed run draws
 exactly the batches an uninterrupted one would), gathers their features, takes the loss and
 applies an optax AdamW update with global-norm clipping and a warmup-cosine schedule. ``lax.scan``
-fuses ``steps_per_call`` steps into one jitted call. A grid is planned as groups of configurations
+fuses ``steps_per_call`` steps into one jitted call. The workdir's layout is
+``cinefuse.fuse.workdir``'s. A grid is planned as groups of configurations
 that really share shapes (the same feature sets and head; ``plan_runs``), so no member computes an
 encoder it does not use; each group is one program whose members see the same batches, their
 parameters stacked on a leading axis, built either with ``jax.vmap`` or with the members unrolled
-in one scan body (``train.grid_program``; see ``GroupTrainer``). With
+in one scan body (``train.grid_program``; see ``step.make_update``). With
 several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
 parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
 initialises from the cluster's environment, each host runs the same command on the same store).
