@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cinefuse.fuse.metrics import accuracy_metrics, beyond_accuracy_metrics, build_relevance
-from cinefuse.fuse.ranking import top_k_cosine
+from cinefuse.metrics.metrics import accuracy_metrics, beyond_accuracy_metrics, build_relevance
+from cinefuse.metrics.ranking import top_k_cosine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KS = (1, 3, 5, 10)

@@ -63,10 +63,10 @@ def random_tiebreak_ndcg10(workdir: Path, store: Path, data: Path, model: str, s
     import numpy as np
 
     from cinefuse.datasets.movielens import load_movies, load_ratings
-    from cinefuse.fuse.baselines import concatenate_sets, pooled_rows
+    from cinefuse.evaluate.baselines import concatenate_sets, pooled_rows
     from cinefuse.fuse.embed import embed_items
-    from cinefuse.fuse.evaluate import build_eval_set, raw_feature_sets, score_lists
-    from cinefuse.fuse.ranking import top_k_cosine
+    from cinefuse.evaluate.score import build_eval_set, raw_feature_sets, score_lists
+    from cinefuse.metrics.ranking import top_k_cosine
     from cinefuse.store import open_store
 
     config = json.loads((workdir / "config.json").read_text())
@@ -153,8 +153,8 @@ def main() -> int:
     print(f"fuse grid: {timings['fuse_seconds']:.1f} s", file=sys.stderr)
 
     # 4. cold-item evaluation with every baseline
-    from cinefuse.fuse.evaluate import run_evaluate
-    from cinefuse.fuse.report import format_markdown, format_table
+    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.report import format_markdown, format_table
 
     start = time.perf_counter()
     results = run_evaluate(workdir, ks=(1, 3, 5, 10), protocol="cold-item")

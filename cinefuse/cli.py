@@ -18,7 +18,7 @@ from cinefuse.errors import CinefuseError
 COMMAND_MODULES = (
     "cinefuse.extract.cli",
     "cinefuse.fuse.cli",
-    "cinefuse.fuse.evaluate_cli",
+    "cinefuse.evaluate.cli",
     "cinefuse.store.cli",
     "cinefuse.demo.cli",
     "cinefuse.datasets.cli",

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cinefuse.fuse.baselines import concatenate_sets, itemknn_cbf, pooled_rows, popularity_baseline, random_baseline
-from cinefuse.fuse.evaluate import build_eval_set, evaluate_embeddings, parse_ks, score_lists
+from cinefuse.evaluate.baselines import concatenate_sets, itemknn_cbf, pooled_rows, popularity_baseline, random_baseline
+from cinefuse.evaluate.score import build_eval_set, evaluate_embeddings, parse_ks, score_lists
 from cinefuse.errors import CinefuseError
 
 

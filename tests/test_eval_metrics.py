@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cinefuse.fuse.metrics import (
+from cinefuse.metrics.metrics import (
     accuracy_metrics,
     beyond_accuracy_metrics,
     build_relevance,
@@ -191,7 +191,7 @@ def test_vectorised_equals_brute_force_on_random_data(seed):
 
 
 def test_pair_chunks_give_the_same_answer(monkeypatch):
-    import cinefuse.fuse.metrics as metrics
+    import cinefuse.metrics.metrics as metrics
 
     rng = np.random.default_rng(5)
     ids = np.array([str(i) for i in range(50)])

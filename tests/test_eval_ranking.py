@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cinefuse.fuse.ranking import id_sort_key, random_top_k, sort_ids, top_k_by_score, top_k_cosine
+from cinefuse.metrics.ranking import id_sort_key, random_top_k, sort_ids, top_k_by_score, top_k_cosine
 
 
 def numpy_full_ranking(queries, candidates, k, self_index):

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from cinefuse.fuse.evaluate import Results, Row
-from cinefuse.fuse.report import format_markdown, format_table, plot_training_curves, write_report
+from cinefuse.evaluate.score import Results, Row
+from cinefuse.evaluate.report import format_markdown, format_table, plot_training_curves, write_report
 
 
 def sample_results():

@@ -75,7 +75,7 @@ def workdir(tmp_path_factory):
 
 def test_cold_item_evaluation_end_to_end(workdir):
     from cinefuse.fuse.embed import list_models
-    from cinefuse.fuse.evaluate import run_evaluate
+    from cinefuse.evaluate.score import run_evaluate
     from cinefuse.store import open_store
 
     results = run_evaluate(workdir, ks=(1, 5, 10), progress=False)
@@ -110,7 +110,7 @@ def test_cold_item_evaluation_end_to_end(workdir):
 def test_model_row_equals_ranking_its_stored_embeddings(workdir):
     """The model's metrics are exactly those of cosine over the fused embeddings it wrote."""
     from cinefuse.datasets.movielens import load_movies, load_ratings
-    from cinefuse.fuse.evaluate import build_eval_set, evaluate_embeddings, run_evaluate
+    from cinefuse.evaluate.score import build_eval_set, evaluate_embeddings, run_evaluate
     from cinefuse.store import open_store
 
     results = run_evaluate(workdir, ks=(1, 3), protocol="thesis", progress=False)
@@ -126,7 +126,7 @@ def test_model_row_equals_ranking_its_stored_embeddings(workdir):
 
 
 def test_recommend_lists_neighbours_with_titles(workdir):
-    from cinefuse.fuse.recommend import recommend
+    from cinefuse.evaluate.recommend import recommend
 
     rec = recommend(workdir, "4", k=5)
     assert rec.item == "4" and rec.title == "Film 4 (1954)"
@@ -138,7 +138,7 @@ def test_recommend_lists_neighbours_with_titles(workdir):
 
 
 def test_recommend_unknown_id_names_close_matches(workdir):
-    from cinefuse.fuse.recommend import recommend
+    from cinefuse.evaluate.recommend import recommend
 
     with pytest.raises(CinefuseError) as err:
         recommend(workdir, "4000", k=3)

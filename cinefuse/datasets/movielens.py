@@ -63,6 +63,12 @@ class Movies:
         return len(self.ids)
 
 
+def genre_vocabulary(genres) -> list[str]:
+    """The distinct genres of ``genres`` (one list per item), sorted: the one column / bit order
+    of every genre encoding (pairs' masks, the miner's bit words, evaluation's multi-hot)."""
+    return sorted({g for gs in genres for g in gs})
+
+
 def detect_version(folder: str | Path) -> str:
     """``"csv"`` (ml-latest*, ml-20m, ml-25m), ``"ml-100k"`` or ``"dat"`` (ml-1m, ml-10m)."""
     folder = Path(folder)

@@ -12,7 +12,7 @@ Layout of the workdir::
     W/collection/    videos, movies.csv, ratings.csv, manifest.csv, genres.csv (cinefuse.demo.collection)
     W/store/         the extracted features (cinefuse.store)
     W/fuse/          the fuse workdir: config.json, split.json, pairs.npz, runs/<model>/...
-    W/fuse/evaluation/cold-item/   results.md/.csv/.json and plots (cinefuse.fuse.evaluate)
+    W/fuse/evaluation/cold-item/   results.md/.csv/.json and plots (cinefuse.evaluate.score)
     W/report.md, W/modalities.png, W/demo.json   the demo's own report and verdict
 """
 
@@ -23,17 +23,21 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from cinefuse.demo.collection import CollectionConfig, generate_collection
 from cinefuse.errors import CinefuseError
 
-SINGLE_MODALITIES = ("visual", "audio", "text")
-FULL = "full"
-
-
 @dataclass
 class DemoConfig:
-    """Everything the demo does, as data; ``demo.json`` in the workdir records it."""
+    """Everything the demo does, as data; ``demo.json`` in the workdir records it.
+
+    The verdict compares the ``FULL`` modality set with each of ``SINGLE_MODALITIES``; the
+    modality sets of the grid (``modality_sets``) name the rows of the report.
+    """
+
+    SINGLE_MODALITIES: ClassVar[tuple[str, ...]] = ("visual", "audio", "text")
+    FULL: ClassVar[str] = "full"
 
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     # extract: overrides of cinefuse.extract.config.ExtractConfig (offline default backbones)
@@ -58,6 +62,17 @@ class DemoConfig:
     workers: int = 2                  # processes rendering the collection and decoding for extract
     progress: bool = True
 
+    def modality_sets(self) -> tuple[str, ...]:
+        """The modality sets the fuse grid trains, in the grid's order."""
+        return tuple(self.fuse.get("grid", {}).get("modalities", ()))
+
+    def modality_of(self, model: str) -> str | None:
+        """The grid modality set in a model name ``<loss>-<distance>-<modalities>-<head>``."""
+        for m in self.modality_sets():
+            if f"-{m}-" in model:
+                return m
+        return None
+
     def to_json(self) -> dict:
         record = asdict(self)
         record["collection"] = self.collection.to_json()
@@ -71,7 +86,7 @@ class DemoResult:
     report: Path
     verdict: dict                     # {"metric", "full", "singles": {modality: value}, "fusion_wins": bool, ...}
     seconds: dict                     # stage -> wall seconds
-    results: object = None            # cinefuse.fuse.evaluate.Results
+    results: object = None            # cinefuse.evaluate.score.Results
     missing: list = field(default_factory=list)   # stages that could not run, and why
 
 
@@ -110,7 +125,7 @@ def run_demo(workdir: str | Path, config: DemoConfig | None = None, log=None) ->
     seconds["fuse"] = time.perf_counter() - t
 
     t = stage("evaluating cold-item recommendations")
-    from cinefuse.fuse.evaluate import run_evaluate
+    from cinefuse.evaluate.score import run_evaluate
 
     results = run_evaluate(fuse_dir, ks=config.ks, protocol="cold-item", progress=config.progress)
     seconds["evaluate"] = time.perf_counter() - t
@@ -167,15 +182,16 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
     kind, distance = loss.get("kind", "triplet"), loss.get("distance", "cosine")
     head = config.fuse.get("model", {}).get("head", "concat-mlp")
     value = lambda name: float(results.row(name).metrics[metric])  # noqa: E731
-    names = {m: model_row(kind, distance, m, head) for m in (*SINGLE_MODALITIES, FULL)}
+    singles, full = config.SINGLE_MODALITIES, config.FULL
+    names = {m: model_row(kind, distance, m, head) for m in (*singles, full)}
     try:
         scores = {m: value(n) for m, n in names.items()}
     except KeyError as exc:
         raise CinefuseError(f"demo: the evaluation has no row {exc}; the fuse grid must train "
                             f"{', '.join(names.values())}") from None
     best = {}
-    for m in (*SINGLE_MODALITIES, "visual+audio", FULL):
-        rows = [r for r in results.rows if r.kind == "model" and _modalities_of(r.name) == m]
+    for m in config.modality_sets():
+        rows = [r for r in results.rows if r.kind == "model" and config.modality_of(r.name) == m]
         if rows:
             top = max(rows, key=lambda r: r.metrics[metric] if r.metrics.get(metric) is not None else -1.0)
             best[m] = {"model": top.name, metric: float(top.metrics[metric])}
@@ -184,18 +200,11 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
     return {
         "metric": metric,
         "models": names,
-        "full": scores[FULL],
-        "singles": {m: scores[m] for m in SINGLE_MODALITIES},
-        "fusion_wins": all(scores[FULL] > scores[m] for m in SINGLE_MODALITIES),
-        "margin": scores[FULL] - max(scores[m] for m in SINGLE_MODALITIES),
+        "full": scores[full],
+        "singles": {m: scores[m] for m in singles},
+        "fusion_wins": all(scores[full] > scores[m] for m in singles),
+        "margin": scores[full] - max(scores[m] for m in singles),
         "best_per_modality_set": best,
         "baselines": baselines,
     }
 
-
-def _modalities_of(model: str) -> str | None:
-    """The modality set in a grid model name ``<loss>-<distance>-<modalities>-<head>``."""
-    for m in ("visual+audio", *SINGLE_MODALITIES, FULL):
-        if f"-{m}-" in model:
-            return m
-    return None

@@ -9,17 +9,15 @@ import platform
 import time
 from pathlib import Path
 
-from cinefuse.demo.pipeline import FULL, SINGLE_MODALITIES, _modalities_of
-
-MODALITY_ORDER = (*SINGLE_MODALITIES, "visual+audio", FULL)
 
 
 def machine_line() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
 
-def plot_modalities(results, metric: str, path: Path) -> None:
-    """Bars of ``metric`` per modality set, one bar per loss-distance-head, baselines as lines."""
+def plot_modalities(results, config, metric: str, path: Path) -> None:
+    """Bars of ``metric`` per modality set of ``config`` (a ``DemoConfig``), one bar per
+    loss-distance-head, baselines as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,12 +27,12 @@ def plot_modalities(results, metric: str, path: Path) -> None:
     for row in results.rows:
         if row.kind != "model":
             continue
-        mods = _modalities_of(row.name)
+        mods = config.modality_of(row.name)
         if mods is None:
             continue
         variant = row.name.replace(f"-{mods}-", "-")
         groups.setdefault(variant, {})[mods] = float(row.metrics[metric])
-    present = [m for m in MODALITY_ORDER if any(m in g for g in groups.values())]
+    present = [m for m in config.modality_sets() if any(m in g for g in groups.values())]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(present) + 2) + 2.6, 4.2))
     width = 0.8 / max(len(groups), 1)
     for k, (variant, values) in enumerate(sorted(groups.items())):
@@ -58,7 +56,8 @@ def write_demo_report(workdir: Path, config, collection, results, verdict: dict,
     workdir = Path(workdir)
     metric = verdict["metric"]
     plot = workdir / "modalities.png"
-    plot_modalities(results, metric, plot)
+    plot_modalities(results, config, metric, plot)
+    full = config.FULL
     eval_md = Path(results.outputs.get("markdown", "")) if getattr(results, "outputs", None) else None
 
     c = collection.config
@@ -69,13 +68,13 @@ def write_demo_report(workdir: Path, config, collection, results, verdict: dict,
         "",
         "## Verdict",
         "",
-        f"Full fusion ({verdict['models'][FULL]}) against each single modality with the same loss, "
+        f"Full fusion ({verdict['models'][full]}) against each single modality with the same loss, "
         f"distance and head, cold-item {metric}:",
         "",
         "| modality set | model | " + metric + " |",
         "|---|---|---:|",
-        *(f"| {m} | {verdict['models'][m]} | {verdict['singles'][m]:.4f} |" for m in SINGLE_MODALITIES),
-        f"| **full** | {verdict['models'][FULL]} | **{verdict['full']:.4f}** |",
+        *(f"| {m} | {verdict['models'][m]} | {verdict['singles'][m]:.4f} |" for m in verdict['singles']),
+        f"| **full** | {verdict['models'][full]} | **{verdict['full']:.4f}** |",
         "",
         ("**Full fusion beats every single modality** "
          if verdict["fusion_wins"] else "**Full fusion does NOT beat every single modality** ")

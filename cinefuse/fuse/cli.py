@@ -1,8 +1,10 @@
-"""``cinefuse fuse``: train fusion Siamese networks over a store (argparse only at import time)."""
+"""``cinefuse fuse``: train fusion Siamese networks over a store (argparse and the protocol names only at import time)."""
 
 from __future__ import annotations
 
 import argparse
+
+from cinefuse.protocols import SPLIT_PROTOCOLS
 
 DESCRIPTION = """\
 Train an intermodal fusion Siamese network over the features in a store, with pairs and triplets
@@ -41,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--mining", choices=["semi-hard", "batch-hard", "none"], help="loss.mining")
     p.add_argument("--head", choices=["concat-mlp", "ln-linear", "cross-attention", "gated"], help="model.head")
     p.add_argument("--modalities", help="model.modalities: visual | visual+audio | full | audio+text ...")
-    p.add_argument("--protocol", choices=["cold-item", "pair"], help="split.protocol")
+    p.add_argument("--protocol", choices=list(SPLIT_PROTOCOLS), help="split.protocol")
     p.add_argument("--steps", type=int, help="train.steps")
     p.add_argument("--batch-size", type=int, help="train.batch_size")
     p.add_argument("--seed", type=int, help="train.seed")

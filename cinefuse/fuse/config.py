@@ -40,7 +40,8 @@ from typing import Any
 
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.losses import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS
-from cinefuse.fuse.pairs import PROTOCOLS, PairConfig
+from cinefuse.fuse.pairs import PairConfig
+from cinefuse.protocols import SPLIT_PROTOCOLS
 
 HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
 POOLINGS = ("mean", "attention")
@@ -141,7 +142,7 @@ class FuseConfig:
 
     def validate(self) -> "FuseConfig":
         self.pairs.validate()
-        _one_of("split.protocol", self.split.protocol, PROTOCOLS)
+        _one_of("split.protocol", self.split.protocol, SPLIT_PROTOCOLS)
         if len(self.split.fractions) != 3 or abs(sum(self.split.fractions) - 1.0) > 1e-6 or min(self.split.fractions) <= 0:
             raise CinefuseError(f"split.fractions {self.split.fractions} must be three positive numbers summing to 1")
         _one_of("model.head", self.model.head, HEADS)

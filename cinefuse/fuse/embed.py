@@ -9,42 +9,35 @@ feature set the model needs, or holding an invalid / non-finite row, are left ou
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
 from cinefuse.errors import CinefuseError
+from cinefuse.fuse.workdir import RunRecord, Workdir
 
+# counts of the last ``embed_items`` call ({"items", "embedded", "left_out"}), for callers that
+# report how many items a model could not embed
 last_embed_counts: dict = {}
 
 
 def list_models(workdir) -> list[str]:
-    runs = Path(workdir) / "runs"
-    if not runs.is_dir():
-        return []
-    return sorted(d.name for d in runs.iterdir()
-                  if (d / "config.json").is_file() and (d / "params").is_dir() and (d / "summary.json").is_file())
+    return Workdir(workdir).models()
 
 
-def load_model(workdir, model: str):
-    """(tower, params, record, stats) of a trained model."""
+def load_model(workdir, model: str) -> tuple[RunRecord, dict, dict, object]:
+    """(record, params, stats, model config) of a trained model."""
     import jax
     import orbax.checkpoint as ocp
 
-    from cinefuse.fuse.config import ModelConfig
-    from cinefuse.fuse.models import build_tower, set_specs
-
-    run = Path(workdir) / "runs" / model
-    if not (run / "params").is_dir():
-        have = list_models(workdir)
+    wd = Workdir(workdir)
+    if not wd.params_dir(model).is_dir():
+        have = wd.models()
         raise CinefuseError(f"model {model!r} is not trained in {workdir}; trained: {', '.join(have) or 'none'}")
-    record = json.loads((run / "config.json").read_text())
-    with np.load(run / "feature_stats.npz") as z:
-        stats = {name: (z[f"{name}::mean"], z[f"{name}::std"]) for name in record["feature_sets"]}
-    params = ocp.StandardCheckpointer().restore((run / "params").absolute())
+    record = wd.run_record(model)
+    stats = wd.feature_stats(model, record.feature_sets)
+    params = ocp.StandardCheckpointer().restore(wd.params_dir(model).absolute())
     params = jax.tree.map(np.asarray, params)
-    return record, params, stats, (ModelConfig, build_tower, set_specs)
+    return record, params, stats, record.config.model
 
 
 def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -52,12 +45,13 @@ def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.
     import jax.numpy as jnp
 
     from cinefuse.fuse.features import FeatureTable, apply_standardization, clean_table, load_features
+    from cinefuse.fuse.models import build_tower, set_specs
 
-    record, params, stats, (ModelConfig, build_tower, set_specs) = load_model(workdir, model)
-    names = record["feature_sets"]
+    record, params, stats, model_cfg = load_model(workdir, model)
+    names = record.feature_sets
     if table is None:
-        data = record["data"]
-        ft = load_features(data["store"], names, endpoint_url=data.get("endpoint_url"))
+        data = record.config.data
+        ft = load_features(data.store, names, endpoint_url=data.endpoint_url)
     else:
         missing = [n for n in names if n not in table.features]
         if missing:
@@ -70,9 +64,8 @@ def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.
                               "left_out": ft.counts["excluded_missing_modality"]})
     feats = apply_standardization(FeatureTable(ft.ids, ft.data, ft.lengths), stats)
     shapes = {n: feats[n].shape[1:] for n in names}
-    model_cfg = ModelConfig(**record["model"])
     tower = build_tower(model_cfg, set_specs(names, shapes, model_cfg.conv_sets))
-    mask = jnp.asarray(np.array(record["token_mask"], np.float32))
+    mask = jnp.asarray(np.array(record.token_mask, np.float32))
     apply = jax.jit(lambda p, f, l: tower.apply(p, f, l, mask)[0])
     out = []
     for start in range(0, len(ft.ids), batch):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError, StoreError
 
 
@@ -103,7 +104,7 @@ def apply_standardization(table: FeatureTable, stats: dict) -> dict[str, np.ndar
 
 def pack_genre_words(genres: list[list[str]]) -> np.ndarray:
     """Genres as uint32 bit words (N, W) for the on-device Jaccard of the miner."""
-    vocab = sorted({g for gs in genres for g in gs})
+    vocab = genre_vocabulary(genres)
     words = max(1, (len(vocab) + 31) // 32)
     bit = {g: k for k, g in enumerate(vocab)}
     out = np.zeros((len(genres), words), dtype=np.uint32)

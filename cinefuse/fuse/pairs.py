@@ -26,7 +26,7 @@ inputs and seed give the same pairs, bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -34,10 +34,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError
+from cinefuse.metrics.ranking import sort_ids
+from cinefuse.protocols import SPLIT_PROTOCOLS
 
 SOURCES = ("co-like", "disagree", "random", "coverage")
-PROTOCOLS = ("cold-item", "pair")
 PARTS = ("train", "val", "test")
 
 
@@ -85,7 +87,7 @@ class PairSet:
 
 # -- genres -------------------------------------------------------------------------------------
 def genre_masks(genres: Sequence[Sequence[str]]) -> np.ndarray:
-    vocab = sorted({g for gs in genres for g in gs})
+    vocab = genre_vocabulary(genres)
     if len(vocab) > 64:
         raise CinefuseError(f"pairs: {len(vocab)} distinct genres; at most 64 are supported")
     bit = {g: np.uint64(1) << np.uint64(k) for k, g in enumerate(vocab)}
@@ -159,7 +161,7 @@ def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, s
     movie_index = pd.Index(movies.ids)
     if items is None:
         rated = pd.unique(ratings.item)
-        universe = np.array(sorted(set(rated.tolist()) & set(movies.ids.tolist()), key=_id_key), dtype=object)
+        universe = sort_ids(list(set(rated.tolist()) & set(movies.ids.tolist()))).astype(object)
     else:
         universe = np.array([str(i) for i in items], dtype=object)
         unknown = movie_index.get_indexer(universe) < 0
@@ -291,11 +293,6 @@ def make_triplets(pairs: np.ndarray, labels: np.ndarray, masks: np.ndarray, cfg:
     return np.stack([anchors[keep], positives[keep], negatives[keep]], axis=1).astype(np.int32)
 
 
-def _id_key(item: str):
-    # numeric ids in numeric order ("2" before "10"), then any others as text
-    return (0, int(item), "") if item.isdigit() else (1, 0, item)
-
-
 # -- splits ------------------------------------------------------------------------------------
 @dataclass
 class Split:
@@ -319,7 +316,7 @@ def split_items(ids: np.ndarray, fractions: Sequence[float], seed: int) -> dict[
     n_train = int(round(fractions[0] * len(ids)))
     n_val = int(round(fractions[1] * len(ids)))
     cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    return {part: np.array(sorted(ids[idx].tolist(), key=_id_key), dtype=object) for part, idx in cuts.items()}
+    return {part: sort_ids(ids[idx]).astype(object) for part, idx in cuts.items()}
 
 
 def _remap(ps: PairSet, index: pd.Index) -> PairSet:
@@ -332,8 +329,8 @@ def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, pr
                fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> Split:
     """``cold-item``: items split 70/15/15 and pairs built within each part (no pair crosses parts).
     ``pair``: pairs built over all items, then the pairs split 70/15/15 at random (items shared)."""
-    if protocol not in PROTOCOLS:
-        raise CinefuseError(f"split protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+    if protocol not in SPLIT_PROTOCOLS:
+        raise CinefuseError(f"split protocol {protocol!r} is unknown; use one of {', '.join(SPLIT_PROTOCOLS)}")
     everything = build_pairs(ratings, movies, items, cfg, seed) if protocol == "pair" else None
     if protocol == "pair":
         ids = everything.ids
@@ -356,7 +353,7 @@ def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, pr
 
     if items is None:
         rated = pd.unique(ratings.item)
-        items = sorted(set(rated.tolist()) & set(movies.ids.tolist()), key=_id_key)
+        items = sort_ids(list(set(rated.tolist()) & set(movies.ids.tolist()))).tolist()
     ids = np.array([str(i) for i in items], dtype=object)
     part_items = split_items(ids, fractions, seed)
     index = pd.Index(ids)
@@ -382,6 +379,3 @@ def load_split_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
-
-def config_dict(cfg: PairConfig) -> dict:
-    return asdict(cfg)

@@ -8,16 +8,17 @@ over it). The workdir is the single source of truth: ``config.json`` (the full r
 and ``summary.json``. Running the same command again resumes from the newest checkpoint; a run
 that finished is not trained again.
 
-How a step runs: the whole feature table sits on the device; ``update`` is a pure function of
-(state, step) that samples a batch of training triplets with ``jax.random`` (the key is
+How a step runs (``cinefuse.fuse.step``, pure functions jitted once): the whole feature table
+sits on the device; each step samples a batch of training triplets with ``jax.random`` (the key is
 ``fold_in(seed_key, step)``, so the stream depends only on the step and a resumed run draws
 exactly the batches an uninterrupted one would), gathers their features, takes the loss and
 applies an optax AdamW update with global-norm clipping and a warmup-cosine schedule. ``lax.scan``
-fuses ``steps_per_call`` steps into one jitted call. A grid is planned as groups of configurations
+fuses ``steps_per_call`` steps into one jitted call. The workdir's layout is
+``cinefuse.fuse.workdir``'s. A grid is planned as groups of configurations
 that really share shapes (the same feature sets and head; ``plan_runs``), so no member computes an
 encoder it does not use; each group is one program whose members see the same batches, their
 parameters stacked on a leading axis, built either with ``jax.vmap`` or with the members unrolled
-in one scan body (``train.grid_program``; see ``GroupTrainer``). With
+in one scan body (``train.grid_program``; see ``step.make_update``). With
 several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
 parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
 initialises from the cluster's environment, each host runs the same command on the same store).
@@ -31,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,6 @@ from cinefuse.fuse.config import (
     LossConfig,
     ModelConfig,
     as_config,
-    config_json,
     model_name,
     modalities_label,
     resolve_feature_sets,
@@ -54,6 +55,7 @@ from cinefuse.fuse.features import (
     standardization,
 )
 from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split
+from cinefuse.fuse.workdir import Workdir, write_json
 
 
 # -- what to train ------------------------------------------------------------------------------
@@ -121,16 +123,6 @@ class Prepared:
     counts: dict = field(default_factory=dict)
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text())
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
 def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=print) -> Prepared:
     from cinefuse.datasets.movielens import load_movies, load_ratings
 
@@ -151,17 +143,17 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
         raise CinefuseError(
             f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; "
             "check that the store ids are MovieLens movieIds of the ratings file")
-    split_path, pairs_path = workdir / "split.json", workdir / "pairs.npz"
-    if split_path.is_file() and pairs_path.is_file():
-        split_json, arrays = _read_json(split_path), load_split_arrays(pairs_path)
+    wd = Workdir(workdir)
+    if wd.split_path.is_file() and wd.pairs_path.is_file():
+        split_json, arrays = wd.split(), load_split_arrays(wd.pairs_path)
     else:
         split = make_split(ratings, movies, universe, config.pairs, config.split.protocol, config.train.seed,
                            config.split.fractions)
-        save_split(split, pairs_path)
+        save_split(split, wd.pairs_path)
         split_json = split.split_json()
         split_json["stats"] = split.stats()
-        _write_json(split_path, split_json)
-        arrays = load_split_arrays(pairs_path)
+        write_json(wd.split_path, split_json)
+        arrays = load_split_arrays(wd.pairs_path)
     ids = arrays["ids"].astype(object)
     row = {k: r for r, k in enumerate(table.ids.tolist())}
     table = table.take(np.array([row[i] for i in ids.tolist()], dtype=np.int64))
@@ -188,161 +180,57 @@ def _auc(distance: np.ndarray, labels: np.ndarray) -> float:
 
 
 class GroupTrainer:
-    """Trains a group of configurations sharing one tower layout, as one vmapped program."""
+    """Holds one group's training: its tower, optimiser, the table resident on the device and the
+    jitted step (``cinefuse.fuse.step``). ``multi_step(state)`` runs ``steps_per_call`` steps."""
 
     def __init__(self, config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print):
         import jax
         import jax.numpy as jnp
         import optax
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-        from cinefuse.fuse.losses import batch_loss, loss_spec, split_specs
+        from cinefuse.fuse.losses import loss_spec
         from cinefuse.fuse.models import build_tower, set_specs
+        from cinefuse.fuse.step import DeviceData, make_embed, make_init, make_update
 
         self.jax, self.jnp = jax, jnp
         self.config, self.runs, self.data, self.workdir, self.log = config, runs, data, workdir, log
         t = config.train
         self.sets = runs[0].feature_sets
         table = data.table
-        train_rows = np.unique(data.arrays["train_triplets"].reshape(-1))
-        self.stats = standardization(FeatureTable(table.ids, {n: table.data[n] for n in self.sets},
-                                                  {n: table.lengths[n] for n in self.sets}), train_rows)
-        std = apply_standardization(FeatureTable(table.ids, {n: table.data[n] for n in self.sets},
-                                                 {n: table.lengths[n] for n in self.sets}), self.stats)
-        shapes = {n: std[n].shape[1:] for n in self.sets}
-        self.tower = build_tower(runs[0].model, set_specs(self.sets, shapes, runs[0].model.conv_sets))
-
-        devices = jax.devices()
-        n_dev = len(devices)
-        self.mesh = None
-        if t.data_parallel and n_dev > 1:
-            if t.batch_size % n_dev:
-                raise CinefuseError(f"train.batch_size {t.batch_size} must be a multiple of the {n_dev} devices "
-                                    "for data-parallel training (or set train.data_parallel = false)")
-            self.mesh = Mesh(np.array(devices), ("data",))
-        replicated = NamedSharding(self.mesh, P()) if self.mesh is not None else None
-
-        def put(x):
-            x = np.asarray(x)
-            if replicated is None:
-                return jnp.asarray(x)
-            return jax.make_array_from_callback(x.shape, replicated, lambda idx: x[idx])
-
-        self.put = put
-        self.feats = {n: put(std[n]) for n in self.sets}
-        self.lens = {n: put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None}
-        self.words = put(data.words)
-        self.triplets = put(data.arrays["train_triplets"].astype(np.int32))
+        own = FeatureTable(table.ids, {n: table.data[n] for n in self.sets}, {n: table.lengths[n] for n in self.sets})
+        self.stats = standardization(own, np.unique(data.arrays["train_triplets"].reshape(-1)))
+        std = apply_standardization(own, self.stats)
+        self.tower = build_tower(runs[0].model, set_specs(self.sets, {n: std[n].shape[1:] for n in self.sets},
+                                                          runs[0].model.conv_sets))
+        self.mesh, replicated, batch_sharding = _data_parallel_mesh(t)
+        self.put = lambda x: _put(x, replicated)
+        self.resident = DeviceData(
+            feats={n: self.put(std[n]) for n in self.sets},
+            lens={n: self.put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None},
+            words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32)),
+            key=jax.random.PRNGKey(t.seed))
+        self.feats, self.lens = self.resident.feats, self.resident.lens
         self.n_triplets = int(len(data.arrays["train_triplets"]))
-        static_spec, self.specs = split_specs([
-            loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(), r.loss.temperature,
-                      r.loss.euclidean_normalized) for r in runs])
+        specs = [loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(), r.loss.temperature,
+                           r.loss.euclidean_normalized) for r in runs]
         self.masks = jnp.asarray(np.array([r.token_mask for r in runs], dtype=np.float32))
         schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(1, min(t.warmup_steps, t.steps - 1)),
                                                       t.steps, end_value=t.learning_rate * 0.05)
         self.tx = optax.chain(optax.clip_by_global_norm(t.clip_norm),
                               optax.adamw(schedule, weight_decay=t.weight_decay))
-        self.key = jax.random.PRNGKey(t.seed)
-        neg_max = float(config.pairs.negative_max_jaccard)
-        batch = t.batch_size
-        tower, tx = self.tower, self.tx
-        batch_sharding = NamedSharding(self.mesh, P("data", None)) if self.mesh is not None else None
-        n_trip = self.n_triplets
-        feats_all, lens_all, words_all, trip_all = self.feats, self.lens, self.words, self.triplets
-        sets = self.sets
-
-        # How a group of G configurations becomes one program (``train.grid_program``):
-        # - "vmap": jax.vmap over stacked parameters, optimiser states and loss selectors. The loss
-        #   selectors are traced, so every loss branch is computed for every member and selected;
-        #   the encoders' GEMMs become batched GEMMs. Best where one wide kernel beats several
-        #   (GPU).
-        # - "unrolled": the G members written out one after another inside the one jitted scan
-        #   body, each with its own loss resolved at trace time (no wasted branches). The batch
-        #   sampling, feature gather and genre masks are computed once for all members, and XLA
-        #   schedules the members' independent op chains in one program (our guess at why it
-        #   helps: the small non-GEMM ops of one member overlap another's GEMMs). Measured faster
-        #   than vmap and than one run after another on 2-core CPUs (benchmarks/results/fuse.md).
+        self.key = self.resident.key
         mode = t.grid_program
         if mode == "auto":
             mode = "unrolled" if jax.default_backend() == "cpu" else "vmap"
-        unrolled = mode == "unrolled" and len(runs) > 1
         self.program = mode if len(runs) > 1 else "single"
-        member_specs = [loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(),
-                                  r.loss.temperature, r.loss.euclidean_normalized) for r in runs]
-
-        def per_config(params, opt_state, spec, mask, feats, lens, items, words):
-            def loss_fn(params):
-                emb, raw = tower.apply(params, feats, lens, mask)
-                emb, raw = emb.reshape(batch, 3, -1), raw.reshape(batch, 3, -1)
-                return batch_loss(spec, emb, raw, items, words, neg_max)
-
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
-
-        def batch_at(step):
-            rng = jax.random.fold_in(self.key, step)
-            pick = jax.random.randint(rng, (batch,), 0, n_trip)
-            items = trip_all[pick]                                         # (B, 3)
-            if batch_sharding is not None:
-                items = jax.lax.with_sharding_constraint(items, batch_sharding)
-            flat = items.reshape(-1)                                       # a0 p0 n0 a1 ...
-            feats = {n: feats_all[n][flat] for n in sets}
-            lens = {n: v[flat] for n, v in lens_all.items()}
-            return feats, lens, items, words_all[items]                    # words (B, 3, W)
-
-        def update_vmapped(state, step):
-            feats, lens, items, words = batch_at(step)
-            params, opt_state, metrics = jax.vmap(
-                lambda p, o, spec, m: per_config(p, o, {**static_spec, **spec}, m, feats, lens, items, words))(
-                state["params"], state["opt_state"], self.specs, self.masks)
-            return {"params": params, "opt_state": opt_state, "step": step + 1}, metrics
-
-        def update_unrolled(members, step):
-            # members: a tuple of G (params, opt_state) trees, unstacked once per call
-            feats, lens, items, words = batch_at(step)
-            outs = [per_config(p, o, spec, self.masks[k], feats, lens, items, words)
-                    for k, ((p, o), spec) in enumerate(zip(members, member_specs))]
-            metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *[m for _, _, m in outs])
-            return tuple((p, o) for p, o, _ in outs), metrics
-
-        def multi_step(state):
-            if not unrolled:
-                return jax.lax.scan(lambda s, _: update_vmapped(s, s["step"]), state, None, length=t.steps_per_call)
-            take = lambda tree, k: jax.tree.map(lambda x: x[k], tree)  # noqa: E731
-            members = tuple((take(state["params"], k), take(state["opt_state"], k)) for k in range(len(runs)))
-
-            def body(carry, _):
-                members, step = carry
-                members, metrics = update_unrolled(members, step)
-                return (members, step + 1), metrics
-
-            (members, step), metrics = jax.lax.scan(body, (members, state["step"]), None, length=t.steps_per_call)
-            stack = lambda *xs: jnp.stack(xs)  # noqa: E731
-            return {"params": jax.tree.map(stack, *[p for p, _ in members]),
-                    "opt_state": jax.tree.map(stack, *[o for _, o in members]), "step": step}, metrics
-
-        self.multi_step = jax.jit(multi_step, donate_argnums=0)
-
-        def embed(params, feats_all, lens_all, rows):
-            feats = {n: feats_all[n][rows] for n in sets}
-            lens = {n: v[rows] for n, v in lens_all.items()}
-            return jax.vmap(lambda p, m: tower.apply(p, feats, lens, m), in_axes=(0, 0))(params, self.masks)
-
-        self.embed = jax.jit(embed)
-
-        g = len(runs)
-
-        def init_all(key, sample, lens):
-            params = tower.init(key, sample, lens, self.masks[0])
-            # the same initial parameters for every configuration of the group, as sequential runs
-            # with the same seed would have: differences come from the configurations only
-            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (g,) + x.shape), params)
-            return {"params": params, "opt_state": jax.vmap(tx.init)(params), "step": jnp.int32(0)}
-
-        # one compiled program for the whole initial state (no per-leaf dispatches)
-        self._init_all = jax.jit(init_all)
+        update = make_update(self.tower, self.tx, specs, self.masks, batch_size=t.batch_size,
+                             steps_per_call=t.steps_per_call,
+                             negative_max_jaccard=float(config.pairs.negative_max_jaccard),
+                             unrolled=mode == "unrolled" and len(runs) > 1, batch_sharding=batch_sharding)
+        # jitted once, the resident table bound in: a call passes only the state (donated)
+        self.multi_step = jax.jit(partial(update, data=self.resident), donate_argnums=0)
+        self.embed = jax.jit(make_embed(self.tower, self.masks))
+        self._init_all = jax.jit(make_init(self.tower, self.tx, self.masks))
 
     # -- state ------------------------------------------------------------------------------------
     def init_state(self):
@@ -382,6 +270,32 @@ class GroupTrainer:
         return out
 
 
+def _data_parallel_mesh(t):
+    """(mesh, replicated sharding, batch sharding); all None on one device or when
+    ``train.data_parallel`` is off."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    devices = jax.devices()
+    if not (t.data_parallel and len(devices) > 1):
+        return None, None, None
+    if t.batch_size % len(devices):
+        raise CinefuseError(f"train.batch_size {t.batch_size} must be a multiple of the {len(devices)} devices "
+                            "for data-parallel training (or set train.data_parallel = false)")
+    mesh = Mesh(np.array(devices), ("data",))
+    return mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))
+
+
+def _put(x, replicated):
+    import jax
+    import jax.numpy as jnp
+
+    x = np.asarray(x)
+    if replicated is None:
+        return jnp.asarray(x)
+    return jax.make_array_from_callback(x.shape, replicated, lambda idx: x[idx])
+
+
 def _pair_distance(emb, raw, pos, loss: LossConfig):
     if loss.distance == "euclidean" and loss.kind != "infonce":
         x = emb if loss.euclidean_normalized else raw
@@ -390,24 +304,10 @@ def _pair_distance(emb, raw, pos, loss: LossConfig):
 
 
 # -- the loop -----------------------------------------------------------------------------------
-def _metrics_lines(path: Path, upto_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-        if rec.get("step", 0) <= upto_step:
-            lines.append(rec)
-    return lines
-
-
-def _group_dir(workdir: Path, runs: list[RunSpec]) -> Path:
+def _group_dir(wd: Workdir, runs: list[RunSpec]) -> Path:
     if len(runs) == 1:
-        return workdir / "runs" / runs[0].name
-    return workdir / "grid" / f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}"
+        return wd.run_dir(runs[0].name)
+    return wd.grid_dir(f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}")
 
 
 def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print) -> list[dict]:
@@ -416,23 +316,17 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     from tqdm import tqdm
 
     t = config.train
-    group_dir = _group_dir(workdir, runs)
-    run_dirs = [workdir / "runs" / r.name for r in runs]
-    for r, d in zip(runs, run_dirs):
-        d.mkdir(parents=True, exist_ok=True)
-        record = r.record(config)
-        if (d / "config.json").is_file() and _read_json(d / "config.json") != json.loads(json.dumps(record)):
-            raise CinefuseError(f"{d} holds a run with a different configuration; use a new --workdir")
-        _write_json(d / "config.json", record)
-    done = [(d / "summary.json").is_file() and (d / "params").is_dir() for d in run_dirs]
-    if all(done):
+    wd = Workdir(workdir)
+    group_dir = _group_dir(wd, runs)
+    for r in runs:
+        wd.save_run_record(r.name, r.record(config))
+    if all(wd.is_trained(r.name) for r in runs):
         log(f"{', '.join(r.name for r in runs)}: already trained, nothing to do")
-        return [_read_json(d / "summary.json") for d in run_dirs]
+        return [wd.summary(r.name) for r in runs]
 
     trainer = GroupTrainer(config, runs, data, workdir, log)
-    for r, d in zip(runs, run_dirs):
-        np.savez(d / "feature_stats.npz", **{f"{n}::mean": m for n, (m, s) in trainer.stats.items()},
-                 **{f"{n}::std": s for n, (m, s) in trainer.stats.items()})
+    for r in runs:
+        wd.save_feature_stats(r.name, trainer.stats)
     state = trainer.init_state()
     g = len(runs)
     # the best parameters live on the host (a copy: the state's buffers are donated each call)
@@ -451,10 +345,10 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         best = jax.tree.map(lambda x: np.array(x), best)
         log(f"resuming {group_dir.name} from step {start}")
     step = int(state["step"])
-    for d in run_dirs:  # drop log lines written after the checkpoint we resume from
-        lines = _metrics_lines(d / "metrics.jsonl", step)
-        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    logs = [open(d / "metrics.jsonl", "a") for d in run_dirs]
+    for r in runs:  # drop log lines written after the checkpoint we resume from
+        lines = wd.metrics_lines(r.name, step)
+        wd.metrics_path(r.name).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    logs = [open(wd.metrics_path(r.name), "a") for r in runs]
     t0 = time.perf_counter() - float(meta["elapsed"])
     bar = tqdm(total=t.steps, initial=step, desc=f"fuse {group_dir.name}", unit="step", file=sys.stderr,
                disable=None, leave=False)
@@ -503,9 +397,9 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     val = trainer.validate(final)
     summaries = []
     checkpointer = ocp.StandardCheckpointer()
-    for k, (r, d) in enumerate(zip(runs, run_dirs)):
+    for k, r in enumerate(runs):
         params_k = jax.tree.map(lambda x: np.ascontiguousarray(x[k]), final)
-        target = (d / "params").absolute()
+        target = wd.params_dir(r.name).absolute()
         if target.exists():
             import shutil
             shutil.rmtree(target)
@@ -515,8 +409,8 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                    "best_step": int(meta["best_step"][k]), "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
                    "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
                    "group_size": g, "program": trainer.program, "feature_counts": data.counts}
-        _write_json(d / "summary.json", summary)
-        _plot(d, _metrics_lines(d / "metrics.jsonl", step), val[k])
+        wd.save_summary(r.name, summary)
+        _plot(wd.run_dir(r.name), wd.metrics_lines(r.name, step), val[k])
         summaries.append(summary)
     return summaries
 
@@ -575,16 +469,7 @@ def run_fuse(config, workdir, grid: bool = False, log=None) -> dict:
         jax.distributed.initialize()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    record = json.loads(config_json(config))
-    record_path = workdir / "config.json"
-    if record_path.is_file():
-        old = _read_json(record_path)
-        if {k: v for k, v in old.items() if k != "grid"} != {k: v for k, v in record.items() if k != "grid"} or (
-                grid and old.get("grid") != record.get("grid")):
-            raise CinefuseError(
-                f"workdir {workdir} was made by a different fuse config (see {record_path}); "
-                "use a new --workdir, or the same config to resume")
-    _write_json(record_path, record)
+    Workdir(workdir).save_config(config, grid)
     groups = plan_runs(config, grid)
     needed: list[str] = []
     for group in groups:
@@ -601,5 +486,5 @@ def run_fuse(config, workdir, grid: bool = False, log=None) -> dict:
                "split": {k: v for k, v in data.split.items() if k not in PARTS},
                "items": {part: len(data.split[part]) for part in PARTS}, "feature_counts": data.counts,
                "seconds": round(time.perf_counter() - t0, 3), "table": table}
-    _write_json(workdir / ("grid_summary.json" if grid else "summary.json"), summary)
+    write_json(Workdir(workdir).summary_path(grid), summary)
     return summary

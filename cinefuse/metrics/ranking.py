@@ -16,13 +16,17 @@ DEFAULT_BLOCK = 256  # queries per step: 256 x C scores stay cache-sized on a CP
 
 
 def id_sort_key(ids) -> np.ndarray:
-    """A permutation that orders ``ids`` for tie-breaking: numerically when every id is a
-    decimal integer (MovieLens ``"2"`` before ``"10"``), else as strings."""
+    """A permutation that orders ``ids`` the one way cinefuse orders items (tie-breaking in every
+    ranking, split and pair lists): decimal integers in numeric order (MovieLens ``"2"`` before
+    ``"10"``), then any other ids as strings; equal keys keep their input order."""
     ids = np.asarray(ids, dtype=str)
-    if ids.size and all(s.isdigit() for s in ids):
-        as_int = np.array([int(s) for s in ids], dtype=np.int64)
-        return np.argsort(as_int, kind="stable")
-    return np.argsort(ids, kind="stable")
+    strings = ids.tolist()
+    numeric = np.array([s.isascii() and s.isdigit() for s in strings], dtype=bool)
+    value = np.array([int(s) if n else 0 for s, n in zip(strings, numeric.tolist())], dtype=np.int64)
+    if numeric.all():
+        return np.argsort(value, kind="stable")
+    text = np.where(numeric, "", ids)
+    return np.lexsort((text, value, ~numeric))
 
 
 def sort_ids(ids) -> np.ndarray:

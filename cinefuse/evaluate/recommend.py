@@ -8,15 +8,17 @@ embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.evaluate import FUSED_STORE_DIR, RESULTS_DIR, check_workdir, data_sources, read_json, safe_set_name
-from cinefuse.fuse.ranking import id_sort_key, top_k_cosine
+from cinefuse.evaluate.score import data_sources, safe_set_name
+from cinefuse.fuse.config import FuseConfig
+from cinefuse.fuse.workdir import Workdir, read_json
+from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
+from cinefuse.protocols import EVAL_PROTOCOLS
 
 
 @dataclass
@@ -34,13 +36,13 @@ class Recommendation:
 def best_model(workdir: Path, models: list[str], metric: str = "nDCG@10") -> str:
     """The model with the best ``metric`` in the last cold-item (else thesis) evaluation; the
     first model when none was evaluated."""
-    for protocol in ("cold-item", "thesis"):
-        path = workdir / RESULTS_DIR / protocol / "results.json"
+    for protocol in EVAL_PROTOCOLS:
+        path = Workdir(workdir).evaluation_dir(protocol) / "results.json"
         if not path.is_file():
             continue
         try:
-            rows = json.loads(path.read_text()).get("rows", [])
-        except json.JSONDecodeError:
+            rows = read_json(path, "rerun `cinefuse evaluate`").get("rows", [])
+        except CinefuseError:
             continue
         scored = [
             (r["metrics"].get(metric, float("-inf")), r["name"])
@@ -55,10 +57,11 @@ def best_model(workdir: Path, models: list[str], metric: str = "nDCG@10") -> str
 
 def load_embeddings(workdir: Path, model: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(ids, embeddings, source) for ``model``: the fused store when it has them, else embed."""
-    location = workdir / FUSED_STORE_DIR
+    wd = Workdir(workdir)
+    location = wd.embeddings_dir
     name = safe_set_name(model)
     manifest = location / "manifest.json"
-    params = workdir / "runs" / model / "params"
+    params = wd.params_dir(model)
     # embeddings written before the model was (re)trained are stale: embed again
     fresh = manifest.is_file() and (not params.exists() or params.stat().st_mtime <= manifest.stat().st_mtime)
     if fresh:
@@ -69,13 +72,13 @@ def load_embeddings(workdir: Path, model: str) -> tuple[np.ndarray, np.ndarray, 
             fa = store.load_feature_set(name)
             keep = np.asarray(fa.valid, bool)
             return np.asarray(fa.ids, dtype=str)[keep], np.asarray(fa.data, np.float32)[keep], f"{location} ({name})"
-    from cinefuse.fuse import embed as embed_api
+    from cinefuse.fuse.embed import embed_items
 
-    ids, emb = embed_api.embed_items(workdir, model)
+    ids, emb = embed_items(workdir, model)
     return np.asarray(ids, dtype=str), np.asarray(emb, np.float32), f"embedded now with {model}"
 
 
-def titles_for(config: dict, movies=None) -> dict[str, str]:
+def titles_for(config: FuseConfig, movies=None) -> dict[str, str]:
     path = data_sources(config, movies=movies)["movies"]
     if not path:
         return {}
@@ -111,21 +114,19 @@ def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model
 
 
 def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=None) -> Recommendation:
-    from cinefuse.fuse import embed as embed_api
-
     workdir = Path(workdir)
-    check_workdir(workdir)
+    wd = Workdir(workdir)
+    wd.check()
     if k < 1:
         raise CinefuseError(f"-k {k}: ask for at least 1 recommendation")
-    models = embed_api.list_models(workdir)
+    models = wd.models()
     if not models:
         raise CinefuseError(f"{workdir} holds no trained model under runs/; train first with `cinefuse fuse`")
     if model is None:
         model = best_model(workdir, models)
     elif model not in models:
         raise CinefuseError(f"model {model!r} is not in {workdir}/runs; choose one of {', '.join(models)}")
-    config = read_json(workdir / "config.json", "rerun `cinefuse fuse` in that workdir")
-    titles = titles_for(config, movies)
+    titles = titles_for(wd.config(), movies)
     ids, emb, source = load_embeddings(workdir, model)
     order = id_sort_key(ids)  # ties broken by id, as in evaluate
     ids, emb = ids[order], emb[order]

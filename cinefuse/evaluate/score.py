@@ -3,7 +3,7 @@
 ``run_evaluate(workdir)`` embeds every item with each trained model (``cinefuse.fuse.embed``),
 writes those fused embeddings to a store as feature sets ``fused/<model>``, ranks the candidates
 of the chosen protocol by cosine on the device in blocks, and computes the pinned metrics
-(``cinefuse.fuse.metrics``) for the models and the baselines (``cinefuse.fuse.baselines``).
+(``cinefuse.metrics.metrics``) for the models and the baselines (``cinefuse.evaluate.baselines``).
 
 Protocols:
 - ``cold-item`` (default): queries and candidates are the split's unseen test items.
@@ -16,23 +16,23 @@ the candidate set for all rows and counted in ``notes``.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.metrics import METRIC_LABELS, index_of, accuracy_metrics, beyond_accuracy_metrics, build_relevance
-from cinefuse.fuse.ranking import id_sort_key, top_k_cosine
+from cinefuse.fuse.config import FuseConfig, as_config
+from cinefuse.fuse.workdir import Workdir
+from cinefuse.metrics.metrics import METRIC_LABELS, index_of, accuracy_metrics, beyond_accuracy_metrics, build_relevance
+from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
+from cinefuse.protocols import EVAL_PROTOCOLS
 
-PROTOCOLS = ("cold-item", "thesis")
 DEFAULT_KS = (1, 3, 5, 10)
-RESULTS_DIR = "evaluation"
-FUSED_STORE_DIR = "embeddings"
 
 
 @dataclass
@@ -143,7 +143,7 @@ def build_eval_set(
 
     genres = None
     if movies is not None:
-        names = sorted({g for gs in movies.genres for g in gs})
+        names = genre_vocabulary(movies.genres)
         col = {g: j for j, g in enumerate(names)}
         genres = np.zeros((len(candidate_ids), len(names)), dtype=np.float32)
         for mid, gs in zip(np.asarray(movies.ids, dtype=str).tolist(), movies.genres):
@@ -172,56 +172,46 @@ def evaluate_embeddings(
     return score_lists(topk, es, ks)
 
 
-def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-# ---- the workdir ---------------------------------------------------------------------------------
+# ---- the workdir's run and data ------------------------------------------------------------------
 
 def safe_set_name(model: str) -> str:
     """``fused/<model>`` with characters the store does not allow in names replaced by '-'."""
     return "fused/" + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
 
 
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CinefuseError(f"{path} not found: {what}") from None
-    except json.JSONDecodeError as exc:
-        raise CinefuseError(f"{path} is not valid JSON ({exc}); rerun `cinefuse fuse` in that workdir") from None
+def data_sources(config: FuseConfig, store=None, ratings=None, movies=None, endpoint_url=None) -> dict[str, str | None]:
+    """Where the run's store, ratings and movies live: each override, else the fuse config's."""
+    d = config.data
 
-
-def check_workdir(workdir: Path) -> None:
-    if not workdir.is_dir():
-        raise CinefuseError(f"workdir {workdir} does not exist; train first with `cinefuse fuse --workdir {workdir} ...`")
-    if not (workdir / "config.json").is_file():
-        raise CinefuseError(
-            f"{workdir} is not a fuse workdir (no config.json); train first with `cinefuse fuse --workdir {workdir} ...`"
-        )
-
-
-def data_sources(config: dict, store=None, ratings=None, movies=None, endpoint_url=None) -> dict[str, str | None]:
-    """Where the run's store, ratings and movies live, from the fuse config unless overridden."""
-    data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-
-    def pick(override, *keys):
+    def pick(override, recorded):
         if override is not None:
             return str(override)
-        for key in keys:
-            for source in (config, data):
-                if source.get(key):
-                    return str(source[key])
-        return None
+        return str(recorded) if recorded else None
 
-    return {
-        "store": pick(store, "store", "store_path"),
-        "ratings": pick(ratings, "ratings", "ratings_path"),
-        "movies": pick(movies, "movies", "movies_path"),
-        "endpoint_url": pick(endpoint_url, "endpoint_url"),
-    }
+    return {"store": pick(store, d.store), "ratings": pick(ratings, d.ratings), "movies": pick(movies, d.movies),
+            "endpoint_url": pick(endpoint_url, d.endpoint_url)}
+
+
+@dataclass
+class Job:
+    """One evaluation: the workdir's run, its data, the protocol and cut-offs."""
+
+    wd: Workdir
+    config: FuseConfig
+    protocol: str
+    ks: tuple[int, ...]
+    threshold: float
+    models: list[str]
+    ratings: Any            # cinefuse.datasets.movielens.Ratings
+    movies: Any             # Movies or None
+    store: Any              # the feature store the models read
+
+
+@dataclass
+class Embedded:
+    ids: np.ndarray         # (N,) str
+    emb: np.ndarray         # (N, E) float32
+    seconds: float          # embedding time, the shared store read charged evenly
 
 
 def run_evaluate(
@@ -240,103 +230,142 @@ def run_evaluate(
 ) -> Results:
     """Evaluate every trained model of ``workdir`` and every baseline; write the tables, plots
     and fused embeddings (unless ``write=False``) and return the results."""
+    job = open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_url)
+    bar = _progress(progress, total=len(job.models) + 3)
+    bar.set_description("embedding")
+    embeddings = embed_models(job, bar)
+    es, counts, notes = candidates(job, embeddings)
+    bar.update(1)
+    bar.set_description("ranking models")
+    rows = model_rows(job, embeddings, es)
+    bar.update(1)
+    bar.set_description("baselines")
+    rows += baseline_rows(job, es, seed)
+    bar.update(1)
+    bar.close()
+    results = Results(job.protocol, job.ks, rows, {**counts, "like_threshold": job.threshold}, notes)
+    if write:
+        write_results(job, results, embeddings, fused_store)
+    return results
+
+
+def open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_url) -> Job:
+    """The run's config and data, every user mistake a clear error before any work."""
     from cinefuse.datasets.movielens import load_movies, load_ratings
-    from cinefuse.fuse import embed as embed_api
-    from cinefuse.fuse.baselines import (
+    from cinefuse.store import open_store
+
+    wd = Workdir(workdir)
+    ks = parse_ks(ks)
+    if protocol not in EVAL_PROTOCOLS:
+        raise CinefuseError(f"unknown protocol {protocol!r}; choose one of {', '.join(EVAL_PROTOCOLS)}")
+    wd.check()
+    config = wd.config()
+    sources = data_sources(config, store, ratings, movies, endpoint_url)
+    if threshold is None:  # the like threshold the pairs were built with
+        threshold = float(config.pairs.like_threshold)
+    for key in ("store", "ratings"):
+        if sources[key] is None:
+            raise CinefuseError(f"{wd.root}/config.json names no {key}; pass --{key} PATH")
+    models = wd.models()
+    if not models:
+        raise CinefuseError(f"{wd.root} holds no trained model under runs/; train first with `cinefuse fuse`")
+    return Job(wd, config, protocol, ks, threshold, models, load_ratings(sources["ratings"]),
+               load_movies(sources["movies"]) if sources["movies"] else None,
+               open_store(sources["store"], endpoint_url=sources["endpoint_url"]))
+
+
+def embed_models(job: Job, bar) -> dict[str, Embedded]:
+    """Every item embedded by every model; the feature sets they need read from the store once."""
+    from cinefuse.fuse.embed import embed_items
+
+    start = time.perf_counter()
+    table = _shared_table(job)
+    load_seconds = (time.perf_counter() - start) / len(job.models)
+    out = {}
+    for model in job.models:
+        start = time.perf_counter() - load_seconds
+        ids, emb = embed_items(job.wd.root, model, table=table)
+        out[model] = Embedded(np.asarray(ids, dtype=str), np.asarray(emb, dtype=np.float32),
+                              time.perf_counter() - start)
+        bar.update(1)
+    return out
+
+
+def _shared_table(job: Job):
+    """One store read holding every feature set any model needs (None: let each model load)."""
+    names: list[str] = []
+    for model in job.models:
+        try:
+            sets = job.wd.run_record(model).feature_sets
+        except (CinefuseError, KeyError):
+            return None
+        names += [n for n in sets if n not in names]
+    return job.store.load(names) if names else None
+
+
+def candidates(job: Job, embeddings: dict[str, Embedded]) -> tuple[EvalSet, dict, list[str]]:
+    """The protocol's queries and candidates, every one in the store and embedded by every model
+    (so that every row ranks the same set): (eval set, counts, notes)."""
+    notes: list[str] = []
+    if job.protocol == "cold-item":
+        split = job.wd.split()
+        pool = [str(i) for i in split.get("test", [])]
+        if not pool:
+            raise CinefuseError(f"{job.wd.root}/split.json has no test items; the cold-item protocol needs them")
+        if split.get("protocol") == "pair":
+            notes.append("split.json is a pair split: its test items may appear in training pairs (not cold)")
+    else:
+        pool = sorted(set(np.asarray(job.ratings.item, dtype=str).tolist()))
+    pool_set = set(pool) & set(job.store.ids().tolist())
+    dropped_store = len(set(pool)) - len(pool_set)
+    if dropped_store:
+        notes.append(f"{dropped_store} items of the protocol are not in the store and were left out")
+    for model, e in embeddings.items():
+        missing = pool_set - set(e.ids.tolist())
+        if missing:
+            notes.append(f"model {model} could not embed {len(missing)} items; left out for every row")
+            pool_set -= missing
+    if len(pool_set) < 2:
+        raise CinefuseError(f"only {len(pool_set)} items to rank under the {job.protocol} protocol; need at least 2")
+    chosen = np.array(sorted(pool_set), dtype=str)
+    es = build_eval_set(job.ratings, chosen, chosen, max(job.ks), movies=job.movies, threshold=job.threshold)
+    with_relevant = int(es.relevance.queries_with_relevant.size)
+    counts = {
+        "queries": len(es.query_ids),
+        "candidates": len(es.candidate_ids),
+        "queries_with_relevant": with_relevant,
+        "queries_without_relevant": len(es.query_ids) - with_relevant,
+        "pairs": int(es.relevance.pair_query.size),
+        "pairs_without_relevant": int(es.relevance.pairs_without_relevant),
+        "users": es.n_users,
+    }
+    return es, counts, notes
+
+
+def model_rows(job: Job, embeddings: dict[str, Embedded], es: EvalSet) -> list[Row]:
+    """One row per trained model: cosine top-K over its embeddings."""
+    rows = []
+    for model in job.models:
+        e = embeddings[model]
+        start = time.perf_counter()
+        metrics = evaluate_embeddings(e.ids, e.emb, es, job.ks)
+        rows.append(Row(model, "model", metrics, job.wd.train_seconds(model),
+                        time.perf_counter() - start + e.seconds))
+    return rows
+
+
+def baseline_rows(job: Job, es: EvalSet, seed: int) -> list[Row]:
+    """random, popularity, cosine over each raw feature set and over all of them concatenated."""
+    from cinefuse.evaluate.baselines import (
         concatenate_sets,
         itemknn_cbf,
         pooled_rows,
         popularity_baseline,
         random_baseline,
     )
-    from cinefuse.store import open_store
 
-    workdir = Path(workdir)
-    ks = parse_ks(ks)
-    if protocol not in PROTOCOLS:
-        raise CinefuseError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    check_workdir(workdir)
-    config = read_json(workdir / "config.json", "rerun `cinefuse fuse` in that workdir")
-    sources = data_sources(config, store, ratings, movies, endpoint_url)
-    if threshold is None:  # the like threshold the pairs were built with
-        threshold = float(((config.get("pairs") or {}).get("like_threshold")) or 4.0)
-    for key in ("store", "ratings"):
-        if sources[key] is None:
-            raise CinefuseError(f"{workdir}/config.json names no {key}; pass --{key} PATH")
-    models = embed_api.list_models(workdir)
-    if not models:
-        raise CinefuseError(f"{workdir} holds no trained model under runs/; train first with `cinefuse fuse`")
-    bar = _progress(progress, total=len(models) + 3)
-
-    ratings_data = load_ratings(sources["ratings"])
-    movies_data = load_movies(sources["movies"]) if sources["movies"] else None
-    st = open_store(sources["store"], endpoint_url=sources["endpoint_url"])
-    bar.set_description("embedding")
-
-    # 1. embed with every model; the feature sets they need are read from the store once
-    embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    embed_seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    shared_table = _shared_table(workdir, models, st)
-    load_seconds = (time.perf_counter() - start) / len(models)  # charged evenly to the models
-    for model in models:
-        start = time.perf_counter() - load_seconds
-        ids, emb = embed_api.embed_items(workdir, model, table=shared_table)
-        embed_seconds[model] = time.perf_counter() - start
-        embeddings[model] = (np.asarray(ids, dtype=str), np.asarray(emb, dtype=np.float32))
-        bar.update(1)
-
-    # 2. queries and candidates of the protocol
-    notes: list[str] = []
-    store_ids = set(st.ids().tolist())
-    if protocol == "cold-item":
-        split = read_json(workdir / "split.json", "rerun `cinefuse fuse` in that workdir to write the split")
-        pool = [str(i) for i in split.get("test", [])]
-        if not pool:
-            raise CinefuseError(f"{workdir}/split.json has no test items; the cold-item protocol needs them")
-        if split.get("protocol") == "pair":
-            notes.append("split.json is a pair split: its test items may appear in training pairs (not cold)")
-    else:
-        pool = sorted(set(np.asarray(ratings_data.item, dtype=str).tolist()))
-    pool_set = set(pool) & store_ids
-    dropped_store = len(set(pool)) - len(pool_set)
-    if dropped_store:
-        notes.append(f"{dropped_store} items of the protocol are not in the store and were left out")
-    for model, (ids, _) in embeddings.items():
-        missing = pool_set - set(ids.tolist())
-        if missing:
-            notes.append(f"model {model} could not embed {len(missing)} items; left out for every row")
-            pool_set -= missing
-    if len(pool_set) < 2:
-        raise CinefuseError(f"only {len(pool_set)} items to rank under the {protocol} protocol; need at least 2")
-    candidates = np.array(sorted(pool_set), dtype=str)
-    es = build_eval_set(ratings_data, candidates, candidates, max(ks), movies=movies_data, threshold=threshold)
-    counts = {
-        "queries": len(es.query_ids),
-        "candidates": len(es.candidate_ids),
-        "queries_with_relevant": int(es.relevance.queries_with_relevant.size),
-        "queries_without_relevant": len(es.query_ids) - int(es.relevance.queries_with_relevant.size),
-        "pairs": int(es.relevance.pair_query.size),
-        "pairs_without_relevant": int(es.relevance.pairs_without_relevant),
-        "users": es.n_users,
-    }
-    bar.update(1)
-
-    rows: list[Row] = []
-    k = max(ks)
-
-    # 3. trained models
-    bar.set_description("ranking models")
-    for model in models:
-        ids, emb = embeddings[model]
-        start = time.perf_counter()
-        metrics = evaluate_embeddings(ids, emb, es, ks)
-        seconds = time.perf_counter() - start + embed_seconds[model]
-        rows.append(Row(model, "model", metrics, _train_seconds(workdir, model), seconds))
-    bar.update(1)
-
-    # 4. baselines
-    bar.set_description("baselines")
+    ks, k = job.ks, max(job.ks)
+    rows = []
     start = time.perf_counter()
     topk = random_baseline(len(es.query_ids), len(es.candidate_ids), k, es.self_index, seed=seed)
     rows.append(Row("random", "random", score_lists(topk, es, ks), None, time.perf_counter() - start))
@@ -345,14 +374,14 @@ def run_evaluate(
     rows.append(
         # Under cold-item the candidates' rating counts are exactly what a new item lacks, so the
         # row is an oracle reference, and its name says so wherever the table is read.
-        Row("popularity (oracle)" if protocol == "cold-item" else "popularity", "popularity",
+        Row("popularity (oracle)" if job.protocol == "cold-item" else "popularity", "popularity",
             score_lists(topk, es, ks), None, time.perf_counter() - start,
             note="uses the candidates' own rating counts (unknown for truly new items)")
     )
-    raw_sets = raw_feature_sets(st, config)
+    raw_sets = raw_feature_sets(job.store, job.config)
     matrices = []
     if raw_sets:
-        table = st.load(raw_sets)  # the union of their ids; a candidate lacking a set gets zeros
+        table = job.store.load(raw_sets)  # the union of their ids; a candidate lacking a set gets zeros
         table_row = {i: r for r, i in enumerate(table.ids.tolist())}
         take = np.array([table_row.get(i, -1) for i in es.candidate_ids.tolist()], dtype=np.int64)
     for name in raw_sets:
@@ -365,18 +394,17 @@ def run_evaluate(
         start = time.perf_counter()
         rows.append(_knn_row("cosine all concatenated", concatenate_sets(matrices), es, ks, itemknn_cbf, start,
                              note=" + ".join(raw_sets)))
-    bar.update(1)
-    bar.close()
+    return rows
 
-    counts["like_threshold"] = threshold
-    results = Results(protocol, ks, rows, counts, notes)
-    if write:
-        from cinefuse.fuse.report import write_report
 
-        fused_location = write_fused_embeddings(workdir, embeddings, fused_store)
-        results.notes.append(f"fused embeddings written to {fused_location} as {', '.join(safe_set_name(m) for m in models)}")
-        results.outputs = {k: str(v) for k, v in write_report(results, workdir / RESULTS_DIR / protocol, workdir).items()}
-    return results
+def write_results(job: Job, results: Results, embeddings: dict[str, Embedded], fused_store=None) -> None:
+    """The fused embeddings to a store, the tables and plots to ``W/evaluation/<protocol>/``."""
+    from cinefuse.evaluate.report import write_report
+
+    location = write_fused_embeddings(job.wd.root, {m: (e.ids, e.emb) for m, e in embeddings.items()}, fused_store)
+    results.notes.append(f"fused embeddings written to {location} as {', '.join(safe_set_name(m) for m in job.models)}")
+    written = write_report(results, job.wd.evaluation_dir(job.protocol), job.wd.root)
+    results.outputs = {k: str(v) for k, v in written.items()}
 
 
 def _knn_row(name, matrix, es: EvalSet, ks, knn, start, note="") -> Row:
@@ -386,41 +414,18 @@ def _knn_row(name, matrix, es: EvalSet, ks, knn, start, note="") -> Row:
     return Row(name, "itemknn-cbf", score_lists(topk, es, ks), None, time.perf_counter() - start, note=note)
 
 
-def _shared_table(workdir: Path, models: list[str], store):
-    """One store read holding every feature set any model needs (None: let each model load)."""
-    names: list[str] = []
-    for model in models:
-        try:
-            record = json.loads((workdir / "runs" / model / "config.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        sets = record.get("feature_sets")
-        if not isinstance(sets, list):
-            return None
-        names += [n for n in sets if n not in names]
-    return store.load(names) if names else None
-
-
-def raw_feature_sets(store, config: dict | None = None) -> list[str]:
+def raw_feature_sets(store, config: FuseConfig | dict | None = None) -> list[str]:
     """The raw sets the baselines rank by: those the fuse config's modalities name that the
     store holds (what the models could see); else every per-item vector set (N, D) of the
     store, fused embeddings and sequence sets left out (their pooled versions are there)."""
     sets = store.feature_sets()
     named = []
-    modality_sets = ((config or {}).get("data") or {}).get("modality_sets") or {}
+    modality_sets = as_config(config).data.modality_sets if config else {}
     for names in modality_sets.values():
         named += [n for n in names if n in sets and n not in named]
     if named:
         return sorted(named)
     return sorted(n for n, info in sets.items() if not n.startswith("fused/") and len(info.shape) == 1)
-
-
-def _train_seconds(workdir: Path, model: str) -> float:
-    path = workdir / "runs" / model / "summary.json"
-    try:
-        return float(json.loads(path.read_text()).get("train_seconds", float("nan")))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError, ValueError):
-        return float("nan")
 
 
 def write_fused_embeddings(workdir: Path, embeddings: dict, fused_store=None) -> str:
@@ -429,7 +434,8 @@ def write_fused_embeddings(workdir: Path, embeddings: dict, fused_store=None) ->
     example the extraction store) only gains shards, the newest winning per id."""
     from cinefuse.store import FeatureBlock, StoreWriter
 
-    location = Path(fused_store) if fused_store else workdir / FUSED_STORE_DIR
+    workdir = Path(workdir)
+    location = Path(fused_store) if fused_store else Workdir(workdir).embeddings_dir
     for model, (ids, emb) in embeddings.items():
         config = {"fused_embeddings": {"workdir": str(workdir.resolve()), "model": model}}
         writer = StoreWriter(location, config=config)

@@ -14,7 +14,8 @@ import json
 import math
 from pathlib import Path
 
-from cinefuse.fuse.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
+from cinefuse.fuse.workdir import Workdir
+from cinefuse.metrics.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
 
 TIME_COLUMNS = ("Train (s)", "Eval (s)")
 
@@ -172,31 +173,12 @@ def plot_metrics_at_k(results, path: Path) -> None:
     plt.close(fig)
 
 
-def read_metrics_jsonl(path: Path) -> list[dict]:
-    records = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a killed run
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def plot_training_curves(workdir: Path, models: list[str], path: Path, max_panels: int = 6) -> bool:
     """Every numeric series of ``runs/<model>/metrics.jsonl`` against ``step``, one panel per
     series, one line per model. Returns False (and writes nothing) when no run logged any."""
     series: dict[str, dict[str, tuple[list, list]]] = {}
     for model in models:
-        for record in read_metrics_jsonl(workdir / "runs" / model / "metrics.jsonl"):
+        for record in Workdir(workdir).metrics_lines(model):
             step = record.get("step")
             if not isinstance(step, (int, float)):
                 continue

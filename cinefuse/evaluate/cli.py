@@ -1,9 +1,11 @@
-"""``cinefuse evaluate`` and ``cinefuse recommend``. Only argparse here; the handlers import
+"""``cinefuse evaluate`` and ``cinefuse recommend``. Only argparse and the protocol names here; the handlers import
 the stage."""
 
 from __future__ import annotations
 
 import argparse
+
+from cinefuse.protocols import EVAL_PROTOCOLS
 
 
 def register(subparsers) -> None:
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     ev.add_argument("--k", default="1,3,5,10", help="cut-offs K, comma-separated")
     ev.add_argument(
         "--protocol",
-        choices=("cold-item", "thesis"),
+        choices=EVAL_PROTOCOLS,
         default="cold-item",
         help="cold-item: queries and candidates are the unseen test items; thesis: all rated items "
         "(the thesis's item-based protocol, test items seen in training; for comparison)",
@@ -68,8 +70,8 @@ def register(subparsers) -> None:
 def run_evaluate_command(args) -> int:
     import json
 
-    from cinefuse.fuse.evaluate import run_evaluate
-    from cinefuse.fuse.report import format_table
+    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.report import format_table
 
     store = args.store
     results = run_evaluate(
@@ -97,7 +99,7 @@ def run_evaluate_command(args) -> int:
 def run_recommend_command(args) -> int:
     import json
 
-    from cinefuse.fuse.recommend import format_recommendation, recommend
+    from cinefuse.evaluate.recommend import format_recommendation, recommend
 
     rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies)
     print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))

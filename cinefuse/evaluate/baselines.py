@@ -8,20 +8,9 @@ them all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from cinefuse.fuse.ranking import l2_normalise, random_top_k, top_k_by_score, top_k_cosine
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    name: str
-    kind: str  # "random" | "popularity" | "itemknn-cbf"
-    topk: np.ndarray  # (Q, k) candidate indices, -1 = empty slot
-    seconds: float
-    note: str = ""
+from cinefuse.metrics.ranking import l2_normalise, random_top_k, top_k_by_score, top_k_cosine
 
 
 def pooled_rows(data: np.ndarray, lengths: np.ndarray | None, valid: np.ndarray) -> np.ndarray:

@@ -1,0 +1,218 @@
+"""The fuse workdir: the one module that knows its layout. Training writes through it; evaluate,
+recommend and the demo read through it.
+
+    W/config.json                 the fuse config, the full record of the run (a FuseConfig)
+    W/split.json                  {"protocol", "seed", "train", "val", "test", "stats"}
+    W/pairs.npz                   the pairs and triplets (deterministic for the seed)
+    W/summary.json                the last run's summary (W/grid_summary.json for --grid)
+    W/runs/<model>/               one trained configuration: config.json (its RunRecord),
+                                  metrics.jsonl, curves.png, distances.png, checkpoints/,
+                                  params/ (the final parameters), feature_stats.npz, summary.json
+    W/grid/<modalities>-<head>/   checkpoints of one grid program (its members train together)
+    W/embeddings/                 a store of fused/<model> feature sets (written by evaluate)
+    W/evaluation/<protocol>/      results.{md,csv,json} and plots (written by evaluate)
+
+JSON is written atomically (a temporary file, then rename) so a killed run never leaves half a
+record; ``metrics.jsonl`` lines cut by a kill are skipped when read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cinefuse.errors import CinefuseError
+from cinefuse.fuse.config import FuseConfig, config_from_dict
+
+FUSED_STORE_DIR = "embeddings"
+RESULTS_DIR = "evaluation"
+RERUN = "rerun `cinefuse fuse` in that workdir"
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON at ``path``; a missing or broken file is a ``CinefuseError`` ending in ``what``
+    (the fix)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CinefuseError(f"{path} not found: {what}") from None
+    except json.JSONDecodeError as exc:
+        raise CinefuseError(f"{path} is not valid JSON ({exc}); {RERUN}") from None
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented, key-sorted JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The dict records of a JSON-lines file; [] when it does not exist."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@dataclass
+class RunRecord:
+    """``runs/<model>/config.json`` parsed back: the configuration one model was trained with."""
+
+    name: str
+    config: FuseConfig          # data, pairs, split, model, loss, train of this model (no grid)
+    feature_sets: list[str]     # the sets its tower is built over
+    token_mask: list[int]       # 1 for the sets it uses
+
+
+class Workdir:
+    """Paths and records of one fuse workdir (``root``)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def split_path(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def pairs_path(self) -> Path:
+        return self.root / "pairs.npz"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.root / FUSED_STORE_DIR
+
+    def summary_path(self, grid: bool) -> Path:
+        return self.root / ("grid_summary.json" if grid else "summary.json")
+
+    def run_dir(self, model: str) -> Path:
+        return self.root / "runs" / model
+
+    def params_dir(self, model: str) -> Path:
+        return self.run_dir(model) / "params"
+
+    def metrics_path(self, model: str) -> Path:
+        return self.run_dir(model) / "metrics.jsonl"
+
+    def grid_dir(self, label: str) -> Path:
+        return self.root / "grid" / label
+
+    def evaluation_dir(self, protocol: str) -> Path:
+        return self.root / RESULTS_DIR / protocol
+
+    # -- the run's record -----------------------------------------------------------------------
+    def check(self) -> None:
+        """A clear error unless this is a fuse workdir."""
+        if not self.root.is_dir():
+            raise CinefuseError(
+                f"workdir {self.root} does not exist; train first with `cinefuse fuse --workdir {self.root} ...`")
+        if not self.config_path.is_file():
+            raise CinefuseError(f"{self.root} is not a fuse workdir (no config.json); train first with "
+                                f"`cinefuse fuse --workdir {self.root} ...`")
+
+    def config(self) -> FuseConfig:
+        """``config.json`` as the :class:`FuseConfig` it records."""
+        return _parse(read_json(self.config_path, RERUN), self.config_path)
+
+    def save_config(self, config: FuseConfig, grid: bool) -> None:
+        """Record ``config``; a workdir made by another config is an error (the grid section
+        only counts for ``grid`` runs)."""
+        record = json.loads(json.dumps(config.to_dict()))
+        if self.config_path.is_file():
+            old = read_json(self.config_path, RERUN)
+            if {k: v for k, v in old.items() if k != "grid"} != {k: v for k, v in record.items() if k != "grid"} or (
+                    grid and old.get("grid") != record.get("grid")):
+                raise CinefuseError(
+                    f"workdir {self.root} was made by a different fuse config (see {self.config_path}); "
+                    "use a new --workdir, or the same config to resume")
+        write_json(self.config_path, record)
+
+    def split(self) -> dict:
+        return read_json(self.split_path, f"{RERUN} to write the split")
+
+    # -- trained models -------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """The trained models: runs with a record, final parameters and a summary, by name."""
+        runs = self.root / "runs"
+        if not runs.is_dir():
+            return []
+        return sorted(d.name for d in runs.iterdir()
+                      if (d / "config.json").is_file() and (d / "params").is_dir() and (d / "summary.json").is_file())
+
+    def is_trained(self, model: str) -> bool:
+        return (self.run_dir(model) / "summary.json").is_file() and self.params_dir(model).is_dir()
+
+    def save_run_record(self, model: str, record: dict) -> None:
+        """Write ``runs/<model>/config.json``; one holding another configuration is an error."""
+        path = self.run_dir(model) / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and read_json(path, RERUN) != json.loads(json.dumps(record)):
+            raise CinefuseError(f"{path.parent} holds a run with a different configuration; use a new --workdir")
+        write_json(path, record)
+
+    def run_record(self, model: str) -> RunRecord:
+        path = self.run_dir(model) / "config.json"
+        record = read_json(path, RERUN)
+        # one trained configuration has no grid of its own (the default grid need not fit its data)
+        sections = {k: record[k] for k in ("data", "pairs", "split", "model", "loss", "train") if k in record}
+        config = _parse({**sections, "grid": {"modalities": [], "heads": []}}, path)
+        return RunRecord(record["name"], config, list(record["feature_sets"]), list(record["token_mask"]))
+
+    def summary(self, model: str) -> dict:
+        return read_json(self.run_dir(model) / "summary.json", RERUN)
+
+    def save_summary(self, model: str, summary: dict) -> None:
+        write_json(self.run_dir(model) / "summary.json", summary)
+
+    def train_seconds(self, model: str) -> float:
+        """Seconds the model trained; NaN when its summary does not say."""
+        try:
+            return float(self.summary(model).get("train_seconds", float("nan")))
+        except (CinefuseError, AttributeError, TypeError, ValueError):
+            return float("nan")
+
+    def metrics_lines(self, model: str, upto_step: int | None = None) -> list[dict]:
+        """``metrics.jsonl`` records, those logged after ``upto_step`` left out."""
+        lines = read_jsonl(self.metrics_path(model))
+        return lines if upto_step is None else [x for x in lines if x.get("step", 0) <= upto_step]
+
+    def save_feature_stats(self, model: str, stats: dict) -> None:
+        np.savez(self.run_dir(model) / "feature_stats.npz", **{f"{n}::mean": m for n, (m, s) in stats.items()},
+                 **{f"{n}::std": s for n, (m, s) in stats.items()})
+
+    def feature_stats(self, model: str, names: list[str]) -> dict:
+        """name -> (mean, std) the model standardised its inputs with."""
+        with np.load(self.run_dir(model) / "feature_stats.npz") as z:
+            return {name: (z[f"{name}::mean"], z[f"{name}::std"]) for name in names}
+
+
+def _parse(record, path: Path) -> FuseConfig:
+    if not isinstance(record, dict):
+        raise CinefuseError(f"{path} is not a fuse config record; {RERUN}")
+    try:
+        return config_from_dict(record)
+    except CinefuseError as exc:
+        raise CinefuseError(f"{path}: {exc}") from None
