@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from cinefuse.fuse.metrics import accuracy_metrics, build_relevance
-from cinefuse.fuse.ranking import top_k_cosine
+from cinefuse.metrics.metrics import accuracy_metrics, build_relevance
+from cinefuse.metrics.ranking import top_k_cosine
 from cinefuse.metrics.device_ranking import ndcg_hr_at_k, per_query_ndcg_hr, tie_order, top_k_lists
 
 

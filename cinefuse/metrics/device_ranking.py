@@ -4,7 +4,7 @@ Queries and candidates are the same N items (the validation cold items). For eac
 each user u who liked q, R = u's other liked items among the candidates; the list is q's top-K
 by score with q itself excluded; binary gain, log2 discount, ideal over min(|R|, K); pairs with
 an empty R are not scored; averaged per (q, u), then over the queries with a scored pair. This
-is :func:`cinefuse.fuse.metrics.accuracy_metrics` restricted to nDCG and HR.
+is :func:`cinefuse.metrics.metrics.accuracy_metrics` restricted to nDCG and HR.
 
 Score = cosine(q, c) + ``weight`` * ``prior``(c). Ties are broken by a seeded pseudo-random order
 of the candidates, never by position: the candidates are permuted by
