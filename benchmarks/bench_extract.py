@@ -58,7 +58,7 @@ print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpu
 PEAK_RSS = r"""
 import json, resource, sys
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import run_extract
+from cinefuse.extract.run import run_extract
 summary = run_extract(ExtractConfig(manifest=sys.argv[1], store=sys.argv[2], workers=int(sys.argv[3]),
                                     batch_size=int(sys.argv[4]), device=sys.argv[5], progress=False, shard_size=64))
 main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -81,15 +81,10 @@ def write_manifest(folder: Path, copies: int) -> Path:
 
 
 def decode_only(config, items, extractor) -> float:
-    import torch
+    from cinefuse.extract.pipeline import ItemDataset, make_loader
 
-    from cinefuse.extract.pipeline import ItemDataset, _identity, _worker_init
-
-    kwargs = dict(batch_size=None, shuffle=False, collate_fn=_identity, num_workers=config.workers)
-    if config.workers:
-        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size))
     started = time.perf_counter()
-    count = sum(1 for _ in torch.utils.data.DataLoader(ItemDataset(items, extractor.plan), **kwargs))
+    count = sum(1 for _ in make_loader(config, ItemDataset(items, extractor.plan)))
     return count / (time.perf_counter() - started)
 
 
@@ -121,7 +116,8 @@ def main() -> None:
     from cinefuse.extract import backbones as registry
     from cinefuse.extract.config import ExtractConfig
     from cinefuse.extract.inputs import load_manifest
-    from cinefuse.extract.pipeline import Extractor, decode_item, run_extract
+    from cinefuse.extract.pipeline import Extractor, decode_item
+    from cinefuse.extract.run import run_extract
 
     # 1. decoding target, in a child process pinned to one core
     child = subprocess.run([sys.executable, "-c", DECODE_ONE_CORE, str(LONG_VIDEO), "7"], capture_output=True,

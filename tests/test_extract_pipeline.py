@@ -12,7 +12,8 @@ import pytest
 from cinefuse.cli import main
 from cinefuse.errors import CinefuseError
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import ExtractFailed, run_extract
+from cinefuse.extract.pipeline import ExtractFailed
+from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
 from media_fixtures import corrupt_audio_after, encode_video, write_html, write_truncated, write_zero_byte
 
@@ -186,8 +187,8 @@ def test_cli_exit_codes(collection, tmp_path, capsys):
     args = ["extract", "--manifest", str(bad), "--store", str(tmp_path / "s"), "--visual", "lowlevel",
             "--audio", "logmel", "--text", "", "--meta", "year", "--workers", "0", "--no-progress"]
     assert main(args) == 1  # every item failed
-    err = capsys.readouterr().err
-    assert "2 item(s) processed, 0 already in the store, 2 failed" in err
+    out = capsys.readouterr().out
+    assert out.startswith(f"extract: 2 item(s) processed, 0 already in the store, 2 failed, 1 shard(s) written to {tmp_path / 's'}\n")
     assert main(args) == 0  # nothing left to do
     assert main(["extract", "--manifest", str(tmp_path / "nope.csv"), "--store", str(tmp_path / "s")]) == 2
     assert f"manifest {tmp_path / 'nope.csv'} not found" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import run_extract
+from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
 from media_fixtures import encode_video
 
