@@ -248,3 +248,47 @@ def test_s3_videos_and_s3_store(s3_server, collection, tmp_path):
     # a fresh staging folder resumes from the bucket: nothing left to do
     again = run_extract(config.replace(staging=str(tmp_path / "staging2")))
     assert again["processed"] == 0 and again["skipped"] == 2
+
+
+def test_cli_summary_is_readable_json_on_request_and_agrees_with_the_bar(collection, tmp_path, capsys):
+    """The readable summary and --json carry the rates the progress bar showed last, digit for digit."""
+    import json
+    import re
+
+    d = collection.parent
+    manifest = write_manifest(tmp_path / "two.csv", [dict(id="a", video=str(d / "good1.mp4")),
+                                                     dict(id="b", video=str(d / "good2.mp4"))])
+    args = ["extract", "--manifest", str(manifest), "--visual", "lowlevel", "--audio", "logmel", "--text", "",
+            "--meta", "", "--workers", "0", "--frames", "4", "--batch-size", "1"]
+    bar_rate = re.compile(r"(\d+\.\d\d items/s, \d+\.\d frames/s)\]")
+
+    assert main([*args, "--store", str(tmp_path / "s1")]) == 0
+    captured = capsys.readouterr()
+    shown = bar_rate.findall(captured.err)
+    assert len(shown) >= 2 and "100%" in captured.err  # the bar was drawn, and drawn at the end
+    lines = captured.out.splitlines()
+    assert lines[0] == f"extract: 2 item(s) processed, 0 already in the store, 0 failed, 1 shard(s) written to {tmp_path / 's1'}"
+    assert lines[1].startswith(f"  {shown[-1]} over ") and lines[1].endswith(" s in all)")
+    assert lines[2:] == ["        2  ok"]
+    assert float(shown[-1].split(", ")[1].split()[0]) > 0
+
+    assert main([*args, "--store", str(tmp_path / "s2"), "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["processed"] == 2 and summary["frames"] == 8 and summary["by_status"] == {"ok": 2}
+    rates = f"{summary['items_per_second']:.2f} items/s, {summary['frames_per_second']:.1f} frames/s"
+    assert rates == bar_rate.findall(captured.err)[-1]
+    assert summary["frames_per_second"] == pytest.approx(8 / summary["extract_seconds"])
+    assert summary["seconds"] >= summary["extract_seconds"] > 0
+
+    assert main([*args, "--store", str(tmp_path / "s3"), "--json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out)["processed"] == 2  # --no-progress: no bar
+
+
+def test_cli_help_names_the_output_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-progress do not show the progress bar on stderr" in text
+    assert "--json print the summary as one JSON object (for scripts) instead of the readable text" in text
