@@ -15,7 +15,8 @@ from cinefuse.extract.config import ExtractConfig
 from cinefuse.extract.pipeline import ExtractFailed
 from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
-from media_fixtures import corrupt_audio_after, encode_video, write_html, write_truncated, write_zero_byte
+from media_fixtures import (corrupt_audio_after, encode_video, truncate_audio_at, write_html, write_truncated,
+                            write_zero_byte)
 
 FIELDS = ["id", "video", "title", "plot", "year", "language"]
 CHEAP = dict(visual=["lowlevel"], audio=["logmel"], text=[], meta=["year"])  # no neural network
@@ -61,7 +62,7 @@ EXPECTED_STATUS = {  # id -> (visual status starts with, audio status starts wit
     "4": ("empty file: 0 bytes", "empty file: 0 bytes"),
     "5": ("not a video: the file is text", "not a video: the file is text"),
     "6": ("partial: only ", "partial: "),
-    "7": ("ok", "partial: 2 audio windows kept (audio decode error at 2."),
+    "7": ("ok", "partial: 2.0 of 5.0 s (audio decode error at 2."),
     "8": ("missing file: ", "missing file: "),
     "9": ("no video", "no video"),
 }
@@ -117,6 +118,35 @@ def test_contract_shapes_statuses_and_summary(full_run):
     assert summary["by_status"] == {"empty file": 1, "missing file": 1, "no audio track": 1, "no video": 1,
                                     "not a video": 1, "ok": 2, "partial": 2}
     assert summary["shards_written"] == 3
+
+
+def test_audio_coverage_and_tiny_pictures_reach_the_store(tmp_path):
+    """Each honest status lands in the store under its own id, with the validity it implies."""
+    encode_video(tmp_path / "dead.mp4", seconds=11.2, fps=5, silent_after=4.65)
+    truncate_audio_at(encode_video(tmp_path / "ten.mp4", seconds=10, fps=5, faststart=True), tmp_path / "cut.mp4", 1.6)
+    encode_video(tmp_path / "mute.mp4", seconds=3, silent_after=0.0)
+    encode_video(tmp_path / "dot.mkv", seconds=1, size=(1, 1), pix_fmt="yuv444p")
+    encode_video(tmp_path / "fine.mp4", seconds=2)
+    manifest = write_manifest(tmp_path / "items.csv", [
+        dict(id="dead", video="dead.mp4"), dict(id="cut", video="cut.mp4"), dict(id="mute", video="mute.mp4"),
+        dict(id="dot", video="dot.mkv"), dict(id="fine", video="fine.mp4")])
+    summary = run_extract(ExtractConfig(manifest=str(manifest), store=str(tmp_path / "s"), frames=2, workers=0,
+                                        progress=False, **CHEAP))
+    table = open_store(tmp_path / "s").load(["audio/logmel_stats", "visual/lowlevel"])
+    audio = dict(zip(table.ids.tolist(), zip(table.status["audio/logmel_stats"], table.valid["audio/logmel_stats"])))
+    assert audio == {
+        "dead": ("partial: 4.7 of 11.2 s (6 of 11 windows digital silence)", True),
+        "cut": ("partial: 1.6 of 10.0 s", True),
+        "mute": ("silent: the audio track is digital silence throughout (3.0 s)", False),
+        "dot": ("ok", True),
+        "fine": ("ok", True),
+    }
+    visual = dict(zip(table.ids.tolist(), table.status["visual/lowlevel"]))
+    assert visual["dot"] == "picture too small: 1x1 pixels (at least 16x16 are needed for frame features)"
+    assert not table.valid["visual/lowlevel"][table.ids.tolist().index("dot")]
+    assert visual["dead"] == visual["fine"] == "ok" and visual["cut"].startswith("partial: only ")
+    assert summary["by_status"] == {"partial": 2, "picture too small": 1, "silent": 1, "ok": 1}
+    assert summary["failed"] == 0  # each item kept one valid feature set
 
 
 def test_rerun_resumes_and_overwrite_starts_over(full_run):
@@ -265,7 +295,7 @@ def test_cli_summary_is_readable_json_on_request_and_agrees_with_the_bar(collect
     assert main([*args, "--store", str(tmp_path / "s1")]) == 0
     captured = capsys.readouterr()
     shown = bar_rate.findall(captured.err)
-    assert len(shown) >= 2 and "100%" in captured.err  # the bar was drawn, and drawn at the end
+    assert shown and "100%" in captured.err  # the bar was drawn at the end, with its final figures
     lines = captured.out.splitlines()
     assert lines[0] == f"extract: 2 item(s) processed, 0 already in the store, 0 failed, 1 shard(s) written to {tmp_path / 's1'}"
     assert lines[1].startswith(f"  {shown[-1]} over ") and lines[1].endswith(" s in all)")
