@@ -67,21 +67,51 @@ BROWN_BEAR, ORANGUTAN = 294, 365  # ImageNet-1k class indices
 
 def test_effnet_classifies_real_frames_sensibly(shared_media, lite0_source):
     """The two clip-video-encode clips show brown bears on grass and an orangutan (looked at by
-    eye): the mapped network must say so, confidently, for every sampled frame."""
+    eye): the mapped network must say so, confidently, for every sampled frame. The features
+    are the backbone's own ``embed`` (its preprocessing included), fed to the classifier layer:
+    a wrong input scaling in ``embed`` loses the labels."""
     from cinefuse.extract.decode import sample_frames
 
     model = effnet.build_model()
     assert torch.equal(model.state_dict()["blocks.3.2.bn2.running_var"], lite0_source["_blocks.7._bn1.running_var"])
+    backbone = effnet.EffNetLite0(frames=4)
     for name, label in (("clip-video-encode__vid1.mp4", BROWN_BEAR), ("clip-video-encode__vid2.mp4", ORANGUTAN)):
         frames = sample_frames(str(shared_media / "video" / name), 4, 224).frames
-        x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        features = backbone.embed(torch.from_numpy(frames))
         with torch.inference_mode():
-            logits = model(x)
-            features = model.forward_head(model.forward_features(x), pre_logits=True)
-        assert torch.isfinite(logits).all() and logits.shape == (4, 1000)
+            logits = model.classifier(features)
         assert features.shape == (4, 1280) and (features >= 0).all()  # ReLU6 head, averaged
+        assert torch.isfinite(logits).all() and logits.shape == (4, 1000)
         assert logits.argmax(-1).tolist() == [label] * 4
         assert logits.softmax(-1)[:, label].max() > 0.9
+
+
+def test_effnet_embed_preprocessing_against_a_reference():
+    """``embed`` = TF EfficientNet-Lite scaling (x - 127) / 128 on RGB, NCHW, the pooled 1280-d
+    head; checked against that recipe written out here, and shown to tell it from the ImageNet
+    mean/std scaling a timm default would use."""
+    backbone = effnet.EffNetLite0(frames=2)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    frames[1, :112] = 40  # some structure, so the two scalings give different pictures
+    model = effnet.build_model()
+    x = torch.from_numpy(frames.transpose(0, 3, 1, 2).astype(np.float32))
+    with torch.inference_mode():
+        expected = model.global_pool(model.forward_features((x - 127.0) / 128.0)).flatten(1)
+        imagenet = (x / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+            [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        other = model.global_pool(model.forward_features(imagenet)).flatten(1)
+    ours = backbone.embed(torch.from_numpy(frames))
+    tolerance = 1e-3 * expected.abs().max()
+    assert (ours - expected).abs().max() < tolerance
+    assert (other - expected).abs().max() > 100 * tolerance
+    # frames decoded larger than 224 (another backbone asked for more) are resized to 224 first:
+    # a smooth picture at 448 gives (nearly) the features of the same picture at 224
+    yy, xx = np.mgrid[0:448, 0:448] / 448
+    smooth = np.stack([255 * xx, 255 * yy, 128 + 100 * np.sin(6 * xx + 4 * yy)], axis=-1).astype(np.uint8)[None]
+    small = torch.from_numpy(np.ascontiguousarray(smooth[:, ::2, ::2]))
+    a, b = backbone.embed(torch.from_numpy(smooth))[0], backbone.embed(small)[0]
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
 
 
 def test_effnet_backbone_embeds_frames():
@@ -121,21 +151,37 @@ def test_lowlevel_statistics_golden_values():
     assert pooled[9] == pytest.approx(stats[1:, 4].std())
 
 
-def test_logmel_peak_band_and_shapes():
-    sr = 16000
-    t = np.arange(int(0.96 * sr)) / sr
-    windows = np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
-    backbone = LogMel(sr, 64, max_windows=62, steps=4)
-    out = backbone.compute(windows)
-    assert out["audio/logmel_seq"].shape == (8, 64) and out["audio/logmel_stats"].shape == (256,)
+def test_logmel_against_torchaudio_melspectrogram():
+    """The reference is torchaudio's MelSpectrogram with the VGGish front end written out here
+    (25 ms Hann windows, 10 ms hop, 64 bands 125-7500 Hz, power 2, log(mel + 0.01)), pooled and
+    summarised by brute force; not the code under test."""
     import torchaudio
 
-    centres = torchaudio.functional.melscale_fbanks(201, 125.0, 7500.0, 64, sr).argmax(dim=0).numpy() * sr / 400
-    seq = out["audio/logmel_seq"]
-    assert abs(centres[seq[0].argmax()] - 1000) < 120 and abs(centres[seq[4].argmax()] - 3000) < 300
-    # stats: mean over every frame of every window, per band (brute force)
-    logmel = backbone.spectrogram(windows)
-    assert out["audio/logmel_stats"][:64] == pytest.approx(logmel.transpose(1, 0, 2).reshape(64, -1).mean(1), rel=1e-5)
+    sr = 16000
+    t = np.arange(int(0.96 * sr)) / sr
+    rng = np.random.default_rng(0)
+    windows = np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 3000 * t) * np.linspace(0, 1, t.size),
+                        0.1 * rng.normal(size=t.size)]).astype(np.float32)
+    backbone = LogMel(sr, 64, max_windows=62, steps=4)
+    out = backbone.compute(windows)
+    assert out["audio/logmel_seq"].shape == (12, 64) and out["audio/logmel_stats"].shape == (256,)
+    reference = torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=400, win_length=400, hop_length=160,
+                                                     f_min=125.0, f_max=7500.0, n_mels=64, center=False, power=2.0)
+    logmel = np.log(reference(torch.from_numpy(windows)).numpy() + 0.01)  # (W, 64, F)
+    frames = logmel.shape[2]
+    assert frames == (15360 - 400) // 160 + 1 == 94
+    # 4 steps per window: step i averages frames floor(i F / 4) .. ceil((i + 1) F / 4) - 1
+    seq = np.stack([np.stack([logmel[w, :, (i * frames) // 4: -((-(i + 1) * frames) // 4)].mean(axis=1)
+                              for i in range(4)]) for w in range(3)]).reshape(12, 64)
+    assert np.allclose(out["audio/logmel_seq"], seq, atol=1e-4)
+    every = logmel.transpose(1, 0, 2).reshape(64, -1)  # (bands, every frame of every window)
+    delta = np.abs(np.diff(logmel, axis=2)).mean(axis=(0, 2))
+    stats = np.concatenate([every.mean(1), every.std(1), every.max(1), delta])
+    assert np.allclose(out["audio/logmel_stats"], stats, atol=1e-4)
+    # the peak band of each tone window is the band whose filter responds most at that frequency
+    fbanks = torchaudio.functional.melscale_fbanks(201, 125.0, 7500.0, 64, sr).numpy()
+    assert out["audio/logmel_seq"][0].argmax() == fbanks[1000 * 400 // sr].argmax()
+    assert out["audio/logmel_seq"][7].argmax() == fbanks[3000 * 400 // sr].argmax()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,6 +120,37 @@ def test_contract_shapes_statuses_and_summary(full_run):
     assert summary["shards_written"] == 3
 
 
+def test_each_id_holds_its_own_tone_and_its_own_frames(full_run, collection):
+    """Items 1 and 2 carry 440 and 880 Hz tones and different frames: each id's log-mel peak is
+    its own tone's mel band, and each id's low-level rows are the statistics of its own video's
+    frames (brute force: decode them again here), so a row written under the wrong id fails."""
+    import torchaudio
+
+    from cinefuse.extract.backbones.lowlevel import frame_statistics
+    from cinefuse.extract.decode import sample_frames
+
+    store_path, config, _ = full_run
+    table = open_store(store_path).load(["audio/logmel_stats", "visual/lowlevel_frames", "visual/lowlevel"])
+    row = {item: k for k, item in enumerate(table.ids.tolist())}
+    # the mel band whose filter responds most at each tone (VGGish front end: 400-point STFT at 16 kHz)
+    fbanks = torchaudio.functional.melscale_fbanks(201, 125.0, 7500.0, 64, 16000).numpy()  # (freq bins, bands)
+    band = {hz: int(fbanks[round(hz * 400 / 16000)].argmax()) for hz in (440, 880)}
+    assert band[440] != band[880]
+    for item, hz in (("1", 440), ("2", 880)):
+        means = table.features["audio/logmel_stats"][row[item], :64]  # per-band mean log-mel
+        assert int(means.argmax()) == band[hz], (item, hz)
+    d = collection.parent
+    stats = {}
+    for item, video in (("1", "good1.mp4"), ("2", "good2.mp4"), ("3", "silent.mp4"), ("7", "badaudio.mp4")):
+        frames = sample_frames(str(d / video), config.frames, 224, config.frame_sampling).frames
+        stats[item] = frame_statistics(frames)
+        stored = table.features["visual/lowlevel_frames"][row[item]]
+        assert np.array_equal(stored, stats[item]), item
+        means = stats[item].mean(0)
+        assert np.allclose(table.features["visual/lowlevel"][row[item], :4], means[:4], atol=1e-6), item
+    assert not np.array_equal(stats["1"], stats["2"])  # the check can tell the two items apart
+
+
 def test_audio_coverage_and_tiny_pictures_reach_the_store(tmp_path):
     """Each honest status lands in the store under its own id, with the validity it implies."""
     encode_video(tmp_path / "dead.mp4", seconds=11.2, fps=5, silent_after=4.65)

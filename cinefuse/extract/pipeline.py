@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class ExtractFailed(CinefuseError):
     exit_code = 1
 
 
+STOP_AT_ENV = "CINEFUSE_EXTRACT_STOP_AT"
 NO_VIDEO = "no video"
 NO_TEXT = "no text"
 MEDIA_OK = ("ok", "partial")
@@ -377,6 +380,19 @@ def plan_chunks(mine: list[Item], shard_size: int, committed: set[str]) -> list[
     return [chunk for chunk in chunks if chunk]
 
 
+def stop_point(name: str, passed: Counter) -> None:
+    """Crash-test hook: with ``CINEFUSE_EXTRACT_STOP_AT=NAME:N`` in the environment the process
+    stops itself (SIGSTOP) the N-th time it passes point NAME (``forward``: after a forward batch;
+    ``before-commit``: a chunk computed, nothing of it written; ``after-commit``: a shard
+    committed to the manifest), so a test can look at the disk at a known moment and then kill
+    the process. Without the variable it costs one dictionary lookup."""
+    spec = os.environ.get(STOP_AT_ENV)
+    if spec:
+        passed[name] += 1
+        if spec == f"{name}:{passed[name]}":
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
 @dataclass
 class ChunkDone:
     """One committed chunk: its shard and, per item, the summary status, failure flag, frames."""
@@ -429,6 +445,7 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
     batch: list[DecodedItem] = []
     done_in_chunk = 0
     chunk_index = 0
+    passed: Counter = Counter()
     for decoded in loader:
         batch.append(decoded)
         frames_of[decoded.id] = len(decoded.frames) if decoded.frames is not None else 0
@@ -440,6 +457,7 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
             if progress is not None:
                 progress.add(len(batch), frames)
             batch = []
+            stop_point("forward", passed)
         if not last_of_chunk:
             continue
         assert all(chunk_of[item.id] == chunk_index for item in chunk)
@@ -454,7 +472,10 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
                         f"{shards_written} shard(s) before it are committed, run again without "
                         "--strict to record the failure and go on")
         ids = [item.id for item in chunk]
-        record = writer.write_shard(ids, extractor.blocks(ids, rows, library))
+        blocks = extractor.blocks(ids, rows, library)
+        stop_point("before-commit", passed)
+        record = writer.write_shard(ids, blocks)
+        stop_point("after-commit", passed)
         shards_written += 1
         yield ChunkDone(record.name, ids, [category(s) for s in statuses], fails,
                         [frames_of.pop(item_id) for item_id in ids])
