@@ -287,3 +287,123 @@ def test_torchaudio_bundle_local_state_dict(tmp_path):
     again = TorchaudioBundle(f"torchaudio:WAV2VEC2_BASE@{path}", max_windows=62, sample_rate=16000)
     assert torch.allclose(again.embed(windows), out, atol=1e-5)
     assert again.attrs()["weights"] == "local state dict w2v.pt"
+
+
+# ---------------------------------------------------------------------------------------------
+# timm:MODEL[/TAG][@PATH]
+# ---------------------------------------------------------------------------------------------
+def _timm_reference(model, frames: np.ndarray) -> torch.Tensor:
+    """timm's own eval pipeline: its data config, ``create_transform`` on PIL images, the model."""
+    from PIL import Image
+    from timm.data import create_transform, resolve_model_data_config
+
+    transform = create_transform(**resolve_model_data_config(model), is_training=False)
+    x = torch.stack([transform(Image.fromarray(frame)) for frame in frames])
+    with torch.inference_mode():
+        return model(x)
+
+
+def test_timm_backbone_uses_the_models_own_preprocessing():
+    from cinefuse.extract.backbones.timm_image import TimmImage
+
+    backbone = TimmImage("timm:test_vit/none", frames=4)
+    # test_vit's data config: 160x160 input, crop_pct 0.95, mean = std = 0.5
+    assert backbone.crop == (160, 160) and backbone.input_size == 168 and backbone.dim == 64
+    assert [s.name for s in backbone.sets()] == ["visual/timm_test_vit_frames", "visual/timm_test_vit"]
+    assert [s.shape for s in backbone.sets()] == [(4, 64), (64,)]
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 168, 168, 3), dtype=np.uint8)
+    ours = backbone.embed(torch.from_numpy(frames))
+    reference = _timm_reference(backbone.load(), frames)  # at 168 timm's resize is the identity
+    assert ours.shape == (3, 64) and torch.allclose(ours, reference, atol=1e-5)
+    # mean/std 0.5 is not ImageNet's: the same frames normalised the ImageNet way differ
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[:, :, 4:164, 4:164] / 255
+    imagenet = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert (backbone.load()(imagenet) - reference).abs().max() > 100 * 1e-5
+    # decoded larger (another backbone asked for 224): resized with the model's bicubic first
+    yy, xx = np.mgrid[0:224, 0:224] / 224
+    smooth = np.stack([255 * xx, 255 * yy, 128 + 100 * np.sin(6 * xx + 4 * yy)], axis=-1).astype(np.uint8)[None]
+    a, b = backbone.embed(torch.from_numpy(smooth))[0], _timm_reference(backbone.load(), smooth)[0]
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.999
+    assert backbone.attrs()["weights"] == "random initialisation (testing only)"
+    assert "centre crop 160x160 (crop_pct 0.95), mean (0.5, 0.5, 0.5)" in backbone.attrs()["preprocessing"]
+
+
+def test_timm_local_checkpoint_and_errors(tmp_path, monkeypatch):
+    import timm
+
+    from cinefuse.extract.backbones.timm_image import TimmImage
+
+    trained = timm.create_model("test_vit", pretrained=False, num_classes=10)  # a checkpoint with a head
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "vit.pth"
+    torch.save({"state_dict": trained.state_dict()}, path)
+    backbone = TimmImage(f"timm:test_vit@{path}", frames=2)
+    loaded = backbone.load()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in loaded.state_dict().items())
+    frames = np.random.default_rng(1).integers(0, 256, (2, 168, 168, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        x = backbone.preprocess(torch.from_numpy(frames))
+        expected = trained.forward_head(trained.forward_features(x), pre_logits=True)
+    assert torch.allclose(backbone.embed(torch.from_numpy(frames)), expected, atol=1e-6)
+    assert backbone.attrs()["weights"] == "local checkpoint vit.pth" and len(backbone.attrs()["weights_sha256"]) == 64
+    # random initialisation is seeded: a second build (cache cleared) has the same weights
+    a = TimmImage("timm:test_vit/none", frames=2).load()
+    assert not torch.equal(a.state_dict()["cls_token"], loaded.state_dict()["cls_token"])
+    from cinefuse.extract.backbones import timm_image
+
+    timm_image._LOADED.clear()
+    b = TimmImage("timm:test_vit/none", frames=2).load()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+    other = tmp_path / "resnet.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), other)
+    with pytest.raises(CinefuseError, match=r"checkpoint resnet.pth does not fit timm's test_vit: missing \['blocks"):
+        TimmImage(f"timm:test_vit@{other}", frames=2).load()
+    with pytest.raises(CinefuseError, match="backbone timm:test_vit@/no/such.pth: checkpoint /no/such.pth not found"):
+        TimmImage("timm:test_vit@/no/such.pth", frames=2)
+    with pytest.raises(CinefuseError, match="timm has no model 'no_such_net'; see timm.list_models()"):
+        TimmImage("timm:no_such_net/none", frames=2).load()
+    with pytest.raises(CinefuseError, match=r"timm has no pretrained tag 'nope' for test_vit"):
+        TimmImage("timm:test_vit/nope", frames=2).load()
+    import huggingface_hub.constants
+
+    # no network here: the hub fetch fails, with one clear line (offline mode skips the retries;
+    # the environment variable is read when huggingface_hub is imported, so set the constant)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CinefuseError, match=r"backbone timm:test_vit/r160_in1k: cannot fetch the pretrained weights .*"
+                                            r"or pass a local checkpoint as timm:MODEL@PATH"):
+        TimmImage("timm:test_vit/r160_in1k", frames=2).load()
+
+
+def test_timm_dinov2_random_init_has_the_thesis_preprocessing():
+    """The thesis's frame model: DINOv2 ViT-S/14 at 518 px, ImageNet mean/std, no crop."""
+    from cinefuse.extract.backbones.timm_image import TimmImage
+
+    backbone = TimmImage("timm:vit_small_patch14_dinov2/none", frames=16)
+    assert backbone.crop == (518, 518) and backbone.input_size == 518 and backbone.dim == 384
+    assert backbone.data_config["mean"] == (0.485, 0.456, 0.406)
+    out = backbone.embed(torch.from_numpy(np.full((1, 518, 518, 3), 100, np.uint8)))
+    assert out.shape == (1, 384) and torch.isfinite(out).all()
+
+
+def test_timm_backbone_in_a_run(tmp_path):
+    from cinefuse.extract.config import ExtractConfig
+    from cinefuse.extract.run import run_extract
+    from cinefuse.store import open_store
+    from media_fixtures import encode_video
+
+    encode_video(tmp_path / "a.mp4", seconds=1)
+    (tmp_path / "items.csv").write_text("id,video\na,a.mp4\n", encoding="utf-8")
+    summary = run_extract(ExtractConfig(manifest=str(tmp_path / "items.csv"), store=str(tmp_path / "s"), frames=3,
+                                        workers=0, visual=["timm:test_vit/none"], audio=[], text=[], meta=[],
+                                        progress=False))
+    assert summary["by_status"] == {"ok": 1}
+    sets = open_store(tmp_path / "s").feature_sets()
+    assert {name: tuple(info.shape) for name, info in sets.items()} == {
+        "visual/timm_test_vit_frames": (3, 64), "visual/timm_test_vit": (64,)}
+    assert sets["visual/timm_test_vit"].attrs["backbone"] == "timm test_vit"
+    assert sets["visual/timm_test_vit"].attrs["image_size"] == 224  # decoded at the run's image_size, resized here
