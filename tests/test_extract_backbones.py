@@ -201,6 +201,22 @@ def test_minilm_matches_sentence_transformers(monkeypatch):
     assert np.linalg.norm(ours, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
 
 
+def test_minilm_vectors_do_not_depend_on_the_batch():
+    """Batched by token length: each text's vector is the one it gets alone, whatever the order
+    and whatever long text shares the call."""
+    from cinefuse.extract.backbones.minilm import MiniLM
+
+    texts = ["Heat (1995)", "Toy Story (1995). pixar, fun, " * 40, "x", "A quiet film about rain.", "Up"]
+    backbone = MiniLM(batch_size=2)
+    together = backbone.embed(texts)
+    alone = np.concatenate([backbone.embed([t]) for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
+    order = [3, 0, 4, 1, 2]
+    assert np.array_equal(backbone.embed([texts[i] for i in order]), backbone.embed([texts[i] for i in order]))
+    assert np.abs(backbone.embed([texts[i] for i in order]) - together[order]).max() < 1e-5
+    assert backbone.embed([]).shape == (0, 384)
+
+
 def test_tfidf_fixed_shape_and_similarity():
     corpus = ["a dog chases a ball in the park", "the dog sleeps in the park", "rockets fly to the moon",
               "astronauts land on the moon", ""]

@@ -233,6 +233,30 @@ def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
     assert np.allclose(np.linalg.norm(minilm, axis=1), 1, atol=1e-5)
 
 
+def test_text_only_items_start_no_media_model_and_no_worker(collection, tmp_path):
+    """Text-only runs pay for text: no visual model loaded, no decoding worker process."""
+    from cinefuse.extract.backbones import effnet
+    from cinefuse.extract.pipeline import ItemDataset, load_items, make_loader, prepare_extractor
+
+    text_only = write_manifest(tmp_path / "text.csv", [dict(id="a", title="Heat", plot="A heist in Los Angeles"),
+                                                       dict(id="b", title="Up", plot="A house flies away")])
+    config = ExtractConfig(manifest=str(text_only), store=str(tmp_path / "s"), workers=2, progress=False)
+    _, extractor, _ = prepare_extractor(config, load_items(config))
+    assert make_loader(config, ItemDataset(load_items(config), extractor.plan)).num_workers == 0
+    with_video = load_items(config.replace(manifest=str(collection)))
+    assert make_loader(config, ItemDataset(with_video, extractor.plan)).num_workers == 2
+    cached = dict(effnet._CACHE)
+    effnet._CACHE.clear()
+    try:
+        summary = run_extract(config)
+        assert effnet._CACHE == {}  # EfficientNet was never built
+    finally:
+        effnet._CACHE.update(cached)
+    assert summary["by_status"] == {"no video": 2} and summary["processed"] == 2
+    table = open_store(tmp_path / "s").load(["text/minilm", "visual/effnet"])
+    assert table.valid["text/minilm"].all() and not table.valid["visual/effnet"].any()
+
+
 def test_strict_stops_at_the_first_failure(collection, tmp_path):
     config = ExtractConfig(manifest=str(collection), store=str(tmp_path / "s"), frames=2, shard_size=2, workers=0,
                            progress=False, strict=True, **CHEAP)

@@ -190,8 +190,12 @@ class Extractor:
             max_seconds=config.audio_max_seconds, endpoint_url=config.endpoint_url,
             visual_media=list(backbones.visual_media), audio_media=list(backbones.audio_media))
 
-    def load_models(self) -> None:
-        for backbone in [*self.backbones.visual_models, *self.backbones.audio_models, *self.backbones.text]:
+    def load_models(self, items: list[Item] | None = None) -> None:
+        """Load the model backbones ``items`` need (all of them when None): the visual and audio
+        models only when some item names a video, so text-only items never wait for them."""
+        media = items is None or any(item.video for item in items)
+        models = [*self.backbones.visual_models, *self.backbones.audio_models] if media else []
+        for backbone in [*models, *self.backbones.text]:
             if hasattr(backbone, "load"):
                 backbone.load()
 
@@ -405,12 +409,15 @@ class ChunkDone:
 
 
 def make_loader(config: ExtractConfig, dataset: ItemDataset):
-    """The DataLoader that decodes ``dataset`` in ``config.workers`` processes, in order."""
+    """The DataLoader that decodes ``dataset`` in ``config.workers`` processes, in order. Items
+    without a video have nothing to decode: when none has one, they are "decoded" here, in this
+    process, instead of paying for worker processes (seconds each when they must be spawned)."""
     import torch
 
+    workers = config.workers if any(item.video for item in dataset.items) else 0
     loader_kwargs: dict[str, Any] = dict(batch_size=None, shuffle=False, collate_fn=_identity,
-                                         num_workers=config.workers)
-    if config.workers:
+                                         num_workers=workers)
+    if workers:
         loader_kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size),
                              pin_memory=config.device.startswith("cuda"))
         if "jax" in sys.modules:

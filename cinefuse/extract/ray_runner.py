@@ -76,7 +76,7 @@ class ChunkWorker:
         self.committed: set[str] = set()
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self.committed = self.writer.committed_ids()
-        self.extractor.load_models()
+        self.extractor.load_models(items)
 
     def __call__(self, batch: dict) -> dict:
         from cinefuse.extract.inputs import Item

@@ -100,7 +100,7 @@ def _run_local(config: ExtractConfig, root: Path) -> dict:
     summary = plan.summary
     if not plan.pending:
         return summary
-    plan.extractor.load_models()  # before the clock of the loop and before the workers fork
+    plan.extractor.load_models(plan.pending)  # before the clock of the loop and before the workers fork
     by_status: Counter = Counter()
     throughput = Throughput(len(plan.pending), config.progress)
     try:
