@@ -15,8 +15,17 @@ pinned to one core, one FFmpeg thread), target < 1 s; peak RSS of the run, targe
 
     .venv/bin/python benchmarks/bench_extract.py [--repeats 3] [--copies 3] [--workers 1] [--device cpu]
 
+Text-only extraction (``ratio_text_only_vs_minilm``, target >= 0.8): ``--text-items`` MovieLens
+items (ml-latest-small's first movies; text = title + their tags, as bench_quality builds it; no
+video) extracted end to end with the default config (``run_extract`` into a fresh store: manifest,
+TF-IDF fit, MiniLM, year/language, shard writes) against a bare all-MiniLM-L6-v2 encode of the
+same texts with sentence-transformers (``SentenceTransformer.encode``, batch 64, model loaded
+before the clock; MiniLM is also loaded in this process before extract's clock), the two
+interleaved round by round; the ratio is of the medians.
+
 Writes benchmarks/results/extract.json and benchmarks/results/extract.md. Medians of
-``--repeats`` runs measured in this one process.
+``--repeats`` runs measured in this one process. ``--parts media`` or ``--parts text-only``
+measures one part and keeps the other's figures from the JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MEDIA = Path(os.environ.get("CINEFUSE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "media" / "video"
 LONG_VIDEO = MEDIA / "video2dataset__test_video.mp4"
+MOVIELENS = Path(os.environ.get("CINEFUSE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "movielens" / "ml-latest-small"
+TEXT_ITEMS = 1682  # the size of the text-only run the newcomer timed (as many movies as ml-100k)
 
 DECODE_ONE_CORE = r"""
 import os, sys, time, json, statistics
@@ -58,7 +69,7 @@ print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpu
 PEAK_RSS = r"""
 import json, resource, sys
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import run_extract
+from cinefuse.extract.run import run_extract
 summary = run_extract(ExtractConfig(manifest=sys.argv[1], store=sys.argv[2], workers=int(sys.argv[3]),
                                     batch_size=int(sys.argv[4]), device=sys.argv[5], progress=False, shard_size=64))
 main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -81,15 +92,10 @@ def write_manifest(folder: Path, copies: int) -> Path:
 
 
 def decode_only(config, items, extractor) -> float:
-    import torch
+    from cinefuse.extract.pipeline import ItemDataset, make_loader
 
-    from cinefuse.extract.pipeline import ItemDataset, _identity, _worker_init
-
-    kwargs = dict(batch_size=None, shuffle=False, collate_fn=_identity, num_workers=config.workers)
-    if config.workers:
-        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size))
     started = time.perf_counter()
-    count = sum(1 for _ in torch.utils.data.DataLoader(ItemDataset(items, extractor.plan), **kwargs))
+    count = sum(1 for _ in make_loader(config, ItemDataset(items, extractor.plan)))
     return count / (time.perf_counter() - started)
 
 
@@ -111,8 +117,25 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--text-items", type=int, default=TEXT_ITEMS, help="text-only items (MovieLens titles + tags)")
+    parser.add_argument("--parts", choices=["all", "media", "text-only"], default="all",
+                        help="which figures to measure; the others are kept from --out")
     parser.add_argument("--out", type=Path, default=RESULTS / "extract.json")
     args = parser.parse_args()
+
+    result = json.loads(args.out.read_text()) if args.out.is_file() and args.parts != "all" else {}
+    if args.parts in ("all", "media"):
+        result.update(media_figures(args))
+    if args.parts in ("all", "text-only"):
+        result["text_only"] = text_only_figures(args)
+        result["ratio_text_only_vs_minilm"] = result["text_only"]["ratio_text_only_vs_minilm"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "text_only")}, indent=2))
+    write_markdown(result, args.out.with_suffix(".md"))
+
+
+def media_figures(args) -> dict:
     if not LONG_VIDEO.is_file():
         sys.exit(f"real media not found under {MEDIA} (set CINEFUSE_SHARED_DATA)")
 
@@ -121,7 +144,8 @@ def main() -> None:
     from cinefuse.extract import backbones as registry
     from cinefuse.extract.config import ExtractConfig
     from cinefuse.extract.inputs import load_manifest
-    from cinefuse.extract.pipeline import Extractor, decode_item, run_extract
+    from cinefuse.extract.pipeline import Extractor, decode_item
+    from cinefuse.extract.run import run_extract
 
     # 1. decoding target, in a child process pinned to one core
     child = subprocess.run([sys.executable, "-c", DECODE_ONE_CORE, str(LONG_VIDEO), "7"], capture_output=True,
@@ -184,10 +208,67 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/bench_extract.py " + " ".join(sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
-    write_markdown(result, args.out.with_suffix(".md"))
+    return result
+
+
+def text_only_manifest(folder: Path, count: int) -> Path:
+    import pandas as pd
+
+    movies = pd.read_csv(MOVIELENS / "movies.csv").head(count)
+    tags = pd.read_csv(MOVIELENS / "tags.csv").groupby("movieId")["tag"].apply(lambda t: ", ".join(map(str, t)))
+    path = folder / "text-only.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "video", "title", "plot"])
+        for movie in movies.itertuples():
+            writer.writerow([movie.movieId, "", movie.title, tags.get(movie.movieId, "")])
+    return path
+
+
+def text_only_figures(args) -> dict:
+    if not (MOVIELENS / "movies.csv").is_file():
+        sys.exit(f"MovieLens ml-latest-small not found under {MOVIELENS} (set CINEFUSE_SHARED_DATA)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from cinefuse.extract.backbones.minilm import MiniLM, model_path
+    from cinefuse.extract.config import ExtractConfig
+    from cinefuse.extract.inputs import load_manifest
+    from cinefuse.extract.run import run_extract
+
+    with tempfile.TemporaryDirectory(prefix="bench-extract-text-") as tmp:
+        tmp = Path(tmp)
+        manifest = text_only_manifest(tmp, args.text_items)
+        config = ExtractConfig(manifest=str(manifest), store=str(tmp / "warm"), workers=args.workers,
+                               device=args.device, progress=False)
+        texts = [item.text(config.text_fields) for item in load_manifest(manifest)]
+        bare = SentenceTransformer(str(model_path()), device=args.device)
+        MiniLM(args.device).load()  # extract's copy, cached per process like the bare model
+        bare.encode(texts[:64], batch_size=64)
+        run_extract(config)  # warm-up
+        bare_rates, extract_rates = [], []
+        for repeat in range(args.repeats):
+            started = time.perf_counter()
+            bare.encode(texts, batch_size=64)
+            bare_rates.append(len(texts) / (time.perf_counter() - started))
+            summary = run_extract(config.replace(store=str(tmp / f"store{repeat}")))
+            extract_rates.append(summary["processed"] / summary["seconds"])
+            print(f"text-only repeat {repeat}: bare MiniLM {bare_rates[-1]:.1f}, extract end to end "
+                  f"{extract_rates[-1]:.1f} items/s")
+    bare_rate, extract_rate = statistics.median(bare_rates), statistics.median(extract_rates)
+    return {
+        "ratio_text_only_vs_minilm": extract_rate / bare_rate,
+        "extract_items_per_second": extract_rate, "bare_minilm_items_per_second": bare_rate,
+        "runs": {"bare_minilm": bare_rates, "extract": extract_rates},
+        "items": len(texts), "text": "MovieLens ml-latest-small title + tags (first movies by id)",
+        "config": "defaults (minilm, tfidf, year, language; visual and audio sets recorded as 'no video')",
+        "bare": "sentence-transformers SentenceTransformer.encode(texts, batch_size=64)",
+        "torch_threads": torch.get_num_threads(), "target": 0.8,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, shared and noisy",
+        "date": datetime.date.today().isoformat(),
+        "command": "python benchmarks/bench_extract.py " + " ".join(sys.argv[1:]),
+    }
 
 
 def write_markdown(r: dict, path: Path) -> None:
@@ -216,6 +297,22 @@ def write_markdown(r: dict, path: Path) -> None:
         "of percent between runs; the ratios are taken within one run.",
         "",
     ]
+    t = r.get("text_only")
+    if t:
+        lines += [
+            "### text-only items",
+            "",
+            f"{t['items']} items ({t['text']}), no video, {t['config']}; against {t['bare']} of the same texts, "
+            f"interleaved, medians of {len(t['runs']['extract'])} rounds, torch threads {t['torch_threads']}. "
+            f"Machine: {t['machine']}; date {t['date']}. Command: `{t['command']}`.",
+            "",
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| bare MiniLM encode | {t['bare_minilm_items_per_second']:.1f} items/s | |",
+            f"| extract end to end | {t['extract_items_per_second']:.1f} items/s | |",
+            f"| extract / bare MiniLM (`ratio_text_only_vs_minilm`) | {t['ratio_text_only_vs_minilm']:.3f} | >= {t['target']} |",
+            "",
+        ]
     path.write_text("\n".join(lines))
 
 

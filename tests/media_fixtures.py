@@ -54,10 +54,13 @@ def encode_video(
     gop: int = 10,
     audio_seconds: float | None = None,
     faststart: bool = False,
+    silent_after: float | None = None,
 ) -> Path:
     """Encode a video whose frame ``k`` shows ``k`` (see :func:`index_frame`), with an optional
     sine-tone audio track; the container follows the suffix (.mp4, .mkv, ...). ``faststart``
-    puts the MP4 index first, so a truncated copy still opens and fails part-way."""
+    puts the MP4 index first, so a truncated copy still opens and fails part-way.
+    ``silent_after``: every audio sample from that second on is exactly zero (digital silence, as
+    a real file whose track goes dead part-way)."""
     path = Path(path)
     width, height = size
     count = int(round(seconds * float(fps)))
@@ -85,6 +88,8 @@ def encode_video(
             block = 1024
             t = np.arange(total) / sample_rate
             tone = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+            if silent_after is not None:
+                tone[int(round(silent_after * sample_rate)):] = 0.0
             for start in range(0, total, block):
                 chunk = tone[start:start + block]
                 planar = np.repeat(chunk[None, :], channels, axis=0)
@@ -138,3 +143,17 @@ def corrupt_audio_after(source: str | Path, path: str | Path, seconds: float) ->
             handle.seek(pos)
             handle.write(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
     return Path(path)
+
+
+def truncate_audio_at(source: str | Path, path: str | Path, seconds: float) -> Path:
+    """The bytes of ``source`` (an MP4 written with ``faststart``, video packets before audio
+    ones, as :func:`encode_video` muxes them) up to its first audio packet at or after
+    ``seconds``: the index and every video frame survive, the audio track decodes only its first
+    ``seconds`` and then ends without an error, as in a download cut short."""
+    with av.open(str(source)) as container:
+        stream = container.streams.audio[0]
+        cut = min(packet.pos for packet in container.demux(stream)
+                  if packet.pts is not None and packet.size and float(packet.pts * stream.time_base) >= seconds)
+    path = Path(path)
+    path.write_bytes(Path(source).read_bytes()[:cut])
+    return path

@@ -8,9 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cinefuse.extract.decode import MediaError, cut_windows, sample_audio, sample_frames, uniform_targets
-from media_fixtures import (corrupt_audio_after, encode_video, read_index, write_html, write_truncated,
-                            write_zero_byte)
+from cinefuse.extract.decode import (MediaError, cut_windows, sample_audio, sample_frames, silent_samples,
+                                     uniform_targets)
+from media_fixtures import (corrupt_audio_after, encode_video, read_index, truncate_audio_at, write_html,
+                            write_truncated, write_zero_byte)
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +147,71 @@ def test_audio_failing_part_way_keeps_what_decoded(tmp_path, clip):
     path = corrupt_audio_after(clip, tmp_path / "bad-audio.mp4", 2.0)
     assert sample_frames(str(path), 8, 64).status == "ok"  # the video is intact
     audio = sample_audio(str(path), 16000, 0.96, 60)
-    assert audio.status.startswith("partial: 2 audio windows kept (audio decode error at 2.")
+    assert audio.status.startswith("partial: 2.0 of 5.0 s (audio decode error at 2.")
     assert audio.windows.shape == (2, 15360)
+
+
+# ---------------------------------------------------------------------------------------------
+# audio coverage: what decoded to sound, against the track's declared length
+# ---------------------------------------------------------------------------------------------
+def test_full_track_is_ok_and_covers_its_length(clip):
+    audio = sample_audio(str(clip), 16000, 0.96, 60)
+    assert audio.status == "ok" and audio.silent.tolist() == [False] * 5
+    assert audio.covered == pytest.approx(5.0, abs=0.05) and audio.expected == pytest.approx(5.0, abs=0.05)
+
+
+def test_audio_going_digitally_silent_part_way(tmp_path):
+    """As a real file whose every sample is zero after 4.65 s of 11.2 s."""
+    path = encode_video(tmp_path / "dead.mp4", seconds=11.2, fps=5, tone_hz=440, silent_after=4.65)
+    assert sample_frames(str(path), 4, 64).status == "ok"
+    audio = sample_audio(str(path), 16000, 0.96, 60)
+    assert audio.status == "partial: 4.7 of 11.2 s (6 of 11 windows digital silence)"
+    # windows 0-4 (to 4.80 s) hold the tone, 5-10 are digital silence
+    assert audio.silent.tolist() == [False] * 5 + [True] * 6
+    assert audio.covered == pytest.approx(4.65, abs=0.01)
+    # long tracks are sampled by seeking: five windows at 0, 2.56, 5.12, 7.68, 10.24 s, three silent
+    seek = sample_audio(str(path), 16000, 0.96, 4.8, full_decode_seconds=0)
+    assert seek.silent.tolist() == [False, False, True, True, True]
+    assert seek.status == "partial: 4.5 of 11.2 s (3 of 5 windows digital silence)"
+
+
+def test_audio_of_a_truncated_file_decoding_only_part(tmp_path):
+    full = encode_video(tmp_path / "ten.mp4", seconds=10, fps=5, faststart=True)
+    cut = truncate_audio_at(full, tmp_path / "cut.mp4", 1.6)
+    audio = sample_audio(str(cut), 16000, 0.96, 60)
+    assert audio.status == "partial: 1.6 of 10.0 s"  # no decode error: the track just ends at the cut
+    assert audio.windows.shape == (1, 15360) and audio.expected == pytest.approx(10.0)
+
+
+def test_a_track_of_pure_digital_silence(tmp_path):
+    path = encode_video(tmp_path / "mute.mp4", seconds=3, silent_after=0.0)
+    assert _status(lambda p: sample_audio(p, 16000, 0.96, 60), path) == (
+        "silent: the audio track is digital silence throughout (3.0 s)")
+
+
+def test_a_one_pixel_video(tmp_path):
+    path = encode_video(tmp_path / "dot.mkv", seconds=1, size=(1, 1), pix_fmt="yuv444p")
+    assert _status(lambda p: sample_frames(p, 4, 224), path) == (
+        "picture too small: 1x1 pixels (at least 16x16 are needed for frame features)")
+    assert sample_audio(str(path), 16000, 0.96, 60).status == "ok"  # its sound is fine
+
+
+def test_silent_samples_counts_runs_of_zeros_at_least_a_window_long():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=1000).astype(np.float32)
+    samples[100:130] = 0  # 30 zeros: a run
+    samples[500:505] = 0  # 5 zeros: too short
+    samples[990:] = 0  # 10 at the end
+    brute = 0
+    run = 0
+    for value in [*samples, 1.0]:  # brute force over the runs
+        if value == 0:
+            run += 1
+        else:
+            brute += run if run >= 10 else 0
+            run = 0
+    assert silent_samples(samples, 10) == brute == 40
+    assert silent_samples(np.zeros(7, np.float32), 7) == 7 and silent_samples(np.ones(7, np.float32), 1) == 0
 
 
 # ---------------------------------------------------------------------------------------------

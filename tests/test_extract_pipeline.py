@@ -12,9 +12,11 @@ import pytest
 from cinefuse.cli import main
 from cinefuse.errors import CinefuseError
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import ExtractFailed, run_extract
+from cinefuse.extract.pipeline import ExtractFailed
+from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
-from media_fixtures import corrupt_audio_after, encode_video, write_html, write_truncated, write_zero_byte
+from media_fixtures import (corrupt_audio_after, encode_video, truncate_audio_at, write_html, write_truncated,
+                            write_zero_byte)
 
 FIELDS = ["id", "video", "title", "plot", "year", "language"]
 CHEAP = dict(visual=["lowlevel"], audio=["logmel"], text=[], meta=["year"])  # no neural network
@@ -60,7 +62,7 @@ EXPECTED_STATUS = {  # id -> (visual status starts with, audio status starts wit
     "4": ("empty file: 0 bytes", "empty file: 0 bytes"),
     "5": ("not a video: the file is text", "not a video: the file is text"),
     "6": ("partial: only ", "partial: "),
-    "7": ("ok", "partial: 2 audio windows kept (audio decode error at 2."),
+    "7": ("ok", "partial: 2.0 of 5.0 s (audio decode error at 2."),
     "8": ("missing file: ", "missing file: "),
     "9": ("no video", "no video"),
 }
@@ -118,6 +120,66 @@ def test_contract_shapes_statuses_and_summary(full_run):
     assert summary["shards_written"] == 3
 
 
+def test_each_id_holds_its_own_tone_and_its_own_frames(full_run, collection):
+    """Items 1 and 2 carry 440 and 880 Hz tones and different frames: each id's log-mel peak is
+    its own tone's mel band, and each id's low-level rows are the statistics of its own video's
+    frames (brute force: decode them again here), so a row written under the wrong id fails."""
+    import torchaudio
+
+    from cinefuse.extract.backbones.lowlevel import frame_statistics
+    from cinefuse.extract.decode import sample_frames
+
+    store_path, config, _ = full_run
+    table = open_store(store_path).load(["audio/logmel_stats", "visual/lowlevel_frames", "visual/lowlevel"])
+    row = {item: k for k, item in enumerate(table.ids.tolist())}
+    # the mel band whose filter responds most at each tone (VGGish front end: 400-point STFT at 16 kHz)
+    fbanks = torchaudio.functional.melscale_fbanks(201, 125.0, 7500.0, 64, 16000).numpy()  # (freq bins, bands)
+    band = {hz: int(fbanks[round(hz * 400 / 16000)].argmax()) for hz in (440, 880)}
+    assert band[440] != band[880]
+    for item, hz in (("1", 440), ("2", 880)):
+        means = table.features["audio/logmel_stats"][row[item], :64]  # per-band mean log-mel
+        assert int(means.argmax()) == band[hz], (item, hz)
+    d = collection.parent
+    stats = {}
+    for item, video in (("1", "good1.mp4"), ("2", "good2.mp4"), ("3", "silent.mp4"), ("7", "badaudio.mp4")):
+        frames = sample_frames(str(d / video), config.frames, 224, config.frame_sampling).frames
+        stats[item] = frame_statistics(frames)
+        stored = table.features["visual/lowlevel_frames"][row[item]]
+        assert np.array_equal(stored, stats[item]), item
+        means = stats[item].mean(0)
+        assert np.allclose(table.features["visual/lowlevel"][row[item], :4], means[:4], atol=1e-6), item
+    assert not np.array_equal(stats["1"], stats["2"])  # the check can tell the two items apart
+
+
+def test_audio_coverage_and_tiny_pictures_reach_the_store(tmp_path):
+    """Each honest status lands in the store under its own id, with the validity it implies."""
+    encode_video(tmp_path / "dead.mp4", seconds=11.2, fps=5, silent_after=4.65)
+    truncate_audio_at(encode_video(tmp_path / "ten.mp4", seconds=10, fps=5, faststart=True), tmp_path / "cut.mp4", 1.6)
+    encode_video(tmp_path / "mute.mp4", seconds=3, silent_after=0.0)
+    encode_video(tmp_path / "dot.mkv", seconds=1, size=(1, 1), pix_fmt="yuv444p")
+    encode_video(tmp_path / "fine.mp4", seconds=2)
+    manifest = write_manifest(tmp_path / "items.csv", [
+        dict(id="dead", video="dead.mp4"), dict(id="cut", video="cut.mp4"), dict(id="mute", video="mute.mp4"),
+        dict(id="dot", video="dot.mkv"), dict(id="fine", video="fine.mp4")])
+    summary = run_extract(ExtractConfig(manifest=str(manifest), store=str(tmp_path / "s"), frames=2, workers=0,
+                                        progress=False, **CHEAP))
+    table = open_store(tmp_path / "s").load(["audio/logmel_stats", "visual/lowlevel"])
+    audio = dict(zip(table.ids.tolist(), zip(table.status["audio/logmel_stats"], table.valid["audio/logmel_stats"])))
+    assert audio == {
+        "dead": ("partial: 4.7 of 11.2 s (6 of 11 windows digital silence)", True),
+        "cut": ("partial: 1.6 of 10.0 s", True),
+        "mute": ("silent: the audio track is digital silence throughout (3.0 s)", False),
+        "dot": ("ok", True),
+        "fine": ("ok", True),
+    }
+    visual = dict(zip(table.ids.tolist(), table.status["visual/lowlevel"]))
+    assert visual["dot"] == "picture too small: 1x1 pixels (at least 16x16 are needed for frame features)"
+    assert not table.valid["visual/lowlevel"][table.ids.tolist().index("dot")]
+    assert visual["dead"] == visual["fine"] == "ok" and visual["cut"].startswith("partial: only ")
+    assert summary["by_status"] == {"partial": 2, "picture too small": 1, "silent": 1, "ok": 1}
+    assert summary["failed"] == 0  # each item kept one valid feature set
+
+
 def test_rerun_resumes_and_overwrite_starts_over(full_run):
     store_path, config, first = full_run
     again = run_extract(config)
@@ -171,6 +233,30 @@ def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
     assert np.allclose(np.linalg.norm(minilm, axis=1), 1, atol=1e-5)
 
 
+def test_text_only_items_start_no_media_model_and_no_worker(collection, tmp_path):
+    """Text-only runs pay for text: no visual model loaded, no decoding worker process."""
+    from cinefuse.extract.backbones import effnet
+    from cinefuse.extract.pipeline import ItemDataset, load_items, make_loader, prepare_extractor
+
+    text_only = write_manifest(tmp_path / "text.csv", [dict(id="a", title="Heat", plot="A heist in Los Angeles"),
+                                                       dict(id="b", title="Up", plot="A house flies away")])
+    config = ExtractConfig(manifest=str(text_only), store=str(tmp_path / "s"), workers=2, progress=False)
+    _, extractor, _ = prepare_extractor(config, load_items(config))
+    assert make_loader(config, ItemDataset(load_items(config), extractor.plan)).num_workers == 0
+    with_video = load_items(config.replace(manifest=str(collection)))
+    assert make_loader(config, ItemDataset(with_video, extractor.plan)).num_workers == 2
+    cached = dict(effnet._CACHE)
+    effnet._CACHE.clear()
+    try:
+        summary = run_extract(config)
+        assert effnet._CACHE == {}  # EfficientNet was never built
+    finally:
+        effnet._CACHE.update(cached)
+    assert summary["by_status"] == {"no video": 2} and summary["processed"] == 2
+    table = open_store(tmp_path / "s").load(["text/minilm", "visual/effnet"])
+    assert table.valid["text/minilm"].all() and not table.valid["visual/effnet"].any()
+
+
 def test_strict_stops_at_the_first_failure(collection, tmp_path):
     config = ExtractConfig(manifest=str(collection), store=str(tmp_path / "s"), frames=2, shard_size=2, workers=0,
                            progress=False, strict=True, **CHEAP)
@@ -186,8 +272,8 @@ def test_cli_exit_codes(collection, tmp_path, capsys):
     args = ["extract", "--manifest", str(bad), "--store", str(tmp_path / "s"), "--visual", "lowlevel",
             "--audio", "logmel", "--text", "", "--meta", "year", "--workers", "0", "--no-progress"]
     assert main(args) == 1  # every item failed
-    err = capsys.readouterr().err
-    assert "2 item(s) processed, 0 already in the store, 2 failed" in err
+    out = capsys.readouterr().out
+    assert out.startswith(f"extract: 2 item(s) processed, 0 already in the store, 2 failed, 1 shard(s) written to {tmp_path / 's'}\n")
     assert main(args) == 0  # nothing left to do
     assert main(["extract", "--manifest", str(tmp_path / "nope.csv"), "--store", str(tmp_path / "s")]) == 2
     assert f"manifest {tmp_path / 'nope.csv'} not found" in capsys.readouterr().err
@@ -247,3 +333,47 @@ def test_s3_videos_and_s3_store(s3_server, collection, tmp_path):
     # a fresh staging folder resumes from the bucket: nothing left to do
     again = run_extract(config.replace(staging=str(tmp_path / "staging2")))
     assert again["processed"] == 0 and again["skipped"] == 2
+
+
+def test_cli_summary_is_readable_json_on_request_and_agrees_with_the_bar(collection, tmp_path, capsys):
+    """The readable summary and --json carry the rates the progress bar showed last, digit for digit."""
+    import json
+    import re
+
+    d = collection.parent
+    manifest = write_manifest(tmp_path / "two.csv", [dict(id="a", video=str(d / "good1.mp4")),
+                                                     dict(id="b", video=str(d / "good2.mp4"))])
+    args = ["extract", "--manifest", str(manifest), "--visual", "lowlevel", "--audio", "logmel", "--text", "",
+            "--meta", "", "--workers", "0", "--frames", "4", "--batch-size", "1"]
+    bar_rate = re.compile(r"(\d+\.\d\d items/s, \d+\.\d frames/s)\]")
+
+    assert main([*args, "--store", str(tmp_path / "s1")]) == 0
+    captured = capsys.readouterr()
+    shown = bar_rate.findall(captured.err)
+    assert shown and "100%" in captured.err  # the bar was drawn at the end, with its final figures
+    lines = captured.out.splitlines()
+    assert lines[0] == f"extract: 2 item(s) processed, 0 already in the store, 0 failed, 1 shard(s) written to {tmp_path / 's1'}"
+    assert lines[1].startswith(f"  {shown[-1]} over ") and lines[1].endswith(" s in all)")
+    assert lines[2:] == ["        2  ok"]
+    assert float(shown[-1].split(", ")[1].split()[0]) > 0
+
+    assert main([*args, "--store", str(tmp_path / "s2"), "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["processed"] == 2 and summary["frames"] == 8 and summary["by_status"] == {"ok": 2}
+    rates = f"{summary['items_per_second']:.2f} items/s, {summary['frames_per_second']:.1f} frames/s"
+    assert rates == bar_rate.findall(captured.err)[-1]
+    assert summary["frames_per_second"] == pytest.approx(8 / summary["extract_seconds"])
+    assert summary["seconds"] >= summary["extract_seconds"] > 0
+
+    assert main([*args, "--store", str(tmp_path / "s3"), "--json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out)["processed"] == 2  # --no-progress: no bar
+
+
+def test_cli_help_names_the_output_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-progress do not show the progress bar on stderr" in text
+    assert "--json print the summary as one JSON object (for scripts) instead of the readable text" in text

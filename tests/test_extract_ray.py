@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import run_extract
+from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
 from media_fixtures import encode_video, write_zero_byte
 

@@ -1,5 +1,10 @@
-"""Killed with SIGKILL part-way, then run again: the store ends up exactly as an uninterrupted
-run leaves it (every feature set, every id, bit for bit)."""
+"""Killed with SIGKILL at fixed points, then run again: the store ends up exactly as an
+uninterrupted run leaves it (every feature set, every id, bit for bit).
+
+The kill points are not timed by sleeps: the extract process stops itself (SIGSTOP) at a named
+point of its loop (``CINEFUSE_EXTRACT_STOP_AT``, see ``pipeline.stop_point``); the test waits for
+that stop, checks the process is alive and what the store holds at that moment, then kills it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +20,18 @@ import pytest
 import torch
 
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import run_extract
+from cinefuse.extract.pipeline import STOP_AT_ENV
+from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
+from cinefuse.store.manifest import LOCK_NAME
 from media_fixtures import encode_video
 
-ITEMS, SHARD = 16, 2
+ITEMS, SHARD = 10, 2  # 5 chunks of 2 items; batch_size 1: two forward batches per chunk
 
 
-def shard_count(store: Path) -> int:
-    try:
-        return len(json.loads((store / "manifest.json").read_text())["shards"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
+def manifest_shards(store: Path) -> list[dict]:
+    path = store / "manifest.json"
+    return json.loads(path.read_text())["shards"] if path.is_file() else []
 
 
 def assert_same_store(a: Path, b: Path) -> None:
@@ -43,41 +47,71 @@ def assert_same_store(a: Path, b: Path) -> None:
             assert np.array_equal(fa.lengths[oa], fb.lengths[ob])
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    media = tmp_path / "media"
-    media.mkdir()
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """Ten clips with their own tones, a TOML config writing into ``store``, and the store an
+    uninterrupted run leaves."""
+    root = tmp_path_factory.mktemp("resume")
     lines = ["id,video,title,plot,year"]
     for i in range(ITEMS):
-        encode_video(media / f"v{i}.mp4", seconds=1.2, fps=10, size=(48, 32), tone_hz=300 + 50 * i)
+        encode_video(root / f"v{i}.mp4", seconds=1.2, fps=10, size=(48, 32), tone_hz=300 + 50 * i)
         lines.append(f"{i},v{i}.mp4,Clip {i},a clip with tone number {i} and {'dogs' if i % 2 else 'cats'},{1950 + i}")
-    manifest = tmp_path / "items.csv"
+    manifest = root / "items.csv"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    killed = tmp_path / "killed"
-    toml = tmp_path / "extract.toml"
-    toml.write_text(
-        f'manifest = "{manifest}"\nstore = "{killed}"\nframes = 3\nshard_size = {SHARD}\nbatch_size = 2\n'
-        'workers = 0\ntorch_threads = 1\nvisual = ["effnet-lite0", "lowlevel"]\naudio = ["logmel"]\n'
-        'text = ["tfidf"]\nmeta = ["year"]\nprogress = false\n', encoding="utf-8")
 
-    process = subprocess.Popen([sys.executable, "-m", "cinefuse", "extract", "--config", str(toml)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 120
-    while shard_count(killed) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert process.poll() is None, f"extract ended before the kill: {process.stderr.read().decode()[-2000:]}"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    at_kill = shard_count(killed)
-    assert 1 <= at_kill < ITEMS // SHARD, at_kill
+    def toml(store: Path) -> Path:
+        path = store.parent / f"{store.name}.toml"
+        path.write_text(
+            f'manifest = "{manifest}"\nstore = "{store}"\nframes = 3\nshard_size = {SHARD}\nbatch_size = 1\n'
+            'workers = 0\ntorch_threads = 1\nvisual = ["effnet-lite0", "lowlevel"]\naudio = ["logmel"]\n'
+            'text = ["tfidf"]\nmeta = ["year"]\nprogress = false\n', encoding="utf-8")
+        return path
 
     threads = torch.get_num_threads()
     try:
-        config = ExtractConfig.from_toml(toml)
-        resumed = run_extract(config)
-        reference = run_extract(config.replace(store=str(tmp_path / "reference")))
+        run_extract(ExtractConfig.from_toml(toml(root / "reference")))
     finally:
         torch.set_num_threads(threads)
-    assert resumed["skipped"] >= at_kill * SHARD and resumed["processed"] == ITEMS - resumed["skipped"]
-    assert reference["processed"] == ITEMS
-    assert_same_store(killed, tmp_path / "reference")
-    assert not list(killed.glob(".tmp-*"))  # the dead writer's temp file was cleaned up
+    return toml, root / "reference"
+
+
+# (point, N): where the process stops; then the shards and ids the store holds at that moment
+KILL_POINTS = {
+    "mid-chunk": (("forward", 5), 2),  # the 5th item (first of chunk 3) embedded: chunks 1-2 committed
+    "chunk-computed": (("before-commit", 3), 2),  # chunk 3 ready to write, nothing of it on disk
+    "just-committed": (("after-commit", 3), 3),  # chunk 3's shard is in the manifest
+}
+
+
+@pytest.mark.parametrize("where", list(KILL_POINTS))
+def test_sigkill_at_a_fixed_point_then_resume_equals_uninterrupted_run(media, tmp_path, where):
+    toml, reference = media
+    (point, count), shards_at_kill = KILL_POINTS[where]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "cinefuse", "extract", "--config", str(toml(killed))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, STOP_AT_ENV: f"{point}:{count}"})
+    try:
+        _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when it stops itself (or ends)
+        assert os.WIFSTOPPED(status), f"extract ended before {point}:{count}: {process.stderr.read().decode()[-2000:]}"
+        assert process.poll() is None  # alive, stopped at the point
+        # what is on disk at the kill: exactly the committed chunks, no temp file of a writer
+        shards = manifest_shards(killed)
+        assert [s["rows"] for s in shards] == [SHARD] * shards_at_kill
+        assert sorted(open_store(killed).ids(), key=int) == [str(i) for i in range(SHARD * shards_at_kill)]
+        on_disk = sorted(p.name for p in killed.iterdir() if p.name != LOCK_NAME)
+        assert on_disk == sorted(["manifest.json", *(s["name"] for s in shards)])
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    threads = torch.get_num_threads()
+    try:
+        resumed = run_extract(ExtractConfig.from_toml(toml(killed)))
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["skipped"] == SHARD * shards_at_kill and resumed["processed"] == ITEMS - resumed["skipped"]
+    assert resumed["shards_written"] == ITEMS // SHARD - shards_at_kill
+    assert_same_store(killed, reference)
+    assert not list(killed.glob(".tmp-*"))

@@ -1,6 +1,6 @@
 """``cinefuse extract``: run the frozen backbones once over a collection into the store.
 
-Imports only argparse at module level; the handler imports the pipeline (torch, PyAV).
+Imports only argparse at module level; the handler imports the run (torch, PyAV).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ examples:
   cinefuse extract --list-backbones
 
 Running the same command again skips every item already committed under the same config;
---overwrite starts over. Exit status: 0 with a summary, 1 when every item failed, 2 on a usage
-error. Every option can also be set in --config (TOML, keys as below with '_' for '-').
+--overwrite starts over. A progress bar (items/s, frames/s) runs on stderr; at the end a readable
+summary goes to stdout (--json: the same summary as one JSON object). Exit status: 0 with a
+summary, 1 when every item failed, 2 on a usage error. Every option can also be set in --config (TOML, keys as below with '_' for '-').
 """
 
 
@@ -60,13 +61,16 @@ def register(subparsers) -> None:
     rt.add_argument("--shard-index", type=int, metavar="I", help="run slice I of K (0-based)")
     rt.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray: a local instance, or the cluster at ADDRESS")
     rt.add_argument("--ray-tasks", type=int, metavar="N", help="Ray Data actors, each loading the backbones once and writing its own shards (default: one per CPU, or per GPU with --device cuda)")
-    rt.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    out = p.add_argument_group("output")
+    out.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                     help="do not show the progress bar on stderr")
+    out.add_argument("--json", action="store_true", help="print the summary as one JSON object (for scripts) "
+                                                         "instead of the readable text")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     if args.list_backbones:
         from cinefuse.extract.backbones import describe
@@ -74,13 +78,12 @@ def handle(args: argparse.Namespace) -> int:
         print(describe())
         return 0
     from cinefuse.extract.config import ExtractConfig
-    from cinefuse.extract.pipeline import format_summary, run_extract
+    from cinefuse.extract.run import format_summary, run_extract
 
     keys = ("manifest", "videos", "store", "endpoint_url", "staging", "text_fields", "visual", "audio", "text", "meta",
             "frames", "frame_sampling", "audio_max_seconds", "device", "workers", "batch_size", "shard_size",
             "overwrite", "strict", "num_shards", "shard_index", "ray", "ray_tasks", "progress")
     config = ExtractConfig.from_toml(args.config, **{k: getattr(args, k) for k in keys})
     summary = run_extract(config)
-    print(format_summary(summary), file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items()}, sort_keys=True))
+    print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     return int(summary.get("exit_code", 0))

@@ -17,7 +17,14 @@ never exist in Python.
 
 Audio is resampled to mono at ``audio_sample_rate`` by FFmpeg's resampler, cut into windows of
 ``audio_window_seconds``; at most ``audio_max_seconds`` worth of windows are kept, spread evenly
-over the whole track.
+over the whole track. Coverage is checked as frames are: the seconds that decoded to sound are
+compared with the track's declared length, so a track cut short (a truncated download decodes
+quietly up to the cut) or one that goes digitally silent part-way (every sample exactly zero, a
+dead track rather than a quiet scene) gets ``partial: 4.6 of 11.2 s (...)`` instead of "ok".
+Digital silence counts when a run of exact zeros lasts at least one window; a track that is
+nothing but digital silence is ``silent: ...`` (no usable audio). "ok" means the sound covers the
+declared length to within ``max(one window, 2%)``: AAC priming and a header rounded to the
+video's length are normal, a missing second of a ten-second clip is not.
 
 Failures raise :class:`MediaError` whose message is the item's status ("missing file", "empty
 file", "not a video", ...). Damage that still leaves something decoded returns what decoded with
@@ -34,6 +41,8 @@ from fractions import Fraction
 import numpy as np
 
 SNIFF_BYTES = 512
+MIN_PICTURE_SIDE = 16  # smaller pictures carry a colour, not an image: upscaled they fool the models
+COVERAGE_TOLERANCE = 0.02  # of the declared length (and at least one window), see the module doc
 
 
 class MediaError(Exception):
@@ -58,6 +67,9 @@ class AudioSample:
     duration: float  # seconds of audio decoded
     sample_rate: int
     status: str = "ok"
+    covered: float = 0.0  # seconds that decoded to sound (digital silence left out)
+    expected: float = 0.0  # seconds the track should hold (its declared length, or what decoded)
+    silent: np.ndarray | None = None  # (W,) bool: the window is digital silence (every sample 0)
 
 
 def _short(exc: BaseException) -> str:
@@ -176,6 +188,10 @@ def sample_frames(path: str, frames: int, size: int, mode: str = "keyframe", thr
         if not container.streams.video:
             raise MediaError("no video stream: the file holds no video track")
         stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if 0 < min(width, height) < MIN_PICTURE_SIDE:
+            raise MediaError(f"picture too small: {width}x{height} pixels (at least "
+                             f"{MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} are needed for frame features)")
         stream.thread_count = threads
         stream.thread_type = "SLICE" if threads != 1 else "NONE"  # frame threads add latency per seek
         scan = _scan_packets(container, stream)
@@ -345,8 +361,34 @@ def sample_audio(path: str, sample_rate: int, window_seconds: float, max_seconds
     if samples.size == 0:
         raise MediaError(error or "empty audio track: no samples decoded")
     windows, starts = cut_windows(samples, window, max(1, int(max_seconds / window_seconds + 1e-9)))
-    status = "ok" if error is None else f"partial: {windows.shape[0]} audio windows kept ({error})"
-    return AudioSample(windows, starts / sample_rate, samples.size / sample_rate, sample_rate, status)
+    silent = ~windows.any(axis=1)
+    decoded_seconds = samples.size / sample_rate
+    covered = (samples.size - silent_samples(samples, window)) / sample_rate
+    expected = max(declared, decoded_seconds)
+    status = coverage_status(covered, expected, window_seconds, int(silent.sum()), len(silent), error)
+    return AudioSample(windows, starts / sample_rate, decoded_seconds, sample_rate, status, covered, expected, silent)
+
+
+def silent_samples(samples: np.ndarray, min_run: int) -> int:
+    """How many samples lie in runs of exact zeros at least ``min_run`` long (digital silence)."""
+    zero = np.concatenate([[False], samples == 0, [False]])
+    edges = np.flatnonzero(zero[1:] != zero[:-1])  # run starts and ends, alternating
+    lengths = edges[1::2] - edges[0::2]
+    return int(lengths[lengths >= min_run].sum())
+
+
+def coverage_status(covered: float, expected: float, window_seconds: float, silent_windows: int, windows: int,
+                    error: str | None) -> str:
+    """``ok`` when sound covers the expected length (see the module doc), else ``partial: 1.6 of
+    10.0 s`` with the reasons known (a decode error, windows of digital silence)."""
+    if covered <= 0:
+        raise MediaError(f"silent: the audio track is digital silence throughout ({expected:.1f} s)")
+    short = covered < expected - max(window_seconds, COVERAGE_TOLERANCE * expected)
+    if error is None and not short:
+        return "ok"
+    reasons = ([error] if error else []) + (
+        [f"{silent_windows} of {windows} windows digital silence"] if silent_windows else [])
+    return f"partial: {covered:.1f} of {expected:.1f} s" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
 def _declared_seconds(container, stream) -> float:
@@ -393,8 +435,12 @@ def _sample_audio_by_seeking(container, stream, declared: float, sample_rate: in
             kept.append(start)
     if not windows:
         raise MediaError(errors[0] if errors else "empty audio track: no samples decoded")
-    status = "ok" if not errors else f"partial: {len(windows)} of {count} audio windows kept ({errors[0]})"
-    return AudioSample(np.stack(windows), np.array(kept), declared, sample_rate, status)
+    stacked = np.stack(windows)
+    silent = ~stacked.any(axis=1)
+    # the windows are a sample of the track: each stands for declared / count seconds of it
+    covered = declared * int((~silent).sum()) / count
+    status = coverage_status(covered, declared, window_seconds, int(silent.sum()), count, errors[0] if errors else None)
+    return AudioSample(stacked, np.array(kept), declared, sample_rate, status, covered, declared, silent)
 
 
 def cut_windows(samples: np.ndarray, window: int, max_windows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,5 @@
-"""One extraction run: items in, committed store shards out.
-
-    summary = run_extract(ExtractConfig(manifest="items.csv", store="store/"))
+"""The extraction loop: items in, committed store shards out (run by :mod:`cinefuse.extract.run`
+in one process, and by each Ray actor of :mod:`cinefuse.extract.ray_runner`).
 
 Flow. The item list (manifest or folder scan) is cut into this run's slice (item ``i`` belongs to
 slice ``i % num_shards``), then into chunks of ``shard_size`` items; a chunk is the unit of commit
@@ -23,8 +22,8 @@ item that is not fully ok.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ class ExtractFailed(CinefuseError):
     exit_code = 1
 
 
+STOP_AT_ENV = "CINEFUSE_EXTRACT_STOP_AT"
 NO_VIDEO = "no video"
 NO_TEXT = "no text"
 MEDIA_OK = ("ok", "partial")
@@ -190,8 +190,12 @@ class Extractor:
             max_seconds=config.audio_max_seconds, endpoint_url=config.endpoint_url,
             visual_media=list(backbones.visual_media), audio_media=list(backbones.audio_media))
 
-    def load_models(self) -> None:
-        for backbone in [*self.backbones.visual_models, *self.backbones.audio_models, *self.backbones.text]:
+    def load_models(self, items: list[Item] | None = None) -> None:
+        """Load the model backbones ``items`` need (all of them when None): the visual and audio
+        models only when some item names a video, so text-only items never wait for them."""
+        media = items is None or any(item.video for item in items)
+        models = [*self.backbones.visual_models, *self.backbones.audio_models] if media else []
+        for backbone in [*models, *self.backbones.text]:
             if hasattr(backbone, "load"):
                 backbone.load()
 
@@ -354,62 +358,11 @@ def slice_items(items: list[Item], num_shards: int, shard_index: int) -> list[It
     return [item for i, item in enumerate(items) if i % num_shards == shard_index]
 
 
-def staging_folder(config: ExtractConfig) -> Path:
-    if config.staging:
-        return Path(config.staging)
-    digest = hashlib.sha256(config.store.encode()).hexdigest()[:12]
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "cinefuse" / "staging" / digest
-
-
 def store_config(config: ExtractConfig, fingerprint: str) -> dict:
     out = config.feature_config()
     if fingerprint:
         out["text"]["tfidf_corpus"] = fingerprint
     return out
-
-
-def run_extract(config: ExtractConfig | None = None, **overrides: Any) -> dict:
-    """Extract every item of ``config`` into its store; returns the run summary (see module doc)."""
-    config = (config or ExtractConfig()).replace(**overrides) if overrides else (config or ExtractConfig())
-    config.validate()
-    if not config.store:
-        raise CinefuseError("extract needs --store: a local folder or s3://bucket/prefix")
-    if config.ray:
-        from cinefuse.extract.ray_runner import run_extract_ray
-
-        return run_extract_ray(config)
-    if config.overwrite and config.num_shards > 1:
-        raise CinefuseError("--overwrite with --num-shards would let each slice wipe the others' shards: "
-                            "delete the store (or run once with --overwrite and no slices) first")
-    if config.torch_threads:
-        import torch
-
-        torch.set_num_threads(config.torch_threads)
-    remote = config.store.startswith("s3://")
-    local = staging_folder(config) if remote else Path(config.store)
-    if remote:
-        _pull_existing(config, local)
-    try:
-        return _run_local(config, local)
-    finally:
-        if remote:
-            from cinefuse.store.s3 import push
-
-            if (local / "manifest.json").is_file():
-                push(local, config.store, endpoint_url=config.endpoint_url)
-
-
-def _pull_existing(config: ExtractConfig, local: Path) -> None:
-    """Resume against an s3:// store: bring its committed shards into the staging folder."""
-    from cinefuse.errors import StoreError
-    from cinefuse.store.s3 import pull
-
-    try:
-        pull(config.store, local, endpoint_url=config.endpoint_url)
-    except StoreError as exc:
-        if "does not exist" not in str(exc):
-            raise
 
 
 def prepare_extractor(config: ExtractConfig, items: list[Item]):
@@ -431,6 +384,19 @@ def plan_chunks(mine: list[Item], shard_size: int, committed: set[str]) -> list[
     return [chunk for chunk in chunks if chunk]
 
 
+def stop_point(name: str, passed: Counter) -> None:
+    """Crash-test hook: with ``CINEFUSE_EXTRACT_STOP_AT=NAME:N`` in the environment the process
+    stops itself (SIGSTOP) the N-th time it passes point NAME (``forward``: after a forward batch;
+    ``before-commit``: a chunk computed, nothing of it written; ``after-commit``: a shard
+    committed to the manifest), so a test can look at the disk at a known moment and then kill
+    the process. Without the variable it costs one dictionary lookup."""
+    spec = os.environ.get(STOP_AT_ENV)
+    if spec:
+        passed[name] += 1
+        if spec == f"{name}:{passed[name]}":
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
 @dataclass
 class ChunkDone:
     """One committed chunk: its shard and, per item, the summary status, failure flag, frames."""
@@ -442,26 +408,16 @@ class ChunkDone:
     frames: list[int]
 
 
-def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[list[Item]], writer,
-                   progress=None):
-    """Decode, embed and commit ``chunks`` (one shard each), yielding a :class:`ChunkDone` per
-    shard. A DataLoader (``config.workers`` processes) decodes ahead while this process runs the
-    model backbones on batches of ``config.batch_size`` items that never cross a chunk. Models
-    must be loaded (``extractor.load_models()``). ``strict`` raises :class:`ExtractFailed` before
-    writing a chunk holding an item that is not fully ok. Used by :func:`run_extract` and by
-    each Ray actor."""
+def make_loader(config: ExtractConfig, dataset: ItemDataset):
+    """The DataLoader that decodes ``dataset`` in ``config.workers`` processes, in order. Items
+    without a video have nothing to decode: when none has one, they are "decoded" here, in this
+    process, instead of paying for worker processes (seconds each when they must be spawned)."""
     import torch
 
-    from cinefuse.extract.backbones.base import library_versions
-
-    backbones = extractor.backbones
-    pending = [item for chunk in chunks for item in chunk]
-    if not pending:
-        return
-    dataset = ItemDataset(pending, extractor.plan)
+    workers = config.workers if any(item.video for item in dataset.items) else 0
     loader_kwargs: dict[str, Any] = dict(batch_size=None, shuffle=False, collate_fn=_identity,
-                                         num_workers=config.workers)
-    if config.workers:
+                                         num_workers=workers)
+    if workers:
         loader_kwargs.update(worker_init_fn=_worker_init, prefetch_factor=max(2, config.batch_size),
                              pin_memory=config.device.startswith("cuda"))
         if "jax" in sys.modules:
@@ -469,16 +425,34 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
             # demo and the test suite load fuse first): spawn fresh workers instead (not a fork
             # server, whose environment would be the one of the moment it started)
             loader_kwargs["multiprocessing_context"] = "spawn"
-    loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
+    return torch.utils.data.DataLoader(dataset, **loader_kwargs)
+
+
+def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[list[Item]], writer,
+                   progress=None):
+    """Decode, embed and commit ``chunks`` (one shard each), yielding a :class:`ChunkDone` per
+    shard. A DataLoader (``config.workers`` processes) decodes ahead while this process runs the
+    model backbones on batches of ``config.batch_size`` items that never cross a chunk. Models
+    must be loaded (``extractor.load_models()``). ``strict`` raises :class:`ExtractFailed` before
+    writing a chunk holding an item that is not fully ok. ``progress`` (a
+    :class:`~cinefuse.extract.progress.Throughput`) counts items and frames per forward batch.
+    Used by the single-process run and by each Ray actor."""
+    from cinefuse.extract.backbones.base import library_versions
+
+    backbones = extractor.backbones
+    pending = [item for chunk in chunks for item in chunk]
+    if not pending:
+        return
+    loader = make_loader(config, ItemDataset(pending, extractor.plan))
     library = library_versions()
-    frames_done = shards_written = 0
-    loop_started = time.perf_counter()
+    shards_written = 0
     chunk_of = {item.id: index for index, chunk in enumerate(chunks) for item in chunk}
     rows: dict[str, dict] = {name: {} for name in extractor.specs}
     frames_of: dict[str, int] = {}
     batch: list[DecodedItem] = []
     done_in_chunk = 0
     chunk_index = 0
+    passed: Counter = Counter()
     for decoded in loader:
         batch.append(decoded)
         frames_of[decoded.id] = len(decoded.frames) if decoded.frames is not None else 0
@@ -486,12 +460,11 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
         chunk = chunks[chunk_index]
         last_of_chunk = done_in_chunk == len(chunk)
         if len(batch) == config.batch_size or last_of_chunk:
-            frames_done += extractor.forward_media_models(batch, rows)
+            frames = extractor.forward_media_models(batch, rows)
             if progress is not None:
-                progress.update(len(batch))
-                elapsed = max(time.perf_counter() - loop_started, 1e-9)
-                progress.set_postfix_str(f"{progress.n / elapsed:.2f} items/s, {frames_done / elapsed:.1f} frames/s")
+                progress.add(len(batch), frames)
             batch = []
+            stop_point("forward", passed)
         if not last_of_chunk:
             continue
         assert all(chunk_of[item.id] == chunk_index for item in chunk)
@@ -506,7 +479,10 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
                         f"{shards_written} shard(s) before it are committed, run again without "
                         "--strict to record the failure and go on")
         ids = [item.id for item in chunk]
-        record = writer.write_shard(ids, extractor.blocks(ids, rows, library))
+        blocks = extractor.blocks(ids, rows, library)
+        stop_point("before-commit", passed)
+        record = writer.write_shard(ids, blocks)
+        stop_point("after-commit", passed)
         shards_written += 1
         yield ChunkDone(record.name, ids, [category(s) for s in statuses], fails,
                         [frames_of.pop(item_id) for item_id in ids])
@@ -546,54 +522,7 @@ def plan_run(config: ExtractConfig, root: Path | str) -> RunPlan:
     summary: dict[str, Any] = {
         "store": config.store, "config_hash": writer.config_hash, "items": len(mine),
         "skipped": len(mine) - len(pending), "processed": 0, "failed": 0, "shards_written": 0,
-        "by_status": {}, "frames": 0, "seconds": 0.0, "items_per_second": 0.0, "frames_per_second": 0.0,
+        "by_status": {}, "frames": 0, "seconds": 0.0, "extract_seconds": 0.0, "items_per_second": 0.0,
+        "frames_per_second": 0.0,
     }
     return RunPlan(items, extractor, writer, chunks, pending, summary)
-
-
-def _run_local(config: ExtractConfig, root: Path) -> dict:
-    started = time.perf_counter()
-    plan = plan_run(config, root)
-    extractor, writer, chunks, pending, summary = plan.extractor, plan.writer, plan.chunks, plan.pending, plan.summary
-    if not pending:
-        summary["seconds"] = time.perf_counter() - started
-        summary["exit_code"] = 0
-        return summary
-
-    extractor.load_models()  # before the clock of the loop and before the workers fork
-    by_status: Counter = Counter()
-    failed = frames_done = 0
-    progress = _progress(len(pending), config.progress)
-    try:
-        for done in extract_chunks(config, extractor, chunks, writer, progress):
-            summary["shards_written"] += 1
-            by_status.update(done.statuses)
-            failed += sum(done.failed)
-            frames_done += sum(done.frames)
-    finally:
-        progress.close()
-    elapsed = time.perf_counter() - started
-    processed = len(pending)
-    summary.update(processed=processed, failed=failed, by_status=dict(sorted(by_status.items())),
-                   frames=frames_done, seconds=elapsed, items_per_second=processed / elapsed,
-                   frames_per_second=frames_done / elapsed)
-    summary["exit_code"] = 1 if processed and failed == processed else 0
-    return summary
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="item", desc="extract", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True, mininterval=0.5)
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"extract: {summary['processed']} item(s) processed, {summary['skipped']} already in the store, "
-             f"{summary['failed']} failed, {summary['shards_written']} shard(s) written to {summary['store']}"]
-    if summary.get("processed"):
-        lines.append(f"  {summary['seconds']:.1f} s, {summary['items_per_second']:.2f} items/s, "
-                     f"{summary['frames_per_second']:.1f} frames/s")
-    for status, count in summary.get("by_status", {}).items():
-        lines.append(f"  {count:>7}  {status}")
-    return "\n".join(lines)

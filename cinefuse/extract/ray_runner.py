@@ -12,7 +12,8 @@ Each actor loads the backbones once, then for every batch decodes, embeds and co
 shard with ``StoreWriter.write_shard`` (atomic; the manifest lock serialises commits), reusing
 :func:`cinefuse.extract.pipeline.extract_chunks`, and returns one status row per item. The
 driver streams those rows into the progress bar and the usual summary (counts by status); the
-manifest the workers committed to is the merged manifest.
+manifest the workers committed to is the merged manifest. :func:`cinefuse.extract.run.run_extract`
+calls this module (never the other way round) and does the ``s3://`` staging around it.
 
 Chunks are the same as in a single-process run (one shard per chunk, forward batches never cross
 a chunk), so the store holds the same values per id, bit for bit. Should Ray hand an actor a
@@ -25,7 +26,8 @@ its batch; the restarted actor first reads the store's committed ids and reports
 ``committed before an actor restart`` instead of writing them twice.
 
 Storage. The actors write into one local folder: the store itself, or for an ``s3://`` store a
-staging folder on the driver's machine, pulled before (resume) and pushed once at the end. This
+staging folder on the driver's machine, pulled before (resume) and pushed once at the end by
+:mod:`cinefuse.extract.run`. This
 is what is implemented, and it is enough on one machine. On a multi-node cluster every node must
 see that folder at the same path, i.e. a shared filesystem (NFS, Lustre, ...) whose ``rename``
 is atomic and which honours the store's manifest lock; per-node staging folders pushed
@@ -39,7 +41,6 @@ import contextlib
 import json
 import re
 import socket
-import time
 from collections import Counter
 from typing import Any
 
@@ -75,7 +76,7 @@ class ChunkWorker:
         self.committed: set[str] = set()
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self.committed = self.writer.committed_ids()
-        self.extractor.load_models()
+        self.extractor.load_models(items)
 
     def __call__(self, batch: dict) -> dict:
         from cinefuse.extract.inputs import Item
@@ -100,35 +101,23 @@ class ChunkWorker:
         return out
 
 
-def run_extract_ray(config: ExtractConfig) -> dict:
+def run_extract_ray(config: ExtractConfig, local) -> dict:
+    """Extract on Ray Data into the local folder ``local`` (the store, or its staging folder);
+    returns the summary without ``seconds`` and ``exit_code`` (the caller adds them)."""
     try:
         import ray
         import ray.data
     except ImportError as exc:
         raise CinefuseError("--ray needs Ray Data: pip install 'cinefuse[ray]'") from exc
-    from cinefuse.extract.pipeline import _progress, _pull_existing, plan_run, staging_folder
+    from cinefuse.extract.pipeline import plan_run
 
-    started = time.perf_counter()
-    remote = config.store.startswith("s3://")
-    local = str(staging_folder(config)) if remote else config.store
-    if remote:
-        _pull_existing(config, staging_folder(config))
+    local = str(local)
     plan = plan_run(config, local)  # --overwrite resets once here, in the driver, before any actor writes
     summary = plan.summary
     summary["ray_tasks"] = 0
     if plan.pending:
         with _ray_session(ray, config):
-            summary.update(_run_actors(ray, config, local, plan.items, plan.chunks, plan.writer.config_hash,
-                                       _progress))
-    if remote and (staging_folder(config) / "manifest.json").is_file():
-        from cinefuse.store.s3 import push
-
-        push(local, config.store, endpoint_url=config.endpoint_url)
-    elapsed = time.perf_counter() - started
-    processed = summary["processed"]
-    summary.update(seconds=elapsed, items_per_second=processed / elapsed if processed else 0.0,
-                   frames_per_second=summary["frames"] / elapsed if processed else 0.0)
-    summary["exit_code"] = 1 if processed and summary["failed"] == processed else 0
+            summary.update(_run_actors(ray, config, local, plan.items, plan.chunks, plan.writer.config_hash))
     return summary
 
 
@@ -160,9 +149,9 @@ def _ray_session(ray, config: ExtractConfig):
             ray.shutdown()
 
 
-def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: list, config_hash: str,
-                make_progress) -> dict:
+def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: list, config_hash: str) -> dict:
     from cinefuse.extract.pipeline import ExtractFailed
+    from cinefuse.extract.progress import Throughput
 
     cuda = config.device.startswith("cuda")
     resources = ray.cluster_resources()
@@ -185,8 +174,7 @@ def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: lis
     by_status: Counter = Counter()
     shards: set[str] = set()
     processed = failed = frames = 0
-    progress = make_progress(len(rows), config.progress)
-    loop_started = time.perf_counter()
+    throughput = Throughput(len(rows), config.progress)
     try:
         for row in dataset.iter_rows():
             if row["error"]:  # the actor's count of shards before it is not the run's
@@ -199,18 +187,17 @@ def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: lis
             by_status[str(row["status"])] += 1
             if row["shard"]:
                 shards.add(str(row["shard"]))
-            progress.update(1)
-            elapsed = max(time.perf_counter() - loop_started, 1e-9)
-            progress.set_postfix_str(f"{processed / elapsed:.2f} items/s, {frames / elapsed:.1f} frames/s")
+            throughput.add(1, int(row["frames"]))
     except Exception as exc:  # Ray wraps errors raised in actors: surface ours (exit codes, messages) as they are
         cause = _cinefuse_cause(exc)
         if cause is None or cause is exc:
             raise
         raise cause from None
     finally:
-        progress.close()
+        throughput.close()
     return {"processed": processed, "failed": failed, "shards_written": len(shards),
-            "by_status": dict(sorted(by_status.items())), "frames": frames, "ray_tasks": actors}
+            "by_status": dict(sorted(by_status.items())), "frames": frames, "ray_tasks": actors,
+            **throughput.summary()}
 
 
 def _cinefuse_cause(exc: BaseException | None) -> CinefuseError | None:

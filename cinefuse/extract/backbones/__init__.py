@@ -29,6 +29,10 @@ PRODUCTION = {
     "openclip:MODEL/PRETRAINED": ("visual, text", "any open_clip model and pretrained tag (hub download); "
                                   "openclip:MODEL@PATH for a local checkpoint; image tower in visual, text tower in text",
                                   "visual/openclip_MODEL_frames, visual/openclip_MODEL, text/openclip_MODEL"),
+    "timm:MODEL[/TAG][@PATH]": ("visual", "any timm image model with its own preprocessing (timm's data config), e.g. "
+                                "timm:vit_small_patch14_dinov2/lvd142m (DINOv2, as the thesis; hub download); "
+                                "timm:MODEL@PATH for a local state dict",
+                                "visual/timm_MODEL_frames (T, D), visual/timm_MODEL (D)"),
     "torchaudio:BUNDLE": ("audio", "torchaudio wav2vec2-family bundle: HUBERT_BASE, WAVLM_BASE, WAV2VEC2_BASE, ... "
                           "(hub download); torchaudio:BUNDLE@PATH for a local state dict",
                           "audio/BUNDLE_windows (W, D), audio/BUNDLE (D)"),
@@ -74,7 +78,7 @@ def _unknown(name: str, group: str) -> CinefuseError:
     mine = [n for n, (m, *_rest) in OFFLINE.items() if m == group]
     where = [m for n, (m, *_rest) in OFFLINE.items() if n == name]
     hint = f" ({name!r} is a {where[0]} backbone: list it under {where[0]})" if where else ""
-    extra = {"visual": ", openclip:MODEL/PRETRAINED", "text": ", openclip:MODEL/PRETRAINED",
+    extra = {"visual": ", openclip:MODEL/PRETRAINED, timm:MODEL[/TAG][@PATH]", "text": ", openclip:MODEL/PRETRAINED",
              "audio": ", torchaudio:BUNDLE"}.get(group, "")
     return CinefuseError(f"unknown {group} backbone {name!r}{hint}; choose from {', '.join(mine)}{extra} "
                          "(cinefuse extract --list-backbones)")
@@ -94,6 +98,10 @@ def build(config) -> Backbones:
             from cinefuse.extract.backbones.openclip import OpenClipImage
 
             out.visual_models.append(OpenClipImage(name, config.frames, config.device, config.openclip_model_configs))
+        elif name.startswith("timm:"):
+            from cinefuse.extract.backbones.timm_image import TimmImage
+
+            out.visual_models.append(TimmImage(name, config.frames, config.device))
         else:
             raise _unknown(name, "visual")
     for name in config.audio:

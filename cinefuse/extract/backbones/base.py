@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
