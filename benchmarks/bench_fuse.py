@@ -426,6 +426,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for both PyTorch and XLA's CPU pool (default: every core)")
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuse.json",
+                        help="where to write the JSON (default benchmarks/results/fuse.json)")
     parser.add_argument("--batch-sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[16, 128, 512],
                         help="other batch sizes at which to measure (a) and (c) again, comma-separated "
                              "(16 is the thesis's own batch; default 16,128,512; '' for none)")
@@ -521,7 +523,7 @@ def main() -> None:
     out["load_note"] = (f"1-minute load average {out['load_average_before'][0]} at start, "
                         f"{out['load_average_after'][0]} at end, on {os.cpu_count()} cores shared with other jobs: "
                         + ("loaded, figures noisy" if worst > (os.cpu_count() or 1) else "quiet enough"))
-    path = ROOT / "benchmarks" / "results" / "fuse.json"
+    path = args.out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
