@@ -1,6 +1,7 @@
-"""The demo as a user runs it: `cinefuse demo` with its defaults (about 2-3 minutes on 2 cores, part
-of `make test`: it is the command the README leads with), and the report's "does NOT beat"
-branch on a tiny collection whose ratings carry no taste at all."""
+"""The demo as a user runs it: `cinefuse demo` with its defaults (about 2 minutes on 2 quiet cores,
+but more than 15 on the shared machine under load, so it is marked slow: `make test-all` runs it;
+`make test` keeps test_demo_pipeline's small demo), and the report's "does NOT beat" branch on a
+tiny collection whose ratings carry no taste at all (in `make test`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import re
 import subprocess
 import sys
+
+import pytest
 
 from cinefuse.demo.collection import CollectionConfig
 from cinefuse.demo.pipeline import FULL, SINGLE_MODALITIES, DemoConfig, run_demo
@@ -20,6 +23,8 @@ def scores_from_results(workdir, verdict) -> dict:
     return {m: float(rows[name]["metrics"]["nDCG@10"]) for m, name in verdict["models"].items()}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_default_demo_run(tmp_path):
     workdir = tmp_path / "demo"
     out = subprocess.run([sys.executable, "-m", "cinefuse", "demo", "--workdir", str(workdir)],
