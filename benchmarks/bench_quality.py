@@ -118,7 +118,7 @@ def main() -> int:
 
     # 1-2. extract text and metadata features
     from cinefuse.extract.config import ExtractConfig
-    from cinefuse.extract.pipeline import run_extract
+    from cinefuse.extract.run import run_extract
 
     manifest = work / "movies_manifest.csv"
     n_movies = write_manifest(data, manifest)

@@ -207,7 +207,7 @@ def test_grid_programs_vmap_and_unrolled_match_each_member_trained_alone(trained
 def test_pair_protocol_end_to_end(trained, tmp_path):
     """The thesis's random pair split: pairs (not items) split 70/15/15, so test items also sit in
     training pairs; it trains, judges on its test pairs, and evaluate says the split is not cold."""
-    from cinefuse.fuse.evaluate import run_evaluate
+    from cinefuse.evaluate.score import run_evaluate
     from cinefuse.fuse.train import run_fuse
 
     env, _, _ = trained

@@ -141,7 +141,7 @@ def run_demo(workdir: str | Path, config: DemoConfig | None = None, log=None) ->
 def run_extract_stage(manifest: Path, store: Path, config: DemoConfig) -> None:
     try:
         from cinefuse.extract.config import ExtractConfig
-        from cinefuse.extract.pipeline import run_extract
+        from cinefuse.extract.run import run_extract
     except ModuleNotFoundError as exc:
         raise CinefuseError(f"demo: the extract stage is not available ({exc}); "
                             f"install cinefuse with its extract dependencies") from None
