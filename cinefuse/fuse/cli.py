@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, help="train.steps")
     p.add_argument("--batch-size", type=int, help="train.batch_size")
     p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=handle)
 
 
@@ -64,7 +65,7 @@ def handle(args) -> int:
         "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed},
     }
     config = load_config(args.config, overrides)
-    summary = run_fuse(config, args.workdir, grid=args.grid)
+    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress)
     print(summary["table"])
     print(f"workdir: {args.workdir}", file=sys.stderr)
     return 0
