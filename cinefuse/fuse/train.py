@@ -361,8 +361,9 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         while step < t.steps and not all(meta["stopped"]):
             state, metrics = trainer.multi_step(state)
             step += t.steps_per_call
+            if step - t.steps_per_call == start_step:
+                bar.set_postfix_str("", refresh=False)  # compiled
             bar.update(t.steps_per_call)
-            bar.set_postfix_str("")
             if step % t.eval_every == 0 or step >= t.steps:
                 metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
                 val = trainer.validate(state["params"])
