@@ -117,6 +117,8 @@ def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
 
 # -- data -------------------------------------------------------------------------------------
 MIN_ITEMS = 10  # items with features, ratings and a movie entry: fewer cannot make a three-way split
+
+
 @dataclass
 class Prepared:
     ids: np.ndarray                      # split items, pairs index into these

@@ -1,7 +1,9 @@
 """The fuse workdir: the one module that knows its layout. Training writes through it; evaluate,
 recommend and the demo read through it.
 
-    W/config.json                 the fuse config, the full record of the run (a FuseConfig)
+    W/config.json                 the fuse config, the full record of the run (a FuseConfig, its
+                                  modality sets and grid as resolved against the store); a run that
+                                  fails before anything trained takes it away again (``recording``)
     W/split.json                  {"protocol", "seed", "train", "val", "test", "stats"}
     W/pairs.npz                   the pairs and triplets (deterministic for the seed)
     W/summary.json                the last run's summary (W/grid_summary.json for --grid)
