@@ -135,3 +135,14 @@ def test_failed_start_in_an_existing_folder_removes_only_what_it_wrote(tmp_path)
     with pytest.raises(CinefuseError, match="split has no pairs"):
         run_fuse(bad, w, log=lambda m: None, progress=False)
     assert sorted(p.name for p in w.iterdir()) == ["notes.txt"]
+
+
+def test_the_config_docstring_example_loads_and_merges(tmp_path):
+    import cinefuse.fuse.config as config_module
+
+    doc = config_module.__doc__.split("::", 1)[1].split("``cinefuse fuse", 1)[0]
+    path = tmp_path / "fuse.toml"
+    path.write_text("\n".join(line[4:] for line in doc.splitlines()))
+    resolved = resolve_modalities(load_config(path), FULL_STORE)
+    assert resolved.data.modality_sets["visual"] == ["visual/openclip_ViT-B-32", "visual/lowlevel"]
+    assert resolved.data.modality_sets["audio"] == ["audio/logmel_stats"]

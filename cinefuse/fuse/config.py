@@ -7,14 +7,15 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     ratings = "ml-latest-small/"  # ratings.csv | u.data | ratings.dat, or the folder
     movies = "ml-latest-small/"
 
+    [data.modality_sets]          # one entry replaces that modality; the others keep the store's
+    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (store_modality_sets)
+
     [split]
     protocol = "cold-item"        # or "pair" (the thesis's random pair split)
 
-    [data.modality_sets]          # merged over the defaults the store gives (below)
-    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]
-
     [model]
-    modalities = "full"           # "visual", "visual+audio", "full", "audio+text", or a list of feature sets
+    modalities = "full"           # every modality the store holds; "visual", "visual+audio", "text+meta",
+                                  #   or a list of feature sets
     head = "concat-mlp"           # "ln-linear", "cross-attention", "gated"
 
     [loss]
