@@ -100,8 +100,9 @@ def test_config_validation(tmp_path):
     with pytest.raises(CinefuseError, match="model.head = 'transformer' is not one of"):
         load_config(path)
     path.write_text('[model]\nmodalities = "visual+smell"\n')
+    from cinefuse.fuse.config import resolve_modalities  # modality names are checked against the store
     with pytest.raises(CinefuseError, match="modality 'smell'"):
-        load_config(path)
+        resolve_modalities(load_config(path), {"visual/effnet": True})
     path.write_text('[train]\nsteps = 110\nsteps_per_call = 50\n')
     with pytest.raises(CinefuseError, match="train.steps \\(110\\) must be a multiple"):
         load_config(path)

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
                       "a multiple of 50)")
     demo.add_argument("--workers", type=int, default=None, help="parallel rendering threads and decoding processes (default 2)")
     demo.add_argument("--json", action="store_true", help="print the verdict and timings as JSON on stdout")
+    demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     demo.set_defaults(handler=_demo)
 
 
@@ -56,6 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
         if args.workers < 0:
             raise CinefuseError(f"--workers {args.workers}: use 0 or more")
         config.workers = args.workers
+    config.progress = args.progress
     result = run_demo(args.workdir, config)
     v = result.verdict
     if args.json:

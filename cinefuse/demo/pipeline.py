@@ -169,7 +169,7 @@ def fuse_config(store: Path, collection, config: DemoConfig):
 def run_fuse_stage(store: Path, collection, fuse_dir: Path, config: DemoConfig, log) -> dict:
     from cinefuse.fuse.train import run_fuse
 
-    return run_fuse(fuse_config(store, collection, config), fuse_dir, grid=True, log=log)
+    return run_fuse(fuse_config(store, collection, config), fuse_dir, grid=True, log=log, progress=config.progress)
 
 
 def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from cinefuse.helptext import HelpFormatter, hidden_alias
 from cinefuse.protocols import EVAL_PROTOCOLS
 
 
@@ -20,10 +21,11 @@ def register(subparsers) -> None:
             "random, popularity and raw-feature cosine baselines. Prints the table and writes it as "
             "Markdown, CSV, JSON and PNG plots to W/evaluation/<protocol>/."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ev.add_argument("--workdir", required=True, help="the fuse workdir (config.json, split.json, runs/)")
-    ev.add_argument("--k", default="1,3,5,10", help="cut-offs K, comma-separated")
+    ev.add_argument("-k", dest="k", default="1,3,5,10", help="cut-offs K, comma-separated")
+    hidden_alias(ev, "--k", "k")
     ev.add_argument(
         "--protocol",
         choices=EVAL_PROTOCOLS,
@@ -45,7 +47,8 @@ def register(subparsers) -> None:
     )
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     ev.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    hidden_alias(ev, "--quiet", "progress", action="store_false")
     ev.set_defaults(handler=run_evaluate_command)
 
     rec = subparsers.add_parser(
@@ -56,11 +59,12 @@ def register(subparsers) -> None:
             "titles where movie metadata is known. The model defaults to the best by nDCG@10 in the "
             "last `cinefuse evaluate` of the workdir."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     rec.add_argument("--workdir", required=True, help="the fuse workdir")
     rec.add_argument("--item", required=True, help="item id (MovieLens movieId)")
-    rec.add_argument("-k", type=int, default=10, help="how many items")
+    rec.add_argument("-k", dest="k", type=int, default=10, help="how many items")
+    hidden_alias(rec, "--k", "k", type=int)
     rec.add_argument("--model", help="which trained model (a folder under W/runs)")
     rec.add_argument("--movies", help="movies file or MovieLens folder for titles (default: from config.json)")
     rec.add_argument("--json", action="store_true", help="print JSON")
@@ -85,7 +89,7 @@ def run_evaluate_command(args) -> int:
         movies=args.movies,
         fused_store=args.fused_store,
         seed=args.seed,
-        progress=not args.quiet,
+        progress=args.progress,
     )
     if args.json:
         print(json.dumps(results.to_json(), indent=2, default=float))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from cinefuse.helptext import HelpFormatter
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
 DESCRIPTION = """\
@@ -13,9 +12,16 @@ genre-dissimilar) and a cold-item split (items 70/15/15). Writes W/config.json, 
 W/pairs.npz and W/runs/<model>/ (metrics.jsonl, curves.png, distances.png, checkpoints/, params/,
 summary.json). Run the same command again to resume from the last checkpoint.
 
---grid trains the ablation grid {pair, triplet} x {cosine, euclidean} x {visual, visual+audio,
-full}, plus the other fusion heads, and prints a results table. Configurations that share a tower
-(same modality set and head) train together as one program: 3 programs for the 12 configurations.
+Modalities follow what the store holds: each modality prefix of its feature sets with valid rows
+(visual, audio, text, meta, ...) stands for its per-item vector sets, `full` for all of them;
+[data.modality_sets] in --config replaces single modalities and keeps the others. The run says in
+one line what it chose.
+
+--grid trains the ablation grid {pair, triplet} x {cosine, euclidean} x the modalities added one
+at a time (a store with visual, audio and text: visual, visual+audio, full; a text-only one: text,
+full; grid.modalities in --config chooses others), plus the other fusion heads, and prints a
+results table. Configurations that share a tower (same modality set and head) train together as
+one program.
 """
 
 EPILOG = """\
@@ -23,31 +29,63 @@ examples:
   cinefuse fuse --store store/ --ratings ml-latest-small --movies ml-latest-small --workdir runs/a
   cinefuse fuse --store store/ --ratings ml-100k/u.data --movies ml-100k/u.item --workdir runs/b \\
       --config fuse.toml --loss pair --distance euclidean --modalities visual+audio
+  cinefuse fuse --store store/ --ratings ml/ --movies ml/ --workdir runs/c --modalities text/minilm,meta/year
   cinefuse fuse --store store/ --ratings ml-latest-small --movies ml-latest-small --workdir runs/g --grid
 """
 
 
+class ConfigDefault:
+    """The default of one fuse config key (``"loss.kind"``), read from the config dataclasses
+    when the help is shown: the config module imports jax, which ``cinefuse --help`` must not."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __str__(self) -> str:
+        from cinefuse.fuse.config import SECTIONS
+
+        section, name = self.key.split(".")
+        return str(getattr(SECTIONS[section](), name))
+
+
+def _config_option(parser, flag: str, key: str, help: str = "", **kwargs) -> None:
+    """An option that overrides config key ``key``; its help shows the config's default."""
+    action = parser.add_argument(flag, help=f"{key}{': ' + help if help else ''}", **kwargs)
+    action.shown_default = ConfigDefault(key)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("fuse", help="train fusion Siamese networks over a store",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--store", help="store folder or s3://bucket/prefix (data.store)")
     p.add_argument("--ratings", help="ratings.csv | u.data | ratings.dat, or a MovieLens folder (data.ratings)")
     p.add_argument("--movies", help="movies.csv | u.item | movies.dat, or a MovieLens folder (data.movies)")
     p.add_argument("--workdir", required=True, help="run folder: written, and resumed from when it exists")
-    p.add_argument("--config", help="fuse.toml (see `cinefuse.fuse.config` for every key)")
+    p.add_argument("--config", help="fuse.toml (see `cinefuse.fuse.config` for every key); options override it")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint for an s3:// store")
     p.add_argument("--grid", action="store_true", help="train the ablation grid and print a results table")
-    p.add_argument("--loss", choices=["pair", "triplet", "infonce"], help="loss.kind")
-    p.add_argument("--distance", choices=["cosine", "euclidean"], help="loss.distance")
-    p.add_argument("--mining", choices=["semi-hard", "batch-hard", "none"], help="loss.mining")
-    p.add_argument("--head", choices=["concat-mlp", "ln-linear", "cross-attention", "gated"], help="model.head")
-    p.add_argument("--modalities", help="model.modalities: visual | visual+audio | full | audio+text ...")
-    p.add_argument("--protocol", choices=list(SPLIT_PROTOCOLS), help="split.protocol")
-    p.add_argument("--steps", type=int, help="train.steps")
-    p.add_argument("--batch-size", type=int, help="train.batch_size")
-    p.add_argument("--seed", type=int, help="train.seed")
+    _config_option(p, "--loss", "loss.kind", choices=["pair", "triplet", "infonce"])
+    _config_option(p, "--distance", "loss.distance", choices=["cosine", "euclidean"])
+    _config_option(p, "--mining", "loss.mining", choices=["semi-hard", "batch-hard", "none"])
+    _config_option(p, "--head", "model.head", choices=["concat-mlp", "ln-linear", "cross-attention", "gated"])
+    _config_option(p, "--modalities", "model.modalities",
+                   "visual | visual+audio | text+meta | full (every modality the store holds), or feature "
+                   "sets, comma-separated: text/minilm,meta/year")
+    _config_option(p, "--protocol", "split.protocol", choices=list(SPLIT_PROTOCOLS))
+    action = p.add_argument("--steps", type=int, help="train.steps: a multiple of train.steps_per_call (%(per_call)s)")
+    action.shown_default, action.per_call = ConfigDefault("train.steps"), ConfigDefault("train.steps_per_call")
+    _config_option(p, "--batch-size", "train.batch_size", type=int)
+    _config_option(p, "--seed", "train.seed", type=int)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=handle)
+
+
+def modalities_option(value: str | None):
+    """``--modalities``: a modality spec ("visual+audio", "full") as it is, feature sets
+    ("text/minilm,meta/year") as the list the config takes."""
+    if value is None or "/" not in value:
+        return value
+    return [s.strip() for s in value.split(",") if s.strip()]
 
 
 def handle(args) -> int:
@@ -59,12 +97,12 @@ def handle(args) -> int:
     overrides = {
         "data": {"store": args.store, "ratings": args.ratings, "movies": args.movies, "endpoint_url": args.endpoint_url},
         "loss": {"kind": args.loss, "distance": args.distance, "mining": args.mining},
-        "model": {"head": args.head, "modalities": args.modalities},
+        "model": {"head": args.head, "modalities": modalities_option(args.modalities)},
         "split": {"protocol": args.protocol},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed},
     }
     config = load_config(args.config, overrides)
-    summary = run_fuse(config, args.workdir, grid=args.grid)
+    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress)
     print(summary["table"])
     print(f"workdir: {args.workdir}", file=sys.stderr)
     return 0

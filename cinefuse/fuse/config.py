@@ -7,11 +7,15 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     ratings = "ml-latest-small/"  # ratings.csv | u.data | ratings.dat, or the folder
     movies = "ml-latest-small/"
 
+    [data.modality_sets]          # one entry replaces that modality; the others keep the store's
+    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (store_modality_sets)
+
     [split]
     protocol = "cold-item"        # or "pair" (the thesis's random pair split)
 
     [model]
-    modalities = "full"           # "visual", "visual+audio", "full", "audio+text", or a list of feature sets
+    modalities = "full"           # every modality the store holds; "visual", "visual+audio", "text+meta",
+                                  #   or a list of feature sets
     head = "concat-mlp"           # "ln-linear", "cross-attention", "gated"
 
     [loss]
@@ -46,11 +50,10 @@ from cinefuse.protocols import SPLIT_PROTOCOLS
 HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
 POOLINGS = ("mean", "attention")
 GRID_PROGRAMS = ("auto", "unrolled", "vmap")
-DEFAULT_MODALITY_SETS = {
-    "visual": ["visual/effnet", "visual/lowlevel"],
-    "audio": ["audio/logmel_stats"],
-    "text": ["text/minilm"],
-}
+# The modality names: a store's feature set names are "<modality>/<name>"; these come first, in
+# this order, then any other modality prefix alphabetically. "full" stands for all of them.
+MODALITY_ORDER = ("visual", "audio", "text", "meta")
+FULL = "full"
 
 
 @dataclass
@@ -59,8 +62,9 @@ class DataConfig:
     ratings: str = ""
     movies: str = ""
     endpoint_url: str | None = None
-    # modality name -> the feature sets it stands for (every set configurable by name)
-    modality_sets: dict = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODALITY_SETS.items()})
+    # modality name -> the feature sets it stands for, merged over the store's defaults
+    # (``store_modality_sets``): an entry here replaces that one modality, the others stay
+    modality_sets: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -119,7 +123,8 @@ class TrainConfig:
 class GridConfig:
     losses: list = field(default_factory=lambda: ["pair", "triplet"])
     distances: list = field(default_factory=lambda: ["cosine", "euclidean"])
-    modalities: list = field(default_factory=lambda: ["visual", "visual+audio", "full"])
+    # None: from what the store holds (``default_grid_modalities``)
+    modalities: list | None = None
     # extra heads, each trained with the base [loss] and [model].modalities
     heads: list = field(default_factory=lambda: ["ln-linear", "cross-attention", "gated"])
 
@@ -169,13 +174,21 @@ class FuseConfig:
             raise CinefuseError(f"train.steps ({t.steps}) must be a multiple of train.steps_per_call ({t.steps_per_call})")
         if self.loss.temperature <= 0:
             raise CinefuseError("loss.temperature must be > 0")
+        if not isinstance(self.data.modality_sets, dict):
+            raise CinefuseError("[data.modality_sets] must be a table of modality = [feature sets]")
         for mod, sets in self.data.modality_sets.items():
+            if mod == FULL or "+" in mod:
+                raise CinefuseError(f"data.modality_sets.{mod}: {FULL!r} and names with '+' are reserved; "
+                                    "choose another modality name")
             if not isinstance(sets, list) or not sets or not all(isinstance(s, str) and "/" in s for s in sets):
                 raise CinefuseError(
                     f"data.modality_sets.{mod} must be a non-empty list of feature set names like 'visual/effnet'")
-        resolve_feature_sets(self.model.modalities, self.data.modality_sets)
-        for mods in self.grid.modalities:
-            resolve_feature_sets(mods, self.data.modality_sets)
+        check_modalities_spec(self.model.modalities, "model.modalities")
+        if self.grid.modalities is not None:
+            if not isinstance(self.grid.modalities, list):
+                raise CinefuseError(f"grid.modalities must be a list (got {self.grid.modalities!r})")
+            for mods in self.grid.modalities:
+                check_modalities_spec(mods, "grid.modalities")
         return self
 
 
@@ -184,23 +197,94 @@ def _one_of(key: str, value, allowed) -> None:
         raise CinefuseError(f"{key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
-def resolve_feature_sets(modalities, modality_sets: dict) -> list[str]:
-    """Feature set names for a modality spec: "full", "visual+audio", or an explicit list of sets."""
+def check_modalities_spec(modalities, key: str) -> None:
+    """The shape of a modality spec (its names are checked against the store in ``resolve_feature_sets``)."""
     if isinstance(modalities, (list, tuple)):
         if not modalities or not all(isinstance(s, str) and "/" in s for s in modalities):
-            raise CinefuseError(f"model.modalities list {modalities!r} must name feature sets like 'text/minilm'")
+            raise CinefuseError(f"{key} list {modalities!r} must name feature sets like 'text/minilm'")
+        return
+    if not isinstance(modalities, str) or not modalities or "" in modalities.split("+"):
+        raise CinefuseError(f"{key} {modalities!r} must be a string like 'visual+audio' or a list of sets")
+
+
+def modality_of(feature_set: str) -> str:
+    return feature_set.split("/", 1)[0]
+
+
+def _modality_rank(name: str) -> tuple:
+    return (MODALITY_ORDER.index(name), "") if name in MODALITY_ORDER else (len(MODALITY_ORDER), name)
+
+
+def store_modality_sets(available: dict[str, bool]) -> dict[str, list[str]]:
+    """The default modality sets of a store: each modality prefix of the sets in ``available``
+    (feature set name -> True for a per-item vector, False for a sequence; sets with at least one
+    valid row only) stands for its vector sets, or its sequence sets when it has no vector set."""
+    by_modality: dict[str, list[str]] = {}
+    for name in sorted(available):
+        by_modality.setdefault(modality_of(name), []).append(name)
+    out = {}
+    for mod in sorted(by_modality, key=_modality_rank):
+        vectors = [n for n in by_modality[mod] if available[n]]
+        out[mod] = vectors or by_modality[mod]
+    return out
+
+
+def merge_modality_sets(defaults: dict[str, list[str]], user: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The store's defaults with the user's entries over them: one entry replaces one modality."""
+    merged = {k: list(v) for k, v in defaults.items()}
+    for mod, sets in user.items():
+        merged[mod] = list(sets)
+    return merged
+
+
+def default_grid_modalities(modality_sets: dict[str, list[str]]) -> list[str]:
+    """The grid's modality ablation when the config names none: the modalities added one at a
+    time in their order (visual, visual+audio, ..., full), so a store with visual, audio and text
+    gets the thesis's visual, visual+audio, full and a text-only one gets text, full."""
+    names = list(modality_sets)
+    return ["+".join(names[:k]) for k in range(1, len(names))] + [FULL]
+
+
+def resolve_feature_sets(modalities, modality_sets: dict) -> list[str]:
+    """Feature set names for a modality spec: "full", "visual+audio", or an explicit list of sets."""
+    check_modalities_spec(modalities, "model.modalities")
+    if isinstance(modalities, (list, tuple)):
         return list(modalities)
-    if not isinstance(modalities, str) or not modalities:
-        raise CinefuseError(f"model.modalities {modalities!r} must be a string like 'visual+audio' or a list of sets")
-    names = list(modality_sets) if modalities == "full" else modalities.split("+")
+    names = list(modality_sets) if modalities == FULL else modalities.split("+")
+    if not names:
+        raise CinefuseError("the store holds no feature set with a valid row; run `cinefuse extract` first")
     out: list[str] = []
     for name in names:
         if name not in modality_sets:
             raise CinefuseError(
-                f"modality {name!r} (in {modalities!r}) is not defined; known: {', '.join(modality_sets)} "
-                "and 'full'; add it under [data.modality_sets]")
+                f"modality {name!r} (in {modalities!r}) is not in the store nor in [data.modality_sets]; "
+                f"known: {', '.join(modality_sets) or 'none'} and {FULL!r}; choose one of them or add "
+                f"{name} = [feature sets] under [data.modality_sets]")
         out.extend(s for s in modality_sets[name] if s not in out)
     return out
+
+
+def resolve_modalities(config: "FuseConfig", available: dict[str, bool]) -> "FuseConfig":
+    """``config`` with its modality sets and grid fixed by what the store holds (``available``,
+    as in ``store_modality_sets``): the store's defaults merged with [data.modality_sets], the
+    grid's modalities derived when not given, every spec checked against them."""
+    sets = merge_modality_sets(store_modality_sets(available), config.data.modality_sets)
+    grid = config.grid.modalities if config.grid.modalities is not None else default_grid_modalities(sets)
+    resolve_feature_sets(config.model.modalities, sets)
+    for mods in grid:
+        resolve_feature_sets(mods, sets)
+    return config.replace(data=dataclasses.replace(config.data, modality_sets=sets),
+                          grid=dataclasses.replace(config.grid, modalities=list(grid)))
+
+
+def describe_modalities(config: "FuseConfig", grid: bool) -> str:
+    """One line: what each modality stands for, and what this run trains."""
+    sets = config.data.modality_sets
+    parts = "; ".join(f"{m} = {', '.join(v)}" for m, v in sets.items())
+    line = f"modalities: {parts}; {FULL} = {'+'.join(sets)}"
+    if grid:
+        return f"{line}; grid modalities: {', '.join(modalities_label(m) for m in config.grid.modalities)}"
+    return f"{line}; training {modalities_label(config.model.modalities)}"
 
 
 def modalities_label(modalities) -> str:

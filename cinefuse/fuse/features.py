@@ -57,6 +57,16 @@ def clean_table(ids, features: dict, valid: dict, lengths: dict) -> FeatureTable
     return table.take(np.flatnonzero(keep))
 
 
+def store_feature_kinds(location: str, endpoint_url: str | None = None) -> dict[str, bool]:
+    """The store's feature sets holding at least one valid row, fused embeddings left out:
+    name -> True for a per-item vector (N, D), False for a sequence (N, T, D)."""
+    from cinefuse.store import open_store
+
+    store = open_store(location, endpoint_url=endpoint_url)
+    return {name: len(info.shape) == 1 for name, info in store.feature_sets().items()
+            if not name.startswith("fused/") and store.count_valid(name) > 0}
+
+
 def load_features(location: str, names: list[str], endpoint_url: str | None = None) -> FeatureTable:
     from cinefuse.store import open_store
 

@@ -43,9 +43,11 @@ from cinefuse.fuse.config import (
     LossConfig,
     ModelConfig,
     as_config,
+    describe_modalities,
     model_name,
     modalities_label,
     resolve_feature_sets,
+    resolve_modalities,
 )
 from cinefuse.fuse.features import (
     FeatureTable,
@@ -53,6 +55,7 @@ from cinefuse.fuse.features import (
     load_features,
     pack_genre_words,
     standardization,
+    store_feature_kinds,
 )
 from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split
 from cinefuse.fuse.workdir import Workdir, write_json
@@ -113,6 +116,9 @@ def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
 
 
 # -- data -------------------------------------------------------------------------------------
+MIN_ITEMS = 10  # items with features, ratings and a movie entry: fewer cannot make a three-way split
+
+
 @dataclass
 class Prepared:
     ids: np.ndarray                      # split items, pairs index into these
@@ -127,9 +133,6 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     from cinefuse.datasets.movielens import load_movies, load_ratings
 
     d = config.data
-    for key in ("store", "ratings", "movies"):
-        if not getattr(d, key):
-            raise CinefuseError(f"fuse needs --{key} (or data.{key} in the config)")
     table = load_features(d.store, feature_sets, endpoint_url=d.endpoint_url)
     counts = dict(table.counts)
     log(f"features: {counts['kept']} of {counts['items']} items hold every set "
@@ -139,10 +142,10 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     rated = set(np.unique(ratings.item).tolist())
     universe = [i for i in table.ids.tolist() if i in movie_pos and i in rated]
     counts["without_ratings_or_movie"] = int(len(table.ids) - len(universe))
-    if len(universe) < 10:
+    if len(universe) < MIN_ITEMS:
         raise CinefuseError(
-            f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; "
-            "check that the store ids are MovieLens movieIds of the ratings file")
+            f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; fuse "
+            f"needs at least {MIN_ITEMS}: check that the store ids are MovieLens movieIds of the ratings file")
     wd = Workdir(workdir)
     if wd.split_path.is_file() and wd.pairs_path.is_file():
         split_json, arrays = wd.split(), load_split_arrays(wd.pairs_path)
@@ -310,7 +313,8 @@ def _group_dir(wd: Workdir, runs: list[RunSpec]) -> Path:
     return wd.grid_dir(f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}")
 
 
-def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print) -> list[dict]:
+def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print,
+                progress: bool = True) -> list[dict]:
     import jax
     import orbax.checkpoint as ocp
     from tqdm import tqdm
@@ -350,12 +354,17 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         wd.metrics_path(r.name).write_text("".join(json.dumps(x) + "\n" for x in lines))
     logs = [open(wd.metrics_path(r.name), "a") for r in runs]
     t0 = time.perf_counter() - float(meta["elapsed"])
+    # on unless turned off, as extract's bar: the first call compiles, which can take a while
     bar = tqdm(total=t.steps, initial=step, desc=f"fuse {group_dir.name}", unit="step", file=sys.stderr,
-               disable=None, leave=False)
+               disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    bar.set_postfix_str("compiling")
+    start_step, loop_t0 = step, time.perf_counter()
     try:
         while step < t.steps and not all(meta["stopped"]):
             state, metrics = trainer.multi_step(state)
             step += t.steps_per_call
+            if step - t.steps_per_call == start_step:
+                bar.set_postfix_str("", refresh=False)  # compiled
             bar.update(t.steps_per_call)
             if step % t.eval_every == 0 or step >= t.steps:
                 metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
@@ -392,6 +401,10 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         bar.close()
         for f in logs:
             f.close()
+    if step > start_step:
+        seconds = time.perf_counter() - loop_t0
+        log(f"{group_dir.name}: {step - start_step} steps in {seconds:.1f} s "
+            f"({(step - start_step) / max(seconds, 1e-9):.1f} steps/s, first call's compile included)")
     train_seconds = float(meta.get("elapsed", time.perf_counter() - t0))
     final = best if t.patience else jax.tree.map(lambda x: np.array(x), state["params"])
     val = trainer.validate(final)
@@ -455,11 +468,24 @@ def results_table(summaries: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def run_fuse(config, workdir, grid: bool = False, log=None) -> dict:
+def with_store_modalities(config: FuseConfig, grid: bool, log) -> FuseConfig:
+    """``config`` with its modality sets and grid fixed by what the store holds (the store's
+    defaults merged with [data.modality_sets]); says in one line what it chose."""
+    d = config.data
+    for key in ("store", "ratings", "movies"):
+        if not getattr(d, key):
+            raise CinefuseError(f"fuse needs --{key} (or data.{key} in the config)")
+    config = resolve_modalities(config, store_feature_kinds(d.store, endpoint_url=d.endpoint_url))
+    log(describe_modalities(config, grid))
+    return config
+
+
+def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = True) -> dict:
     """Train one configuration (or the ablation grid) into ``workdir``; returns the summary.
 
-    ``config``: a :class:`FuseConfig`, a dict of sections, or a TOML path. Resumes when ``workdir``
-    already holds checkpoints for the same configuration.
+    ``config``: a :class:`FuseConfig`, a dict of sections, or a TOML path; its modality sets follow
+    what the store holds (``with_store_modalities``). Resumes when ``workdir`` already holds
+    checkpoints for the same configuration. ``progress``: a progress bar per program on stderr.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config = as_config(config)
@@ -467,20 +493,21 @@ def run_fuse(config, workdir, grid: bool = False, log=None) -> dict:
         import jax
 
         jax.distributed.initialize()
+    config = with_store_modalities(config, grid, log)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    Workdir(workdir).save_config(config, grid)
     groups = plan_runs(config, grid)
     needed: list[str] = []
     for group in groups:
         for s in group[0].feature_sets:
             if s not in needed:
                 needed.append(s)
-    data = prepare(config, workdir, needed, log)
-    t0 = time.perf_counter()
-    summaries = []
-    for group in groups:
-        summaries.extend(train_group(config, group, data, workdir, log))
+    # the record stays only once something trained: a run that fails before leaves no workdir
+    with Workdir(workdir).recording(config, grid):
+        data = prepare(config, workdir, needed, log)
+        t0 = time.perf_counter()
+        summaries = []
+        for group in groups:
+            summaries.extend(train_group(config, group, data, workdir, log, progress=progress))
     table = results_table(summaries)
     summary = {"workdir": str(workdir), "models": [s["model"] for s in summaries], "runs": summaries,
                "split": {k: v for k, v in data.split.items() if k not in PARTS},

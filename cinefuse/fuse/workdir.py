@@ -1,7 +1,9 @@
 """The fuse workdir: the one module that knows its layout. Training writes through it; evaluate,
 recommend and the demo read through it.
 
-    W/config.json                 the fuse config, the full record of the run (a FuseConfig)
+    W/config.json                 the fuse config, the full record of the run (a FuseConfig, its
+                                  modality sets and grid as resolved against the store); a run that
+                                  fails before anything trained takes it away again (``recording``)
     W/split.json                  {"protocol", "seed", "train", "val", "test", "stats"}
     W/pairs.npz                   the pairs and triplets (deterministic for the seed)
     W/summary.json                the last run's summary (W/grid_summary.json for --grid)
@@ -19,6 +21,8 @@ record; ``metrics.jsonl`` lines cut by a kill are skipped when read.
 from __future__ import annotations
 
 import json
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +153,36 @@ class Workdir:
                     f"workdir {self.root} was made by a different fuse config (see {self.config_path}); "
                     "use a new --workdir, or the same config to resume")
         write_json(self.config_path, record)
+
+    @contextmanager
+    def recording(self, config: FuseConfig, grid: bool):
+        """Record ``config`` (``save_config``) for the run inside the ``with`` block. When the run
+        fails before anything was trained (no checkpoint, no parameters), what this call created is
+        removed again (the record, split, pairs, run folders, the workdir itself when it was new),
+        so a failed start never leaves a workdir that looks like a run."""
+        created_root = not self.root.exists()
+        made = [p for p in (self.config_path, self.split_path, self.pairs_path, self.root / "runs", self.root / "grid")
+                if not p.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.save_config(config, grid)
+        try:
+            yield self
+        except BaseException:
+            if not self.holds_training():
+                for path in made:
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    elif path.exists():
+                        path.unlink()
+                if created_root and not any(self.root.iterdir()):
+                    self.root.rmdir()
+            raise
+
+    def holds_training(self) -> bool:
+        """Whether any run or grid program here saved a checkpoint or final parameters."""
+        folders = [*(self.root / "runs").glob("*"), *(self.root / "grid").glob("*")]
+        return any(any((d / sub).is_dir() and any((d / sub).iterdir()) for sub in ("checkpoints", "params"))
+                   for d in folders)
 
     def split(self) -> dict:
         return read_json(self.split_path, f"{RERUN} to write the split")
