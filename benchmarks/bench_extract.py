@@ -237,6 +237,7 @@ def text_only_figures(args) -> dict:
     from cinefuse.extract.inputs import load_manifest
     from cinefuse.extract.run import run_extract
 
+    load_before = os.getloadavg()[0]  # the 2 shared cores: oversubscribed threads slow both sides unevenly
     with tempfile.TemporaryDirectory(prefix="bench-extract-text-") as tmp:
         tmp = Path(tmp)
         manifest = text_only_manifest(tmp, args.text_items)
@@ -265,6 +266,7 @@ def text_only_figures(args) -> dict:
         "config": "defaults (minilm, tfidf, year, language; visual and audio sets recorded as 'no video')",
         "bare": "sentence-transformers SentenceTransformer.encode(texts, batch_size=64)",
         "torch_threads": torch.get_num_threads(), "target": 0.8,
+        "load_average_1min": [load_before, os.getloadavg()[0]],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, shared and noisy",
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/bench_extract.py " + " ".join(sys.argv[1:]),
