@@ -11,6 +11,8 @@ recommend and the demo read through it.
     W/grid/<modalities>-<head>/   checkpoints of one grid program (its members train together)
     W/embeddings/                 a store of fused/<model> feature sets (written by evaluate)
     W/evaluation/<protocol>/      results.{md,csv,json} and plots (written by evaluate)
+    W/index/<model>/              index.faiss, ids.npy, index.json: a nearest-neighbour index
+                                  over the fused embeddings (written by `cinefuse index build`)
 
 JSON is written atomically (a temporary file, then rename) so a killed run never leaves half a
 record; ``metrics.jsonl`` lines cut by a kill are skipped when read.
@@ -122,6 +124,10 @@ class Workdir:
 
     def evaluation_dir(self, protocol: str) -> Path:
         return self.root / RESULTS_DIR / protocol
+
+    def index_dir(self, model: str) -> Path:
+        """The nearest-neighbour index over ``model``'s fused embeddings (``cinefuse index build``)."""
+        return self.root / "index" / model
 
     # -- the run's record -----------------------------------------------------------------------
     def check(self) -> None:
