@@ -172,9 +172,8 @@ def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=
         if where.size == 0:
             raise unknown_item_error(item, ids, titles, model)
         rows, scores = item_index.search(item_index.vectors(where[:1]), k, self_rows=where[:1])
-        results = [{"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
-                   for r, (c, s) in enumerate(zip(rows[0].tolist(), scores[0].tolist())) if c >= 0]
-        return Recommendation(item, titles.get(item), model, str(wd.index_dir(model)), results, item_index.record)
+        return Recommendation(item, titles.get(item), model, str(wd.index_dir(model)),
+                              _ranked(ids, rows[0], scores[0], titles), item_index.record)
     ids, emb, source = load_embeddings(workdir, model)
     order = id_sort_key(ids)  # ties broken by id, as in evaluate
     ids, emb = ids[order], emb[order]
@@ -183,12 +182,12 @@ def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=
         raise unknown_item_error(item, ids, titles, model)
     row = int(where[0])
     topk, scores = top_k_cosine(emb[row : row + 1], emb, k, self_index=np.array([row]))
-    results = [
-        {"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
-        for r, (c, s) in enumerate(zip(topk[0].tolist(), scores[0].tolist()))
-        if c >= 0
-    ]
-    return Recommendation(item, titles.get(item), model, source, results)
+    return Recommendation(item, titles.get(item), model, source, _ranked(ids, topk[0], scores[0], titles))
+
+
+def _ranked(ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, titles: dict[str, str]) -> list[dict]:
+    return [{"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
+            for r, (c, s) in enumerate(zip(rows.tolist(), scores.tolist())) if c >= 0]
 
 
 def format_recommendation(rec: Recommendation) -> str:

@@ -20,8 +20,9 @@ encoder it does not use; each group is one program whose members see the same ba
 parameters stacked on a leading axis, built either with ``jax.vmap`` or with the members unrolled
 in one scan body (``train.grid_program``; see ``step.make_update``). With
 several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
-parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
-initialises from the cluster's environment, each host runs the same command on the same store).
+parameters replicated; on several processes or hosts ``jax.distributed`` joins them into one mesh
+(``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
+same store and workdir; ``cinefuse.fuse.distributed``).
 Validation (genre-pair ROC AUC on the validation pairs), early stopping, checkpoints and logging
 happen on the host every ``eval_every`` steps only.
 """
