@@ -214,7 +214,7 @@ def run_one(n_items: int, max_co_products: float) -> dict:
     from cinefuse.fuse.pairs import PairConfig, build_pairs
 
     work = Path(tempfile.mkdtemp(prefix=f"cinefuse-scale-{n_items}-"))
-    out: dict = {"items": n_items}
+    out: dict = {"items": n_items, "load_average_start": [round(x, 1) for x in os.getloadavg()]}
     try:
         (features, cluster, genres, ratings, movies), gen_s = timed(lambda: catalogue(n_items))
         out.update({"ratings": len(ratings), "users": int(len(np.unique(ratings.user))),
@@ -254,6 +254,7 @@ def run_one(n_items: int, max_co_products: float) -> dict:
         out.update(res)
         rss["index"] = peak_rss_mb()
         print(f"[{n_items}] exact {res['exact']} index {res['index']}", flush=True)
+        out["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
         out["peak_rss_mb"] = rss
         out["peak_rss_mb_max"] = max(rss.values())
     finally:

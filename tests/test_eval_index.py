@@ -60,7 +60,7 @@ def test_index_records_its_parameters_and_reopens_with_them(tmp_path):
     assert choose_kind(99_999) == "flat" and choose_kind(100_000) == "hnsw"
     x = clustered_catalogue(3000, dim=8)
     index, record = build_index(x, "hnsw")
-    assert record["params"] == {"M": 32, "efConstruction": 80, "efSearch": 128}
+    assert record["params"] == {"M": 32, "efConstruction": 40, "efSearch": 128}
     assert (record["kind"], record["n_items"], record["dim"], record["exact"]) == ("hnsw", 3000, 8, False)
     ids = np.array([f"m{i}" for i in range(3000)])
     index.hnsw.efSearch = 16  # the value in use must come back from the record, not from the file
@@ -117,7 +117,7 @@ def test_cli_index_build_hnsw(trained, capsys):
     workdir, model = trained
     assert cli_main(["index", "build", "--workdir", str(workdir), "--model", model, "--kind", "hnsw"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("hnsw (approximate, M=32, efConstruction=80, efSearch=128) index over 160 items (16-d)")
+    assert out.startswith("hnsw (approximate, M=32, efConstruction=40, efSearch=128) index over 160 items (16-d)")
     assert cli_main(["recommend", "--workdir", str(workdir), "--item", "5", "-k", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["index"]["kind"] == "hnsw"
     assert cli_main(["index", "build", "--workdir", str(workdir), "--model", "nope"]) == 2

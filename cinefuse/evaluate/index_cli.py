@@ -11,7 +11,7 @@ DESCRIPTION = """\
 Build a nearest-neighbour index over a trained model's fused embeddings (W/embeddings when
 evaluate wrote them, else embedded now) into W/index/<model>/ (index.faiss, ids.npy, index.json
 with the kind and its parameters). `cinefuse recommend` answers through it when present and says so.
---kind auto: exact (faiss IndexFlatIP) below 100k items, HNSW (M=32, efConstruction=80,
+--kind auto: exact (faiss IndexFlatIP) below 100k items, HNSW (M=32, efConstruction=40,
 efSearch=128) from 100k. Evaluation always ranks exactly.
 """
 
