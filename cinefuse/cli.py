@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cinefuse.extract.cli",
     "cinefuse.fuse.cli",
     "cinefuse.evaluate.cli",
+    "cinefuse.evaluate.index_cli",
     "cinefuse.store.cli",
     "cinefuse.demo.cli",
     "cinefuse.datasets.cli",

@@ -68,6 +68,7 @@ def register(subparsers) -> None:
     rec.add_argument("--model", help="which trained model (a folder under W/runs)")
     rec.add_argument("--movies", help="movies file or MovieLens folder for titles (default: from config.json)")
     rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.add_argument("--exact", action="store_true", help="scan exactly even when W/index/<model> exists")
     rec.set_defaults(handler=run_recommend_command)
 
 
@@ -105,6 +106,7 @@ def run_recommend_command(args) -> int:
 
     from cinefuse.evaluate.recommend import format_recommendation, recommend
 
-    rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies)
+    rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies,
+                    use_index=not args.exact)
     print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))
     return 0

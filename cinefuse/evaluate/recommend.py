@@ -3,6 +3,10 @@
 The catalogue is every item the model embeds (training, validation and test items alike). The
 embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
 ``fused/<model>``) when it holds them, else they are computed with ``cinefuse.fuse.embed``.
+
+``build_recommend_index`` writes a faiss index over them (``W/index/<model>``,
+``cinefuse.evaluate.index``); ``recommend`` answers through it when it is there and newer than
+the model (approximate past 100k items: the output names the index), else by the exact scan.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Recommendation:
     model: str
     source: str  # where the embeddings came from
     results: list[dict] = field(default_factory=list)  # {"rank", "id", "score", "title"}
+    index: dict | None = None  # the index.json of the index answered through; None: exact scan
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,40 +118,86 @@ def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model
     )
 
 
-def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=None) -> Recommendation:
-    workdir = Path(workdir)
-    wd = Workdir(workdir)
+def _chosen_model(wd: Workdir, model: str | None) -> str:
     wd.check()
-    if k < 1:
-        raise CinefuseError(f"-k {k}: ask for at least 1 recommendation")
     models = wd.models()
     if not models:
-        raise CinefuseError(f"{workdir} holds no trained model under runs/; train first with `cinefuse fuse`")
+        raise CinefuseError(f"{wd.root} holds no trained model under runs/; train first with `cinefuse fuse`")
     if model is None:
-        model = best_model(workdir, models)
-    elif model not in models:
-        raise CinefuseError(f"model {model!r} is not in {workdir}/runs; choose one of {', '.join(models)}")
+        return best_model(wd.root, models)
+    if model not in models:
+        raise CinefuseError(f"model {model!r} is not in {wd.root}/runs; choose one of {', '.join(models)}")
+    return model
+
+
+def build_recommend_index(workdir, model: str | None = None, kind: str = "auto") -> dict:
+    """Writes ``W/index/<model>`` over the model's fused embeddings; returns its record."""
+    from cinefuse.evaluate.index import build_index, write_index
+
+    wd = Workdir(workdir)
+    model = _chosen_model(wd, model)
+    ids, emb, source = load_embeddings(wd.root, model)
+    order = id_sort_key(ids)  # rows in id order, the exact ranking's tie order
+    index, record = build_index(emb[order], kind)
+    record.update({"model": model, "source": source})
+    write_index(wd.index_dir(model), index, ids[order], record)
+    return record
+
+
+def _fresh_index(wd: Workdir, model: str):
+    """The model's index when built after its parameters, else None (stale: exact scan)."""
+    from cinefuse.evaluate.index import RECORD_FILE, open_index
+
+    directory = wd.index_dir(model)
+    params = wd.params_dir(model)
+    record = directory / RECORD_FILE
+    if not record.is_file() or (params.exists() and params.stat().st_mtime > record.stat().st_mtime):
+        return None
+    return open_index(directory)
+
+
+def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=None,
+              use_index: bool = True) -> Recommendation:
+    workdir = Path(workdir)
+    wd = Workdir(workdir)
+    if k < 1:
+        raise CinefuseError(f"-k {k}: ask for at least 1 recommendation")
+    model = _chosen_model(wd, model)
     titles = titles_for(wd.config(), movies)
+    item = str(item).strip()
+    item_index = _fresh_index(wd, model) if use_index else None
+    if item_index is not None:
+        ids = item_index.ids
+        where = np.flatnonzero(ids == item)
+        if where.size == 0:
+            raise unknown_item_error(item, ids, titles, model)
+        rows, scores = item_index.search(item_index.vectors(where[:1]), k, self_rows=where[:1])
+        return Recommendation(item, titles.get(item), model, str(wd.index_dir(model)),
+                              _ranked(ids, rows[0], scores[0], titles), item_index.record)
     ids, emb, source = load_embeddings(workdir, model)
     order = id_sort_key(ids)  # ties broken by id, as in evaluate
     ids, emb = ids[order], emb[order]
-    item = str(item).strip()
     where = np.flatnonzero(ids == item)
     if where.size == 0:
         raise unknown_item_error(item, ids, titles, model)
     row = int(where[0])
     topk, scores = top_k_cosine(emb[row : row + 1], emb, k, self_index=np.array([row]))
-    results = [
-        {"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
-        for r, (c, s) in enumerate(zip(topk[0].tolist(), scores[0].tolist()))
-        if c >= 0
-    ]
-    return Recommendation(item, titles.get(item), model, source, results)
+    return Recommendation(item, titles.get(item), model, source, _ranked(ids, topk[0], scores[0], titles))
+
+
+def _ranked(ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, titles: dict[str, str]) -> list[dict]:
+    return [{"rank": r + 1, "id": str(ids[c]), "score": float(s), "title": titles.get(str(ids[c]))}
+            for r, (c, s) in enumerate(zip(rows.tolist(), scores.tolist())) if c >= 0]
 
 
 def format_recommendation(rec: Recommendation) -> str:
     head = f"top {len(rec.results)} items like {rec.item}" + (f" ({rec.title})" if rec.title else "")
-    lines = [f"{head}  [model {rec.model}]", f"{'rank':>4}  {'id':>8}  {'score':>7}  title"]
+    lines = [f"{head}  [model {rec.model}]"]
+    if rec.index is not None:
+        from cinefuse.evaluate.index import describe_record
+
+        lines.append(f"through the {describe_record(rec.index)} index in {rec.source}")
+    lines.append(f"{'rank':>4}  {'id':>8}  {'score':>7}  title")
     for r in rec.results:
         lines.append(f"{r['rank']:>4}  {r['id']:>8}  {r['score']:>7.4f}  {r['title'] or '-'}")
     return "\n".join(lines)

@@ -77,6 +77,13 @@ def register(subparsers) -> None:
     _config_option(p, "--batch-size", "train.batch_size", type=int)
     _config_option(p, "--seed", "train.seed", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    dist = p.add_argument_group("several processes (jax.distributed; README \"Scaling out\")")
+    dist.add_argument("--distributed", action="store_true",
+                      help="train.distributed: start jax.distributed (alone: detect SLURM / Open MPI)")
+    dist.add_argument("--coordinator", help="HOST:PORT of process 0 (env CINEFUSE_COORDINATOR)")
+    dist.add_argument("--num-processes", type=int, help="how many processes (env CINEFUSE_NUM_PROCESSES)")
+    dist.add_argument("--process-id", type=int,
+                      help="this process, 0..N-1 (env CINEFUSE_PROCESS_ID or JOB_COMPLETION_INDEX)")
     p.set_defaults(handler=handle)
 
 
@@ -92,6 +99,7 @@ def handle(args) -> int:
     import sys
 
     from cinefuse.fuse.config import load_config
+    from cinefuse.fuse.distributed import resolve_process_group
     from cinefuse.fuse.train import run_fuse
 
     overrides = {
@@ -99,10 +107,12 @@ def handle(args) -> int:
         "loss": {"kind": args.loss, "distance": args.distance, "mining": args.mining},
         "model": {"head": args.head, "modalities": modalities_option(args.modalities)},
         "split": {"protocol": args.protocol},
-        "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed},
+        "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                  "distributed": True if args.distributed else None},
     }
     config = load_config(args.config, overrides)
-    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress)
+    processes = resolve_process_group(args.coordinator, args.num_processes, args.process_id)
+    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress, processes=processes)
     print(summary["table"])
     print(f"workdir: {args.workdir}", file=sys.stderr)
     return 0

@@ -20,8 +20,9 @@ encoder it does not use; each group is one program whose members see the same ba
 parameters stacked on a leading axis, built either with ``jax.vmap`` or with the members unrolled
 in one scan body (``train.grid_program``; see ``step.make_update``). With
 several local devices each batch is sharded over them (``jax.sharding``, data parallel), the
-parameters replicated; on several hosts set ``train.distributed = true`` (``jax.distributed``
-initialises from the cluster's environment, each host runs the same command on the same store).
+parameters replicated; on several processes or hosts ``jax.distributed`` joins them into one mesh
+(``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
+same store and workdir; ``cinefuse.fuse.distributed``).
 Validation (genre-pair ROC AUC on the validation pairs), early stopping, checkpoints and logging
 happen on the host every ``eval_every`` steps only.
 """
@@ -29,6 +30,7 @@ happen on the host every ``eval_every`` steps only.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from cinefuse.errors import CinefuseError
+from cinefuse.fuse import distributed
 from cinefuse.fuse.config import (
     FuseConfig,
     LossConfig,
@@ -147,7 +150,9 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
             f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; fuse "
             f"needs at least {MIN_ITEMS}: check that the store ids are MovieLens movieIds of the ratings file")
     wd = Workdir(workdir)
-    if wd.split_path.is_file() and wd.pairs_path.is_file():
+    # process 0 writes the split, the others read it once written (the same for every process)
+    if not distributed.is_writer() or (wd.split_path.is_file() and wd.pairs_path.is_file()):
+        distributed.barrier("cinefuse-split")
         split_json, arrays = wd.split(), load_split_arrays(wd.pairs_path)
     else:
         split = make_split(ratings, movies, universe, config.pairs, config.split.protocol, config.train.seed,
@@ -157,6 +162,7 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
         split_json["stats"] = split.stats()
         write_json(wd.split_path, split_json)
         arrays = load_split_arrays(wd.pairs_path)
+        distributed.barrier("cinefuse-split")
     ids = arrays["ids"].astype(object)
     row = {k: r for r, k in enumerate(table.ids.tolist())}
     table = table.take(np.array([row[i] for i in ids.tolist()], dtype=np.int64))
@@ -211,7 +217,7 @@ class GroupTrainer:
             feats={n: self.put(std[n]) for n in self.sets},
             lens={n: self.put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None},
             words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32)),
-            key=jax.random.PRNGKey(t.seed))
+            key=self.put(jax.random.PRNGKey(t.seed)))
         self.feats, self.lens = self.resident.feats, self.resident.lens
         self.n_triplets = int(len(data.arrays["train_triplets"]))
         specs = [loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(), r.loss.temperature,
@@ -254,7 +260,7 @@ class GroupTrainer:
             part = rows[start:start + chunk]
             size = min(chunk, 1 << max(4, int(len(part) - 1).bit_length()))
             padded = np.concatenate([part, np.full(size - len(part), part[0], part.dtype)])
-            n, r = self.embed(params, self.feats, self.lens, self.jnp.asarray(padded.astype(np.int32)))
+            n, r = self.embed(params, self.feats, self.lens, self.put(padded.astype(np.int32)))
             outs_n.append(np.asarray(n)[:, :len(part)])
             outs_r.append(np.asarray(r)[:, :len(part)])
         return np.concatenate(outs_n, axis=1), np.concatenate(outs_r, axis=1)
@@ -275,7 +281,8 @@ class GroupTrainer:
 
 def _data_parallel_mesh(t):
     """(mesh, replicated sharding, batch sharding); all None on one device or when
-    ``train.data_parallel`` is off."""
+    ``train.data_parallel`` is off. Under ``jax.distributed`` the mesh spans every process's
+    devices (``jax.devices()`` is global), so each process computes its shard of the batch."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -322,15 +329,18 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     t = config.train
     wd = Workdir(workdir)
     group_dir = _group_dir(wd, runs)
+    writer = distributed.is_writer()
     for r in runs:
-        wd.save_run_record(r.name, r.record(config))
+        if writer:
+            wd.save_run_record(r.name, r.record(config))
     if all(wd.is_trained(r.name) for r in runs):
         log(f"{', '.join(r.name for r in runs)}: already trained, nothing to do")
         return [wd.summary(r.name) for r in runs]
 
     trainer = GroupTrainer(config, runs, data, workdir, log)
     for r in runs:
-        wd.save_feature_stats(r.name, trainer.stats)
+        if writer:
+            wd.save_feature_stats(r.name, trainer.stats)
     state = trainer.init_state()
     g = len(runs)
     # the best parameters live on the host (a copy: the state's buffers are donated each call)
@@ -349,10 +359,10 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         best = jax.tree.map(lambda x: np.array(x), best)
         log(f"resuming {group_dir.name} from step {start}")
     step = int(state["step"])
-    for r in runs:  # drop log lines written after the checkpoint we resume from
+    for r in runs if writer else []:  # drop log lines written after the checkpoint we resume from
         lines = wd.metrics_lines(r.name, step)
         wd.metrics_path(r.name).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    logs = [open(wd.metrics_path(r.name), "a") for r in runs]
+    logs = [open(wd.metrics_path(r.name) if writer else os.devnull, "a") for r in runs]
     t0 = time.perf_counter() - float(meta["elapsed"])
     # on unless turned off, as extract's bar: the first call compiles, which can take a while
     bar = tqdm(total=t.steps, initial=step, desc=f"fuse {group_dir.name}", unit="step", file=sys.stderr,
@@ -413,17 +423,20 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     for k, r in enumerate(runs):
         params_k = jax.tree.map(lambda x: np.ascontiguousarray(x[k]), final)
         target = wd.params_dir(r.name).absolute()
-        if target.exists():
+        if target.exists() and writer:
             import shutil
             shutil.rmtree(target)
+        distributed.barrier(f"cinefuse-params-{r.name}")
+        # every process calls save (orbax's barriers); the primary host (process 0) writes
         checkpointer.save(target, params_k)
         checkpointer.wait_until_finished()
         summary = {"model": r.name, "train_seconds": round(train_seconds, 3), "steps": step,
                    "best_step": int(meta["best_step"][k]), "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
                    "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
                    "group_size": g, "program": trainer.program, "feature_counts": data.counts}
-        wd.save_summary(r.name, summary)
-        _plot(wd.run_dir(r.name), wd.metrics_lines(r.name, step), val[k])
+        if writer:
+            wd.save_summary(r.name, summary)
+            _plot(wd.run_dir(r.name), wd.metrics_lines(r.name, step), val[k])
         summaries.append(summary)
     return summaries
 
@@ -480,19 +493,20 @@ def with_store_modalities(config: FuseConfig, grid: bool, log) -> FuseConfig:
     return config
 
 
-def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = True) -> dict:
+def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = True,
+             processes: distributed.ProcessGroup | None = None) -> dict:
     """Train one configuration (or the ablation grid) into ``workdir``; returns the summary.
 
     ``config``: a :class:`FuseConfig`, a dict of sections, or a TOML path; its modality sets follow
     what the store holds (``with_store_modalities``). Resumes when ``workdir`` already holds
     checkpoints for the same configuration. ``progress``: a progress bar per program on stderr.
+    ``processes`` (or ``train.distributed = true``) starts ``jax.distributed`` first: see
+    ``cinefuse.fuse.distributed``.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config = as_config(config)
-    if config.train.distributed:
-        import jax
-
-        jax.distributed.initialize()
+    if config.train.distributed or (processes is not None and processes.given):
+        distributed.start(processes or distributed.resolve_process_group())
     config = with_store_modalities(config, grid, log)
     workdir = Path(workdir)
     groups = plan_runs(config, grid)
@@ -502,7 +516,7 @@ def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = Tru
             if s not in needed:
                 needed.append(s)
     # the record stays only once something trained: a run that fails before leaves no workdir
-    with Workdir(workdir).recording(config, grid):
+    with Workdir(workdir).recording(config, grid, writer=distributed.is_writer()):
         data = prepare(config, workdir, needed, log)
         t0 = time.perf_counter()
         summaries = []
@@ -513,5 +527,6 @@ def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = Tru
                "split": {k: v for k, v in data.split.items() if k not in PARTS},
                "items": {part: len(data.split[part]) for part in PARTS}, "feature_counts": data.counts,
                "seconds": round(time.perf_counter() - t0, 3), "table": table}
-    write_json(Workdir(workdir).summary_path(grid), summary)
+    if distributed.is_writer():
+        write_json(Workdir(workdir).summary_path(grid), summary)
     return summary

@@ -13,6 +13,8 @@ recommend and the demo read through it.
     W/grid/<modalities>-<head>/   checkpoints of one grid program (its members train together)
     W/embeddings/                 a store of fused/<model> feature sets (written by evaluate)
     W/evaluation/<protocol>/      results.{md,csv,json} and plots (written by evaluate)
+    W/index/<model>/              index.faiss, ids.npy, index.json: a nearest-neighbour index
+                                  over the fused embeddings (written by `cinefuse index build`)
 
 JSON is written atomically (a temporary file, then rename) so a killed run never leaves half a
 record; ``metrics.jsonl`` lines cut by a kill are skipped when read.
@@ -127,6 +129,10 @@ class Workdir:
     def evaluation_dir(self, protocol: str) -> Path:
         return self.root / RESULTS_DIR / protocol
 
+    def index_dir(self, model: str) -> Path:
+        """The nearest-neighbour index over ``model``'s fused embeddings (``cinefuse index build``)."""
+        return self.root / "index" / model
+
     # -- the run's record -----------------------------------------------------------------------
     def check(self) -> None:
         """A clear error unless this is a fuse workdir."""
@@ -155,11 +161,15 @@ class Workdir:
         write_json(self.config_path, record)
 
     @contextmanager
-    def recording(self, config: FuseConfig, grid: bool):
+    def recording(self, config: FuseConfig, grid: bool, writer: bool = True):
         """Record ``config`` (``save_config``) for the run inside the ``with`` block. When the run
         fails before anything was trained (no checkpoint, no parameters), what this call created is
         removed again (the record, split, pairs, run folders, the workdir itself when it was new),
-        so a failed start never leaves a workdir that looks like a run."""
+        so a failed start never leaves a workdir that looks like a run. Only the writing process
+        (``writer``; process 0 of a distributed run) records and cleans up."""
+        if not writer:
+            yield self
+            return
         created_root = not self.root.exists()
         made = [p for p in (self.config_path, self.split_path, self.pairs_path, self.root / "runs", self.root / "grid")
                 if not p.exists()]
