@@ -175,10 +175,38 @@ def discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
+@dataclass
+class PerQuery:
+    """Each accuracy metric per query (the (query, user) mean), the input of bootstrap intervals.
+
+    ``values[name]`` is (Q,) with 0 where the query has no scorable pair; ``scored`` (Q,) marks
+    the queries that have one (the only ones any average or interval uses)."""
+
+    values: dict[str, np.ndarray]
+    scored: np.ndarray
+
+    def of(self, name: str) -> np.ndarray:
+        """The scored queries' values of one metric, in query order."""
+        return self.values[name][self.scored]
+
+
 def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
     """Every accuracy metric at every K in ``ks`` for the lists ``topk`` (Q, >= max(ks)) of
     candidate indices (-1 = empty slot). Returns ``{"P@10": value, ...}`` plus
     ``queries_scored``."""
+    return average_per_query(per_query_accuracy_metrics(topk, rel, ks))
+
+
+def average_per_query(per_query: PerQuery) -> dict[str, float]:
+    """The averages :func:`accuracy_metrics` reports: the mean over scored queries."""
+    scored = per_query.scored
+    out = {name: float(v[scored].mean()) if scored.any() else float("nan") for name, v in per_query.values.items()}
+    out["queries_scored"] = int(scored.sum())
+    return out
+
+
+def per_query_accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> PerQuery:
+    """:func:`accuracy_metrics` before the average over queries."""
     ks = sorted(int(k) for k in ks)
     k_max = max(ks)
     if k_max > rel.k_max:
@@ -234,9 +262,8 @@ def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
             for m, v in values.items():
                 sums[f"{m}@{k}"] += np.bincount(q, weights=v, minlength=rel.n_queries)
     scored = pairs_per_query > 0
-    out = {name: float((s[scored] / pairs_per_query[scored]).mean()) if scored.any() else float("nan") for name, s in sums.items()}
-    out["queries_scored"] = int(scored.sum())
-    return out
+    per_query = {name: np.where(scored, s / np.where(scored, pairs_per_query, 1.0), 0.0) for name, s in sums.items()}
+    return PerQuery(per_query, scored)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
