@@ -106,14 +106,19 @@ def test_a_feature_with_many_ties_no_longer_gains_from_id_order():
 
 
 def test_popularity_baseline_ties_follow_the_tie_order():
-    ids, ratings = popular_low_ids()
-    es = build_eval_set(ratings, ids, ids, k_max=10, tie_seed=2)
-    topk = popularity_baseline(es.raters, len(ids), 10, es.self_index)
-    # equal rater counts: the earlier candidate of the (permuted) tie order comes first
-    for q in range(len(ids)):
-        r = es.raters[topk[q]]
-        for j in range(9):
-            assert r[j] > r[j + 1] or topk[q, j] < topk[q, j + 1]
+    # every user rates every item: all candidates tie on rater counts
+    ids = np.array([str(i + 1) for i in range(30)])
+    users = np.repeat(np.arange(5), 30)
+    ratings = SimpleNamespace(user=users, item=np.tile(ids, 5).astype(object), rating=np.full(150, 4.0, np.float32))
+    lists = []
+    for seed in (0, 1):
+        es = build_eval_set(ratings, ids, ids, k_max=10, tie_seed=seed)
+        assert (es.raters == 5).all()
+        topk = popularity_baseline(es.raters, len(ids), 10, es.self_index)
+        for q in range(len(ids)):  # the first candidates of the tie order, the query skipped
+            assert topk[q].tolist() == [c for c in range(11) if c != es.self_index[q]][:10]
+        lists.append(es.candidate_ids[topk[0]].tolist())
+    assert lists[0] != lists[1] and lists[0] != sorted(lists[0], key=int)
 
 
 def test_every_row_interval_equals_a_direct_numpy_bootstrap_of_its_per_query_values():

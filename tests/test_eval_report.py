@@ -55,7 +55,7 @@ def test_stdout_table_has_rows_metric_columns_four_decimals():
     beyond_header = [c.strip() for c in lines[12].split("|")]
     assert beyond_header[:4] == ["Model", "Cov@1", "Cov@10", "Div@1"]
     at = lines.index("BY POPULARITY STRATUM")
-    assert lines[at + 1] == ("queries split at the median rating count of the query items (raters): "
+    assert lines[at + 1] == ("queries split at the median of raters: "
                              "head raters > 3 (2 queries), tail raters <= 3 (3 queries)")
     assert [c.strip() for c in lines[at + 2].split("|")] == ["Model", "nDCG@10 head", "HR@10 head",
                                                              "nDCG@10 tail", "HR@10 tail"]

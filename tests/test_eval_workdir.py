@@ -198,6 +198,14 @@ def test_cli_evaluate_and_recommend(workdir, capsys):
     assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "5", "--json", "--quiet"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ks"] == [5] and data["protocol"] == "cold-item"
+    assert (data["tie_break"], data["tie_seed"]) == ("random", 0) and set(data["rows"][0]["ci"]) == {"nDCG@5", "HR@5"}
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "5", "--json", "--quiet", "--tie-break", "id",
+                     "--tie-seed", "3"]) == 0
+    by_id = json.loads(capsys.readouterr().out)
+    assert (by_id["tie_break"], by_id["tie_seed"]) == ("id", 3)
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "10", "--quiet", "--tie-seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "ties: broken by a seeded random candidate order (seed 4)" in out and "\nverdict: best model " in out
     assert cli_main(["recommend", "--workdir", str(workdir), "--item", "7", "-k", "3", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["results"]) == 3 and rec["item"] == "7"

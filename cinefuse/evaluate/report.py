@@ -84,7 +84,7 @@ def strata_cells(results) -> tuple[list[str], list[list[str]]] | None:
 
 def strata_line(results) -> str:
     c = results.strata_cut
-    return (f"queries split at the median rating count of the query items ({c['by']}): "
+    return (f"queries split at the median of {c['by']}: "
             f"head {c['head']} ({c['head_queries']} queries), tail {c['tail']} ({c['tail_queries']} queries)")
 
 

@@ -584,7 +584,8 @@ def popularity_strata(rows: list[Row], es: EvalSet) -> tuple[dict, dict]:
             strata[stratum][r.name] = {
                 name: (float(v[mask].mean()) if mask.any() else float("nan"))
                 for name, v in r.per_query.values.items()}
-    cut = {"by": "raters per query item (held-out ratings under cold-item)", "median": median,
+    cut = {"by": "the users who rated each query item (held-out ratings under cold-item, seen by no model)",
+           "median": median,
            "head": f"raters > {median:g}", "tail": f"raters <= {median:g}",
            "head_queries": int(masks["head"].sum()), "tail_queries": int(masks["tail"].sum())}
     return strata, cut
