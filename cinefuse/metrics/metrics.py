@@ -112,8 +112,8 @@ def build_relevance(
     liked = ratings >= threshold
     users, items, ratings = users[liked], items[liked], ratings[liked]
     items = items if items.dtype == object else items.astype(str).astype(object)
-    _, user_code = np.unique(users, return_inverse=True)
-    user_code = user_code.astype(np.int64)
+    # codes in ascending user order (as np.unique's inverse), by hashing instead of sorting
+    user_code = pd.factorize(users, sort=True)[0].astype(np.int64)
     n_users = int(user_code.max()) + 1 if user_code.size else 0
 
     # one hash pass over the ratings' items; candidates and queries are looked up among the
@@ -147,8 +147,12 @@ def build_relevance(
         (np.arange(1, liked_keys.size + 1, dtype=np.float64), liked_keys - liked_users * n_c,
          np.concatenate([[0], np.cumsum(n_liked_cand)])),
         shape=(n_users, n_c))
-    order = np.lexsort((-liked_ratings, liked_users))
-    su, sr = liked_users[order], liked_ratings[order]
+    # the liked table by user, then rating descending (ties in table order): one stable sort of
+    # a (user, rating level) code, already in user order so the sort has little to do
+    levels = np.sort(pd.unique(liked_ratings))
+    level_code = liked_users * max(levels.size, 1) + (levels.size - 1 - np.searchsorted(levels, liked_ratings))
+    order = np.argsort(level_code, kind="stable")
+    su, sr, code_sorted = liked_users[order], liked_ratings[order], level_code[order]
     start = np.concatenate([[0], np.cumsum(n_liked_cand)[:-1]]) if n_users else np.zeros(0, np.int64)
     rank_in_user = np.arange(su.size) - start[su] if su.size else np.zeros(0, np.int64)
     top = np.full((n_users, k_max + 1), np.nan, dtype=np.float32)
@@ -185,8 +189,6 @@ def build_relevance(
     # q's own rating is left out of u's ideal list once (q is in R's pool only when it is a
     # candidate), at u's first rank holding that rating: the count of u's liked candidates rated
     # higher, found in the (user, rating descending) order of the liked table
-    levels = np.unique(sr)
-    code_sorted = su * max(levels.size, 1) + (levels.size - 1 - np.searchsorted(levels, sr))
     pr_level = levels.size - 1 - np.clip(np.searchsorted(levels, pr), 0, max(levels.size - 1, 0))
     higher = np.searchsorted(code_sorted, pu * max(levels.size, 1) + pr_level) - start[pu] if pu.size else pu
     drop_at = np.where(q_is_cand, np.minimum(higher, k_max + 1), k_max + 1)
