@@ -77,12 +77,13 @@ def test_planted_feature_beats_noise_and_random_on_every_accuracy_metric():
 def test_evaluate_embeddings_equals_itemknn_on_the_same_matrix():
     ids, ratings, movies, planted, _ = synthetic_catalogue(seed=3)
     es = build_eval_set(ratings, ids, ids, k_max=5, movies=movies)
-    # build_eval_set orders candidates by numeric id, so rows must be looked up by id
+    # build_eval_set orders queries by id and candidates in tie order, so rows must be looked up by id
     perm = np.random.default_rng(0).permutation(len(ids))
     direct = evaluate_embeddings(ids[perm], planted[perm], es, (5,))
     rows = {i: r for r, i in enumerate(ids.tolist())}
     matrix = planted[[rows[i] for i in es.candidate_ids.tolist()]]
-    via_knn = score_lists(itemknn_cbf(matrix, matrix, 5, es.self_index), es, (5,))
+    queries = planted[[rows[i] for i in es.query_ids.tolist()]]
+    via_knn = score_lists(itemknn_cbf(queries, matrix, 5, es.self_index), es, (5,))
     assert direct == via_knn
 
 

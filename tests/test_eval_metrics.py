@@ -125,6 +125,13 @@ def test_threshold_is_configurable():
 
 def brute_force(topk, users, items, values, queries, cands, ks, threshold=4.0):
     """Per (query, user) loop straight from the DESIGN.md definitions."""
+    per_query = brute_force_per_query(topk, users, items, values, queries, cands, ks, threshold)
+    names = per_query[next(iter(per_query))].keys()
+    return {m: sum(v[m] for v in per_query.values()) / len(per_query) for m in names}, len(per_query)
+
+
+def brute_force_per_query(topk, users, items, values, queries, cands, ks, threshold=4.0):
+    """{query: {metric: the mean over its scored (query, user) pairs}} for scored queries only."""
     rating = {}
     for u, i, r in zip(users, items, values):
         rating[(u, i)] = r
@@ -162,8 +169,7 @@ def brute_force(topk, users, items, values, queries, cands, ks, threshold=4.0):
             rows.append(row)
         if rows:
             per_query[q] = {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]}
-    names = per_query[next(iter(per_query))].keys()
-    return {m: sum(v[m] for v in per_query.values()) / len(per_query) for m in names}, len(per_query)
+    return per_query
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -92,19 +92,53 @@ def test_cold_item_evaluation_end_to_end(workdir):
     assert planted["nDCG@10"] > noise["nDCG@10"] + 0.1 and planted["nDCG@10"] > rand["nDCG@10"] + 0.1
     for row in results.rows:
         assert set(row.metrics) >= {f"{m}@{k}" for m in ("P", "R", "HR", "nDCG", "MRR", "gnDCG", "Cov", "Div", "Nov") for k in (1, 5, 10)}
-        assert 0.0 <= row.metrics["P@10"] <= 1.0
+        assert set(row.ci) == {"nDCG@10", "HR@10"}
+        assert row.ci["nDCG@10"][0] <= row.metrics["nDCG@10"] <= row.ci["nDCG@10"][1]
+    assert (results.tie_break, results.tie_seed) == ("random", 0)
+    v = results.verdict
+    assert (v["best_model"], v["best_baseline"]) == (models[0], "cosine text/minilm")
+    assert v["diff"] == pytest.approx(results.rows[0].metrics["nDCG@10"] - planted["nDCG@10"], abs=1e-12)
+    assert set(results.strata) == {"head", "tail"} and set(results.strata["head"]) == set(names)
     # files: tables, plots, fused embeddings in the workdir's store
     out = workdir / "evaluation" / "cold-item"
     for name in ("results.md", "results.csv", "results.json", "metrics_at_k.png", "training_curves.png"):
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in data["rows"]] == names
+    assert data["verdict"]["best_baseline"] == "cosine text/minilm" and data["tie_break"] == "random"
     store = open_store(workdir / "embeddings")
     for model in models:
         fa = store.load_feature_set(f"fused/{model}")
         assert fa.data.shape[1] == 8
         np.testing.assert_allclose(np.linalg.norm(fa.data, axis=1), 1.0, rtol=1e-5)
         assert set(split["test"]) <= set(fa.ids.tolist())
+        # the model's row: numpy cosine top-10 over its stored embeddings, ties in the seeded
+        # candidate order (the id order permuted by seed 0), scored by the per-(query, user) loop
+        want = numpy_row(fa, split["test"], workdir)
+        got = results.row(model).metrics
+        assert len(want) == 18 and {m: got[m] for m in want} == pytest.approx(want, rel=1e-9)
+
+
+def numpy_row(fa, test_ids, workdir, k=10):
+    from test_eval_metrics import brute_force
+
+    cands = sorted(test_ids, key=int)
+    cands = [cands[i] for i in np.random.default_rng(0).permutation(len(cands))]
+    queries = sorted(test_ids, key=int)
+    row = {i: r for r, i in enumerate(fa.ids.tolist())}
+    emb = fa.data.astype(np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    c = emb[[row[i] for i in cands]]
+    scores = emb[[row[i] for i in queries]] @ c.T
+    scores[np.arange(len(queries)), [cands.index(q) for q in queries]] = -np.inf  # the query itself
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # equal scores: earlier candidate first
+    with open(workdir.parent / "ml" / "ratings.csv") as handle:
+        table = list(csv.DictReader(handle))
+    users = [int(r["userId"]) for r in table]
+    items = [r["movieId"] for r in table]
+    values = [float(r["rating"]) for r in table]
+    want, _ = brute_force(topk, users, items, values, queries, cands, (1, 5, 10))
+    return want
 
 
 def test_model_row_equals_ranking_its_stored_embeddings(workdir):
@@ -131,10 +165,17 @@ def test_recommend_lists_neighbours_with_titles(workdir):
     rec = recommend(workdir, "4", k=5)
     assert rec.item == "4" and rec.title == "Film 4 (1954)"
     assert [r["rank"] for r in rec.results] == [1, 2, 3, 4, 5]
-    assert all(r["id"] != "4" for r in rec.results)
-    scores = [r["score"] for r in rec.results]
-    assert scores == sorted(scores, reverse=True)
-    assert rec.results[0]["title"] == f"Film {rec.results[0]['id']} ({1950 + int(rec.results[0]['id']) % 60})"
+    # numpy cosine top-5 over the stored embeddings of the recommended model, the item left out
+    from cinefuse.store import open_store
+
+    fa = open_store(workdir / "embeddings").load_feature_set(f"fused/{rec.model}")
+    emb = fa.data.astype(np.float64) / np.linalg.norm(fa.data.astype(np.float64), axis=1, keepdims=True)
+    ids = fa.ids.tolist()
+    scores = emb @ emb[ids.index("4")]
+    order = [i for i in sorted(range(len(ids)), key=lambda j: (-scores[j], int(ids[j]))) if ids[i] != "4"][:5]
+    assert [r["id"] for r in rec.results] == [ids[i] for i in order]
+    np.testing.assert_allclose([r["score"] for r in rec.results], scores[order], rtol=1e-5)
+    assert [r["title"] for r in rec.results] == [f"Film {ids[i]} ({1950 + int(ids[i]) % 60})" for i in order]
 
 
 def test_recommend_unknown_id_names_close_matches(workdir):
@@ -157,6 +198,14 @@ def test_cli_evaluate_and_recommend(workdir, capsys):
     assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "5", "--json", "--quiet"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ks"] == [5] and data["protocol"] == "cold-item"
+    assert (data["tie_break"], data["tie_seed"]) == ("random", 0) and set(data["rows"][0]["ci"]) == {"nDCG@5", "HR@5"}
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "5", "--json", "--quiet", "--tie-break", "id",
+                     "--tie-seed", "3"]) == 0
+    by_id = json.loads(capsys.readouterr().out)
+    assert (by_id["tie_break"], by_id["tie_seed"]) == ("id", 3)
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "10", "--quiet", "--tie-seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "ties: broken by a seeded random candidate order (seed 4)" in out and "\nverdict: best model " in out
     assert cli_main(["recommend", "--workdir", str(workdir), "--item", "7", "-k", "3", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["results"]) == 3 and rec["item"] == "7"

@@ -11,6 +11,28 @@ from pathlib import Path
 
 
 
+def tie_words(verdict: dict) -> str:
+    if verdict.get("tie_break") == "id":
+        return "score ties broken by id order"
+    return f"score ties broken by a seeded random candidate order, seed {verdict.get('tie_seed', 0)}"
+
+
+def verdict_sentence(verdict: dict) -> str:
+    """The claim the numbers support: a win needs every paired interval above 0."""
+    rivals = ", ".join(verdict["paired"])
+    if verdict["fusion_wins"]:
+        return (f"**Full fusion beats every single modality and the raw concatenation** ({rivals}): every "
+                "paired 95% interval of the difference lies above 0.")
+    unsure = [n for n, p in verdict["paired"].items() if not p["beats"]]
+    if verdict["beats_point"]:
+        return (f"**Full fusion does NOT beat every rival with confidence**: its mean is higher than each "
+                f"rival's, but the paired 95% interval includes 0 (or lies below it) against {', '.join(unsure)}; "
+                f"more cold items would be needed to tell.")
+    behind = [n for n, p in verdict["paired"].items() if p["diff"] <= 0]
+    return (f"**Full fusion does NOT beat every rival**: it scores at or below {', '.join(behind)}; "
+            f"no paired interval above 0 against {', '.join(unsure)}.")
+
+
 def machine_line() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
@@ -69,16 +91,17 @@ def write_demo_report(workdir: Path, config, collection, results, verdict: dict,
         "## Verdict",
         "",
         f"Full fusion ({verdict['models'][full]}) against each single modality with the same loss, "
-        f"distance and head, cold-item {metric}:",
+        f"distance and head, and against the raw concatenated features, cold-item {metric}; the "
+        f"difference is full minus the rival with its paired 95% bootstrap interval over the same "
+        f"{verdict['queries']} cold queries ({tie_words(verdict)}):",
         "",
-        "| modality set | model | " + metric + " |",
-        "|---|---|---:|",
-        *(f"| {m} | {verdict['models'][m]} | {verdict['singles'][m]:.4f} |" for m in verdict['singles']),
-        f"| **full** | {verdict['models'][full]} | **{verdict['full']:.4f}** |",
+        "| rival | model | " + metric + " | full minus rival | paired 95% CI | P(full better) |",
+        "|---|---|---:|---:|---|---:|",
+        *(f"| {name} | {p['rival']} | {p['value']:.4f} | {p['diff']:+.4f} | [{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] "
+          f"| {p['p_better']:.3f} |" for name, p in verdict["paired"].items()),
+        f"| **full** | {verdict['models'][full]} | **{verdict['full']:.4f}** | | | |",
         "",
-        ("**Full fusion beats every single modality** "
-         if verdict["fusion_wins"] else "**Full fusion does NOT beat every single modality** ")
-        + f"(margin over the best single modality: {verdict['margin']:+.4f}).",
+        verdict_sentence(verdict),
         "",
         "For reference, the baselines on the same cold items: "
         + ", ".join(f"{name} {value:.4f}" for name, value in verdict["baselines"].items()) + ".",

@@ -46,6 +46,10 @@ def register(subparsers) -> None:
         "(adds shards; never wipes it)",
     )
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    ev.add_argument("--tie-break", choices=("random", "id"), default="random",
+                    help="order that breaks score ties in every row: a seeded random candidate order, or "
+                    "id order (the old rule, for comparison; ids follow catalogue age and popularity)")
+    ev.add_argument("--tie-seed", type=int, default=0, help="seed of the random tie order")
     ev.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     hidden_alias(ev, "--quiet", "progress", action="store_false")
@@ -91,6 +95,8 @@ def run_evaluate_command(args) -> int:
         fused_store=args.fused_store,
         seed=args.seed,
         progress=args.progress,
+        tie_break=args.tie_break,
+        tie_seed=args.tie_seed,
     )
     if args.json:
         print(json.dumps(results.to_json(), indent=2, default=float))

@@ -30,14 +30,62 @@ def fmt(value) -> str:
     return f"{value:.4f}"
 
 
-def table_cells(results, metrics) -> tuple[list[str], list[list[str]]]:
-    header = ["Model"] + metric_columns(results.ks, metrics) + list(TIME_COLUMNS)
+def ci_columns(results) -> list[str]:
+    """The metrics that carry a 95% interval (the same on every row)."""
+    names: list[str] = []
+    for row in results.rows:
+        names += [m for m in getattr(row, "ci", {}) if m not in names]
+    return names
+
+
+def fmt_ci(ci) -> str:
+    return "-" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def table_cells(results, metrics, with_ci: bool = False) -> tuple[list[str], list[list[str]]]:
+    intervals = ci_columns(results) if with_ci else []
+    header = ["Model"] + metric_columns(results.ks, metrics) + [f"{m} 95% CI" for m in intervals] + list(TIME_COLUMNS)
     body = []
     for row in results.rows:
         cells = [row.name] + [fmt(row.metrics.get(c)) for c in metric_columns(results.ks, metrics)]
+        cells += [fmt_ci(row.ci.get(m)) for m in intervals]
         cells += [fmt(row.train_seconds), fmt(row.eval_seconds)]
         body.append(cells)
     return header, body
+
+
+def verdict_line(verdict: dict | None) -> str:
+    """One line under the table: does the best model beat the best raw baseline?"""
+    if verdict is None:
+        return "verdict: none (needs a trained model and a raw-feature baseline)"
+    v = verdict
+    word = "beats" if v["beats"] else "does not beat"
+    return (f"verdict: best model {v['best_model']} {word} best raw baseline {v['best_baseline']} "
+            f"by {v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}] {v['metric']} "
+            f"(paired bootstrap over {v['queries']} queries, 95%; P(better) {v['p_better']:.3f})")
+
+
+def tie_line(results) -> str:
+    if getattr(results, "tie_break", "random") == "id":
+        return "ties: broken by id order (--tie-break id, the old rule, for comparison)"
+    return f"ties: broken by a seeded random candidate order (seed {results.tie_seed})"
+
+
+def strata_cells(results) -> tuple[list[str], list[list[str]]] | None:
+    """Rows x (head, tail) at the interval metrics (nDCG@10, HR@10)."""
+    if not results.strata:
+        return None
+    metrics = ci_columns(results) or [f"nDCG@{max(results.ks)}", f"HR@{max(results.ks)}"]
+    header = ["Model"] + [f"{m} {s}" for s in ("head", "tail") for m in metrics]
+    body = [[row.name] + [fmt(results.strata[s].get(row.name, {}).get(m)) for s in ("head", "tail") for m in metrics]
+            for row in results.rows]
+    return header, body
+
+
+def strata_line(results) -> str:
+    c = results.strata_cut
+    return (f"queries split at the median of {c['by']}: "
+            f"head {c['head']} ({c['head_queries']} queries), tail {c['tail']} ({c['tail_queries']} queries)")
 
 
 def _text_table(header, body) -> str:
@@ -57,8 +105,13 @@ def format_table(results) -> str:
         f"{c.get('queries_with_relevant', 0)} queries with relevant items "
         f"({c.get('pairs', 0)} query-user pairs)"
     )
-    parts = [head, "", "ACCURACY", _text_table(*table_cells(results, ACCURACY_METRICS)), "",
-             "BEYOND ACCURACY", _text_table(*table_cells(results, BEYOND_METRICS)), "", legend(results)]
+    parts = [head, tie_line(results), "", "ACCURACY", _text_table(*table_cells(results, ACCURACY_METRICS, True)),
+             verdict_line(results.verdict), "",
+             "BEYOND ACCURACY", _text_table(*table_cells(results, BEYOND_METRICS))]
+    strata = strata_cells(results)
+    if strata:
+        parts += ["", "BY POPULARITY STRATUM", strata_line(results), _text_table(*strata)]
+    parts += ["", legend(results)]
     if results.notes:
         parts += [""] + [f"note: {n}" for n in results.notes]
     return "\n".join(parts)
@@ -66,9 +119,12 @@ def format_table(results) -> str:
 
 def legend(results) -> str:
     names = ", ".join(f"{m} = {METRIC_LABELS[m]}" for m in ACCURACY_METRICS + BEYOND_METRICS)
+    b = getattr(results, "bootstrap", {}) or {}
+    intervals = (f" 95% CI: percentile bootstrap over queries ({b.get('resamples')} resamples, seed "
+                 f"{b.get('seed')})." if ci_columns(results) else "")
     return (
         f"{names}. Averaged per (query, user), then per query; queries without relevant candidates "
-        f"({results.counts.get('queries_without_relevant', 0)}) are left out of accuracy metrics."
+        f"({results.counts.get('queries_without_relevant', 0)}) are left out of accuracy metrics." + intervals
     )
 
 
@@ -84,18 +140,23 @@ def format_markdown(results) -> str:
         f"# Evaluation: {results.protocol} protocol",
         "",
         f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
-        f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs.",
+        f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs; "
+        f"{tie_line(results)}.",
         "",
         "## Accuracy",
         "",
-        markdown_table(*table_cells(results, ACCURACY_METRICS)),
+        markdown_table(*table_cells(results, ACCURACY_METRICS, True)),
+        "",
+        f"**{verdict_line(results.verdict)}**",
         "",
         "## Beyond accuracy",
         "",
         markdown_table(*table_cells(results, BEYOND_METRICS)),
-        "",
-        legend(results),
     ]
+    strata = strata_cells(results)
+    if strata:
+        parts += ["", "## By popularity stratum", "", strata_line(results) + ".", "", markdown_table(*strata)]
+    parts += ["", legend(results)]
     notes = results.notes + [f"{r.name}: {r.note}" for r in results.rows if r.note]
     if notes:
         parts += [""] + [f"- {n}" for n in notes]

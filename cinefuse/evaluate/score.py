@@ -12,13 +12,25 @@ Protocols:
 
 Every row of one table ranks the same candidates: items a model cannot embed are dropped from
 the candidate set for all rows and counted in ``notes``.
+
+Ties: the candidates of an :class:`EvalSet` are held in the order score ties follow, and every
+row ranks through that order (``top_k_cosine`` and ``top_k_by_score`` keep the lower position
+among equal scores). By default it is a seeded pseudo-random permutation (``tie_break="random"``,
+``tie_seed``): MovieLens ids follow the catalogue's age and popularity, so id order would hand a
+feature with many ties (release year) a score it did not earn. ``tie_break="id"`` keeps the old
+id order, for comparison.
+
+Every row goes through :func:`score_row`, which keeps the per-query accuracy values
+(``row.per_query``) and the 95% bootstrap interval over queries of nDCG and HR at the verdict K
+(``row.ci``); :func:`attach_verdict` adds the paired bootstrap of the best model against the best
+raw-feature baseline, and :func:`popularity_strata` the table per popularity stratum.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +40,23 @@ from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.config import FuseConfig, as_config
 from cinefuse.fuse.workdir import Workdir
-from cinefuse.metrics.metrics import METRIC_LABELS, index_of, accuracy_metrics, beyond_accuracy_metrics, build_relevance
+from cinefuse.metrics.bootstrap import bootstrap_interval, paired_bootstrap
+from cinefuse.metrics.metrics import (
+    METRIC_LABELS,
+    PerQuery,
+    average_per_query,
+    beyond_accuracy_metrics,
+    build_relevance,
+    index_of,
+    per_query_accuracy_metrics,
+)
 from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
 from cinefuse.protocols import EVAL_PROTOCOLS
 
 DEFAULT_KS = (1, 3, 5, 10)
+TIE_BREAKS = ("random", "id")
+VERDICT_K = 10          # nDCG@10 and HR@10 carry intervals (the largest K when 10 is not asked)
+BOOTSTRAP_SEED = 0      # resampling seed of every interval, recorded in results.json
 
 
 @dataclass
@@ -40,12 +64,15 @@ class EvalSet:
     """Queries, candidates (in tie-breaking order) and everything the metrics need."""
 
     query_ids: np.ndarray
-    candidate_ids: np.ndarray
+    candidate_ids: np.ndarray   # the order score ties follow (see the module docstring)
     self_index: np.ndarray  # (Q,) the query's row in candidate_ids, -1 if not a candidate
     relevance: Any
     genres: np.ndarray | None  # (C, G) multi-hot, None when no movie metadata
     raters: np.ndarray  # (C,) users who rated each candidate
     n_users: int
+    query_raters: np.ndarray | None = None  # (Q,) users who rated each query item (its strata)
+    tie_break: str = "random"
+    tie_seed: int = 0
 
 
 @dataclass
@@ -56,6 +83,8 @@ class Row:
     train_seconds: float | None  # None: nothing is trained (baselines)
     eval_seconds: float
     note: str = ""
+    ci: dict[str, list[float]] = field(default_factory=dict)  # {"nDCG@10": [lo, hi], "HR@10": [lo, hi]}
+    per_query: PerQuery | None = field(default=None, repr=False, compare=False)  # in memory only
 
 
 @dataclass
@@ -67,16 +96,28 @@ class Results:
     notes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=lambda: dict(METRIC_LABELS))
     outputs: dict[str, str] = field(default_factory=dict)  # files written: markdown, csv, json, plots
+    tie_break: str = "random"
+    tie_seed: int = 0
+    verdict: dict | None = None      # paired bootstrap, best model vs best raw baseline (attach_verdict)
+    strata: dict = field(default_factory=dict)      # {"head": {row: {metric: value}}, "tail": {...}}
+    strata_cut: dict = field(default_factory=dict)  # how the strata were cut (median, sizes)
+    bootstrap: dict = field(default_factory=lambda: {"level": 0.95, "resamples": 0, "seed": BOOTSTRAP_SEED})
 
     def to_json(self) -> dict:
         """Plain JSON: NaN (a metric undefined here, e.g. Div@1) becomes null."""
         return _finite_or_none({
             "protocol": self.protocol,
             "ks": list(self.ks),
+            "tie_break": self.tie_break,
+            "tie_seed": self.tie_seed,
             "counts": self.counts,
             "notes": self.notes,
             "labels": self.labels,
-            "rows": [asdict(r) for r in self.rows],
+            "rows": [{f.name: getattr(r, f.name) for f in fields(r) if f.name != "per_query"} for r in self.rows],
+            "verdict": self.verdict,
+            "strata": self.strata,
+            "strata_cut": self.strata_cut,
+            "bootstrap": self.bootstrap,
         })
 
     def row(self, name: str) -> Row:
@@ -119,11 +160,14 @@ def build_eval_set(
     k_max: int,
     movies=None,
     threshold: float = 4.0,
+    tie_break: str = "random",
+    tie_seed: int = 0,
 ) -> EvalSet:
     """Relevance, genres and popularity for ``query_ids`` against ``candidate_ids``
-    (``ratings``: a ``cinefuse.datasets.movielens.Ratings``; ``movies``: its ``Movies`` or None)."""
-    candidate_ids = np.asarray(candidate_ids, dtype=str)
-    candidate_ids = candidate_ids[id_sort_key(candidate_ids)]
+    (``ratings``: a ``cinefuse.datasets.movielens.Ratings``; ``movies``: its ``Movies`` or None).
+    The candidates are put in tie order: a permutation seeded by ``tie_seed`` of the id order
+    (``tie_break="random"``), or the id order itself (``"id"``)."""
+    candidate_ids = tie_order(candidate_ids, tie_break, tie_seed)
     query_ids = np.asarray(query_ids, dtype=str)
     query_ids = query_ids[id_sort_key(query_ids)]
     position = {c: i for i, c in enumerate(candidate_ids.tolist())}
@@ -140,6 +184,10 @@ def build_eval_set(
     in_cand = cand_index >= 0
     rated = np.unique(cand_index[in_cand] * max(n_users, 1) + user_code[in_cand])
     raters = np.bincount(rated // max(n_users, 1), minlength=len(candidate_ids))
+    query_index = index_of(query_ids, items)
+    in_query = query_index >= 0
+    rated_q = np.unique(query_index[in_query] * max(n_users, 1) + user_code[in_query])
+    query_raters = np.bincount(rated_q // max(n_users, 1), minlength=len(query_ids))
 
     genres = None
     if movies is not None:
@@ -151,13 +199,52 @@ def build_eval_set(
             if row is not None:
                 for g in gs:
                     genres[row, col[g]] = 1.0
-    return EvalSet(query_ids, candidate_ids, self_index, rel, genres, raters, n_users)
+    return EvalSet(query_ids, candidate_ids, self_index, rel, genres, raters, n_users, query_raters,
+                   tie_break, tie_seed)
+
+
+def tie_order(candidate_ids, tie_break: str = "random", tie_seed: int = 0) -> np.ndarray:
+    """``candidate_ids`` (str) in the order score ties follow. The permutation is drawn over the
+    id-sorted ids, so the same set of candidates gets the same order whatever order it came in."""
+    if tie_break not in TIE_BREAKS:
+        raise CinefuseError(f"unknown tie-break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
+    candidate_ids = np.asarray(candidate_ids, dtype=str)
+    candidate_ids = candidate_ids[id_sort_key(candidate_ids)]
+    if tie_break == "id":
+        return candidate_ids
+    return candidate_ids[np.random.default_rng(tie_seed).permutation(candidate_ids.size)]
 
 
 def score_lists(topk: np.ndarray, es: EvalSet, ks) -> dict[str, float]:
-    out = accuracy_metrics(topk, es.relevance, ks)
+    return score_lists_per_query(topk, es, ks)[0]
+
+
+def score_lists_per_query(topk: np.ndarray, es: EvalSet, ks) -> tuple[dict[str, float], PerQuery]:
+    """Every metric of the lists ``topk`` and the per-query accuracy values they average."""
+    per_query = per_query_accuracy_metrics(topk, es.relevance, ks)
+    out = average_per_query(per_query)
     out.update(beyond_accuracy_metrics(topk, ks, len(es.candidate_ids), es.genres, es.raters, es.n_users))
-    return out
+    return out, per_query
+
+
+def verdict_k(ks) -> int:
+    return VERDICT_K if VERDICT_K in ks else max(ks)
+
+
+def score_row(name: str, kind: str, topk: np.ndarray, es: EvalSet, ks, train_seconds, start: float,
+              note: str = "") -> Row:
+    """The one way a row of the table is made (models, their ``+prior`` variants, baselines):
+    the metrics of ``topk`` (ranked in ``es``'s tie order), its per-query values and its 95%
+    bootstrap intervals; ``start`` is the ``perf_counter`` at which its evaluation began."""
+    metrics, per_query = score_lists_per_query(topk, es, ks)
+    k = verdict_k(ks)
+    ci = {}
+    if int(per_query.scored.sum()) >= 2:
+        for metric in (f"nDCG@{k}", f"HR@{k}"):
+            iv = bootstrap_interval(per_query.of(metric), seed=BOOTSTRAP_SEED)
+            ci[metric] = [iv.low, iv.high]
+    return Row(name, kind, metrics, train_seconds, time.perf_counter() - start, note=note, ci=ci,
+               per_query=per_query)
 
 
 def evaluate_embeddings(
@@ -165,11 +252,16 @@ def evaluate_embeddings(
 ) -> dict[str, float]:
     """Metrics of cosine top-K over ``emb`` (rows in ``ids`` order, every query and candidate
     among them)."""
+    return score_lists(rank_embeddings(ids, emb, es, ks, block_size), es, ks)
+
+
+def rank_embeddings(ids: np.ndarray, emb: np.ndarray, es: EvalSet, ks, block_size: int = 1024) -> np.ndarray:
+    """Cosine top-K lists (candidate rows of ``es``) over ``emb`` (rows in ``ids`` order)."""
     rows = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
     q = emb[[rows[i] for i in es.query_ids.tolist()]]
     c = emb[[rows[i] for i in es.candidate_ids.tolist()]]
     topk, _ = top_k_cosine(q, c, max(ks), self_index=es.self_index, block_size=block_size)
-    return score_lists(topk, es, ks)
+    return topk
 
 
 # ---- the workdir's run and data ------------------------------------------------------------------
@@ -227,23 +319,30 @@ def run_evaluate(
     seed: int = 0,
     write: bool = True,
     progress: bool = True,
+    tie_break: str = "random",
+    tie_seed: int = 0,
 ) -> Results:
     """Evaluate every trained model of ``workdir`` and every baseline; write the tables, plots
-    and fused embeddings (unless ``write=False``) and return the results."""
+    and fused embeddings (unless ``write=False``) and return the results. ``seed`` seeds the
+    random baseline; ``tie_break``/``tie_seed`` the order score ties follow (every row)."""
+    if tie_break not in TIE_BREAKS:
+        raise CinefuseError(f"unknown tie-break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
     job = open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_url)
     bar = _progress(progress, total=len(job.models) + 3)
     bar.set_description("embedding")
     embeddings = embed_models(job, bar)
-    es, counts, notes = candidates(job, embeddings)
+    es, counts, notes = candidates(job, embeddings, tie_break, tie_seed)
     bar.update(1)
     bar.set_description("ranking models")
     rows = model_rows(job, embeddings, es)
     bar.update(1)
     bar.set_description("baselines")
-    rows += baseline_rows(job, es, seed)
+    rows += baseline_rows(job, es, seed, notes)
     bar.update(1)
     bar.close()
-    results = Results(job.protocol, job.ks, rows, {**counts, "like_threshold": job.threshold}, notes)
+    results = Results(job.protocol, job.ks, rows, {**counts, "like_threshold": job.threshold}, notes,
+                      tie_break=tie_break, tie_seed=tie_seed)
+    finish_results(results, es)
     if write:
         write_results(job, results, embeddings, fused_store)
     return results
@@ -303,7 +402,8 @@ def _shared_table(job: Job):
     return job.store.load(names) if names else None
 
 
-def candidates(job: Job, embeddings: dict[str, Embedded]) -> tuple[EvalSet, dict, list[str]]:
+def candidates(job: Job, embeddings: dict[str, Embedded], tie_break: str = "random",
+               tie_seed: int = 0) -> tuple[EvalSet, dict, list[str]]:
     """The protocol's queries and candidates, every one in the store and embedded by every model
     (so that every row ranks the same set): (eval set, counts, notes)."""
     notes: list[str] = []
@@ -328,7 +428,8 @@ def candidates(job: Job, embeddings: dict[str, Embedded]) -> tuple[EvalSet, dict
     if len(pool_set) < 2:
         raise CinefuseError(f"only {len(pool_set)} items to rank under the {job.protocol} protocol; need at least 2")
     chosen = np.array(sorted(pool_set), dtype=str)
-    es = build_eval_set(job.ratings, chosen, chosen, max(job.ks), movies=job.movies, threshold=job.threshold)
+    es = build_eval_set(job.ratings, chosen, chosen, max(job.ks), movies=job.movies, threshold=job.threshold,
+                        tie_break=tie_break, tie_seed=tie_seed)
     with_relevant = int(es.relevance.queries_with_relevant.size)
     counts = {
         "queries": len(es.query_ids),
@@ -347,15 +448,16 @@ def model_rows(job: Job, embeddings: dict[str, Embedded], es: EvalSet) -> list[R
     rows = []
     for model in job.models:
         e = embeddings[model]
-        start = time.perf_counter()
-        metrics = evaluate_embeddings(e.ids, e.emb, es, job.ks)
-        rows.append(Row(model, "model", metrics, job.wd.train_seconds(model),
-                        time.perf_counter() - start + e.seconds))
+        start = time.perf_counter() - e.seconds
+        topk = rank_embeddings(e.ids, e.emb, es, job.ks)
+        rows.append(score_row(model, "model", topk, es, job.ks, job.wd.train_seconds(model), start))
     return rows
 
 
-def baseline_rows(job: Job, es: EvalSet, seed: int) -> list[Row]:
-    """random, popularity, cosine over each raw feature set and over all of them concatenated."""
+def baseline_rows(job: Job, es: EvalSet, seed: int, notes: list[str] | None = None) -> list[Row]:
+    """random, popularity, cosine over each raw feature set and over all of them concatenated.
+    A raw set with no valid row among the candidates would rank by zeros (every score tied):
+    it gets no row, and ``notes`` says so."""
     from cinefuse.evaluate.baselines import (
         concatenate_sets,
         itemknn_cbf,
@@ -368,15 +470,15 @@ def baseline_rows(job: Job, es: EvalSet, seed: int) -> list[Row]:
     rows = []
     start = time.perf_counter()
     topk = random_baseline(len(es.query_ids), len(es.candidate_ids), k, es.self_index, seed=seed)
-    rows.append(Row("random", "random", score_lists(topk, es, ks), None, time.perf_counter() - start))
+    rows.append(score_row("random", "random", topk, es, ks, None, start))
     start = time.perf_counter()
     topk = popularity_baseline(es.raters, len(es.query_ids), k, es.self_index)
     rows.append(
         # Under cold-item the candidates' rating counts are exactly what a new item lacks, so the
         # row is an oracle reference, and its name says so wherever the table is read.
-        Row("popularity (oracle)" if job.protocol == "cold-item" else "popularity", "popularity",
-            score_lists(topk, es, ks), None, time.perf_counter() - start,
-            note="uses the candidates' own rating counts (unknown for truly new items)")
+        score_row("popularity (oracle)" if job.protocol == "cold-item" else "popularity", "popularity",
+                  topk, es, ks, None, start,
+                  note="uses the candidates' own rating counts (unknown for truly new items)")
     )
     raw_sets = raw_feature_sets(job.store, job.config)
     matrices = []
@@ -384,6 +486,11 @@ def baseline_rows(job: Job, es: EvalSet, seed: int) -> list[Row]:
         table = job.store.load(raw_sets)  # the union of their ids; a candidate lacking a set gets zeros
         table_row = {i: r for r, i in enumerate(table.ids.tolist())}
         take = np.array([table_row.get(i, -1) for i in es.candidate_ids.tolist()], dtype=np.int64)
+        empty = [n for n in raw_sets if not np.asarray(table.valid[n], bool)[take[take >= 0]].any()]
+        if empty and notes is not None:
+            notes.append(f"no raw-feature baseline for {', '.join(empty)}: none of the {len(take)} candidates "
+                         f"has a valid row there")
+        raw_sets = [n for n in raw_sets if n not in empty]
     for name in raw_sets:
         start = time.perf_counter()
         pooled = pooled_rows(table.features[name], table.lengths.get(name), table.valid[name])
@@ -411,7 +518,77 @@ def _knn_row(name, matrix, es: EvalSet, ks, knn, start, note="") -> Row:
     position = {c: i for i, c in enumerate(es.candidate_ids.tolist())}
     q = matrix[[position[i] for i in es.query_ids.tolist()]]
     topk = knn(q, matrix, max(ks), es.self_index)
-    return Row(name, "itemknn-cbf", score_lists(topk, es, ks), None, time.perf_counter() - start, note=note)
+    return score_row(name, "itemknn-cbf", topk, es, ks, None, start, note=note)
+
+
+# ---- intervals, verdict and strata ---------------------------------------------------------------
+
+def finish_results(results: Results, es: EvalSet) -> None:
+    """The verdict, the popularity strata and the bootstrap record, from the rows' per-query values."""
+    from cinefuse.metrics.bootstrap import N_RESAMPLES
+
+    results.bootstrap = {"level": 0.95, "resamples": N_RESAMPLES, "seed": BOOTSTRAP_SEED}
+    attach_verdict(results)
+    results.strata, results.strata_cut = popularity_strata(results.rows, es)
+
+
+def paired_comparison(a: Row, b: Row, metric: str) -> dict:
+    """A's ``metric`` minus B's over the same queries: mean difference and its paired 95%
+    bootstrap interval, and the share of resamples in which A beats B."""
+    if a.per_query is None or b.per_query is None:
+        raise CinefuseError(f"rows {a.name!r} and {b.name!r} must be made by score_row to be compared")
+    iv = paired_bootstrap(a.per_query.of(metric), b.per_query.of(metric), seed=BOOTSTRAP_SEED)
+    return {"metric": metric, "a": a.name, "b": b.name, "a_value": float(a.metrics[metric]),
+            "b_value": float(b.metrics[metric]), "diff": iv.mean, "ci_low": iv.low, "ci_high": iv.high,
+            "p_better": iv.share_above_zero, "beats": iv.low > 0}
+
+
+def attach_verdict(results: Results) -> None:
+    """Best model (kind "model", by nDCG@K) against the best raw-feature cosine row (the
+    popularity oracle is not a content baseline): ``results.verdict`` and a note when either
+    side is missing."""
+    metric = f"nDCG@{verdict_k(results.ks)}"
+    key = lambda r: r.metrics.get(metric) if np.isfinite(r.metrics.get(metric, np.nan)) else -np.inf  # noqa: E731
+    models = [r for r in results.rows if r.kind == "model" and r.per_query is not None]
+    raws = [r for r in results.rows if r.kind == "itemknn-cbf" and r.per_query is not None]
+    scored = int(models[0].per_query.scored.sum()) if models else 0
+    if not models or not raws or scored < 2:
+        results.verdict = None
+        results.notes.append("no verdict: it needs a trained model, a raw-feature baseline and 2 scored queries")
+        return
+    best, base = max(models, key=key), max(raws, key=key)
+    c = paired_comparison(best, base, metric)
+    results.verdict = {"metric": metric, "best_model": best.name, "best_baseline": base.name,
+                       "model_value": c["a_value"], "baseline_value": c["b_value"], "diff": c["diff"],
+                       "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p_better": c["p_better"],
+                       "beats": c["beats"], "queries": scored}
+
+
+def popularity_strata(rows: list[Row], es: EvalSet) -> tuple[dict, dict]:
+    """Each row's accuracy metrics over the head and the tail of the queries by their rating
+    count (for cold items: held-out ratings, which no model sees), cut at the median count of
+    the scored queries: head = count > median, tail = count <= median."""
+    with_values = [r for r in rows if r.per_query is not None]
+    if not with_values or es.query_raters is None:
+        return {}, {}
+    scored = with_values[0].per_query.scored
+    counts = np.asarray(es.query_raters, dtype=np.int64)
+    if not scored.any():
+        return {}, {}
+    median = float(np.median(counts[scored]))
+    masks = {"head": scored & (counts > median), "tail": scored & (counts <= median)}
+    strata = {}
+    for stratum, mask in masks.items():
+        strata[stratum] = {}
+        for r in with_values:
+            strata[stratum][r.name] = {
+                name: (float(v[mask].mean()) if mask.any() else float("nan"))
+                for name, v in r.per_query.values.items()}
+    cut = {"by": "the users who rated each query item (held-out ratings under cold-item, seen by no model)",
+           "median": median,
+           "head": f"raters > {median:g}", "tail": f"raters <= {median:g}",
+           "head_queries": int(masks["head"].sum()), "tail_queries": int(masks["tail"].sum())}
+    return strata, cut
 
 
 def raw_feature_sets(store, config: FuseConfig | dict | None = None) -> list[str]:

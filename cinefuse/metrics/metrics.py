@@ -27,6 +27,7 @@ genre sets within a list, K >= 2; two items that both lack genres count as ident
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Relevance:
 
     ``liked_keys`` are sorted ``user * n_candidates + candidate`` codes of every liked
     (user, candidate) rating, ``liked_ratings`` their ratings. One row per scorable
-    (query, user) pair in ``pair_query``/``pair_user``/``n_relevant``/``ideal_gain``.
+    (query, user) pair in ``pair_query``/``pair_user``/``n_relevant``/``pair_drop``.
     """
 
     n_queries: int
@@ -64,9 +65,16 @@ class Relevance:
     pair_query: np.ndarray
     pair_user: np.ndarray
     n_relevant: np.ndarray
-    ideal_gain: np.ndarray  # (P, k_max) graded gains of R sorted descending, zero-padded (F order)
+    # the graded ideal DCG, per user rather than per pair: ideal_dcg[u, d, j] sums the discounted
+    # gains of u's best j + 1 liked candidates with u's rank d left out (q's own rating, when q is a
+    # candidate; d = k_max + 1 leaves nothing out), and pair_drop[p] is that d for pair p
+    ideal_dcg: np.ndarray   # (users, k_max + 2, k_max) float64
+    pair_drop: np.ndarray   # (P,)
     query_self: np.ndarray  # (Q,) each query's own candidate row, -1 when not a candidate
     pairs_without_relevant: int = 0
+    # (users, candidates) CSR of the liked table, value = 1 + the entry's row in liked_keys: a hit
+    # is looked up in the user's own few likes, not by binary search over all of them
+    liked_rows: Any = None
     counts: dict = field(default_factory=dict)
 
     @property
@@ -92,9 +100,10 @@ def build_relevance(
 ) -> Relevance:
     """Relevance for ``query_ids`` against ``candidate_ids`` from raw ratings
     (users (n,), items (n,) str, ratings (n,)). A repeated (user, item) keeps its last rating."""
+    import pandas as pd
+
     users = np.asarray(users)
     items = np.asarray(items)
-    items = items if items.dtype == object else items.astype(str).astype(object)
     ratings = np.asarray(ratings, dtype=np.float32)
     query_ids = np.asarray(query_ids, dtype=str)
     candidate_ids = np.asarray(candidate_ids, dtype=str)
@@ -102,12 +111,22 @@ def build_relevance(
 
     liked = ratings >= threshold
     users, items, ratings = users[liked], items[liked], ratings[liked]
-    _, user_code = np.unique(users, return_inverse=True)
-    user_code = user_code.astype(np.int64)
+    items = items if items.dtype == object else items.astype(str).astype(object)
+    # codes in ascending user order (as np.unique's inverse), by hashing instead of sorting
+    user_code = pd.factorize(users, sort=True)[0].astype(np.int64)
     n_users = int(user_code.max()) + 1 if user_code.size else 0
 
-    cand_of_rating = index_of(candidate_ids, items)
-    query_of_rating = index_of(query_ids, items)
+    # one hash pass over the ratings' items; candidates and queries are looked up among the
+    # distinct items only (a catalogue, not a rating log)
+    item_code, distinct = pd.factorize(items)
+    item_code = item_code.astype(np.int64)
+
+    def rows_in(ids):
+        where = np.append(index_of(ids, np.asarray(distinct, dtype=object)), -1)  # code -1 (missing) -> -1
+        return where[item_code]
+
+    cand_of_rating = rows_in(candidate_ids)
+    query_of_rating = rows_in(query_ids)
     query_self = index_of(candidate_ids, query_ids)  # the query's own candidate row, or -1
 
     # liked (user, candidate) lookup table, last rating of a repeated pair wins
@@ -121,13 +140,36 @@ def build_relevance(
 
     # per user: how many candidates liked, and the top (k_max + 1) ratings among them
     n_liked_cand = np.bincount(liked_users, minlength=n_users)
-    order = np.lexsort((-liked_ratings, liked_users))
-    su, sr = liked_users[order], liked_ratings[order]
+    import scipy.sparse as sp
+
+    # liked_keys are sorted user-major, so each row's columns are already sorted and unique
+    liked_rows = sp.csr_array(
+        (np.arange(1, liked_keys.size + 1, dtype=np.float64), liked_keys - liked_users * n_c,
+         np.concatenate([[0], np.cumsum(n_liked_cand)])),
+        shape=(n_users, n_c))
+    # the liked table by user, then rating descending (ties in table order): one stable sort of
+    # a (user, rating level) code, already in user order so the sort has little to do
+    levels = np.sort(pd.unique(liked_ratings))
+    level_code = liked_users * max(levels.size, 1) + (levels.size - 1 - np.searchsorted(levels, liked_ratings))
+    order = np.argsort(level_code, kind="stable")
+    su, sr, code_sorted = liked_users[order], liked_ratings[order], level_code[order]
     start = np.concatenate([[0], np.cumsum(n_liked_cand)[:-1]]) if n_users else np.zeros(0, np.int64)
     rank_in_user = np.arange(su.size) - start[su] if su.size else np.zeros(0, np.int64)
     top = np.full((n_users, k_max + 1), np.nan, dtype=np.float32)
     keep = rank_in_user <= k_max
     top[su[keep], rank_in_user[keep]] = sr[keep]
+    # graded gain of each of those ratings, 0 past the user's likes, and the ideal DCG with each
+    # rank d left out (rank j of the ideal list is u's rank j, or j + 1 once past d), summed rank
+    # by rank in the order the metric pass once summed them per pair
+    top_wide = top.astype(np.float64)
+    top_gain = np.where(np.isnan(top_wide), 0.0, np.exp2(np.nan_to_num(top_wide)) - 1.0)
+    disc = discounts(k_max)
+    drops = np.arange(k_max + 2)
+    ideal_dcg = np.zeros((n_users, k_max + 2, k_max))
+    acc = np.zeros((n_users, k_max + 2))
+    for j in range(k_max):
+        acc += top_gain[:, j + (j >= drops)] * disc[j]
+        ideal_dcg[:, :, j] = acc
 
     # (query, user) pairs: u liked q (q need not be a candidate)
     in_query = query_of_rating >= 0
@@ -144,15 +186,12 @@ def build_relevance(
     pairs_without = int((~scorable).sum())
     pq, pu, pr, n_rel, q_is_cand = pq[scorable], pu[scorable], pr[scorable], n_rel[scorable], q_is_cand[scorable]
 
-    # ideal graded gains: u's top ratings among candidates with q's own rating removed once
-    # (q is in R's pool only when it is a candidate)
-    row = top[pu]  # (P, k_max + 1)
-    equal = row == pr[:, None]
-    drop_at = np.where(equal.any(axis=1) & q_is_cand, equal.argmax(axis=1), k_max + 1)
-    j = np.arange(k_max)[None, :]
-    ideal_ratings = np.take_along_axis(row, j + (j >= drop_at[:, None]), axis=1)
-    ideal_ratings = ideal_ratings.astype(np.float64)
-    ideal_gain = np.where(np.isnan(ideal_ratings), 0.0, np.exp2(np.nan_to_num(ideal_ratings)) - 1.0)
+    # q's own rating is left out of u's ideal list once (q is in R's pool only when it is a
+    # candidate), at u's first rank holding that rating: the count of u's liked candidates rated
+    # higher, found in the (user, rating descending) order of the liked table
+    pr_level = levels.size - 1 - np.clip(np.searchsorted(levels, pr), 0, max(levels.size - 1, 0))
+    higher = np.searchsorted(code_sorted, pu * max(levels.size, 1) + pr_level) - start[pu] if pu.size else pu
+    drop_at = np.where(q_is_cand, np.minimum(higher, k_max + 1), k_max + 1)
 
     return Relevance(
         n_queries=n_q,
@@ -164,9 +203,11 @@ def build_relevance(
         pair_query=pq.astype(np.int64),
         pair_user=pu.astype(np.int64),
         n_relevant=n_rel.astype(np.int64),
-        ideal_gain=np.asfortranarray(ideal_gain, dtype=np.float64),  # read one rank (column) at a time
+        ideal_dcg=ideal_dcg,
+        pair_drop=drop_at.astype(np.int64),
         query_self=query_self.astype(np.int64),
         pairs_without_relevant=pairs_without,
+        liked_rows=liked_rows,
         counts={"users": n_users, "pairs": int(pq.size), "pairs_without_relevant": pairs_without},
     )
 
@@ -175,10 +216,38 @@ def discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
+@dataclass
+class PerQuery:
+    """Each accuracy metric per query (the (query, user) mean), the input of bootstrap intervals.
+
+    ``values[name]`` is (Q,) with 0 where the query has no scorable pair; ``scored`` (Q,) marks
+    the queries that have one (the only ones any average or interval uses)."""
+
+    values: dict[str, np.ndarray]
+    scored: np.ndarray
+
+    def of(self, name: str) -> np.ndarray:
+        """The scored queries' values of one metric, in query order."""
+        return self.values[name][self.scored]
+
+
 def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
     """Every accuracy metric at every K in ``ks`` for the lists ``topk`` (Q, >= max(ks)) of
     candidate indices (-1 = empty slot). Returns ``{"P@10": value, ...}`` plus
     ``queries_scored``."""
+    return average_per_query(per_query_accuracy_metrics(topk, rel, ks))
+
+
+def average_per_query(per_query: PerQuery) -> dict[str, float]:
+    """The averages :func:`accuracy_metrics` reports: the mean over scored queries."""
+    scored = per_query.scored
+    out = {name: float(v[scored].mean()) if scored.any() else float("nan") for name, v in per_query.values.items()}
+    out["queries_scored"] = int(scored.sum())
+    return out
+
+
+def per_query_accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> PerQuery:
+    """:func:`accuracy_metrics` before the average over queries."""
     ks = sorted(int(k) for k in ks)
     k_max = max(ks)
     if k_max > rel.k_max:
@@ -189,36 +258,33 @@ def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
     pairs_per_query = np.bincount(rel.pair_query, minlength=rel.n_queries).astype(np.float64)
     disc = discounts(k_max)
     ideal_binary = np.cumsum(disc)
-    n_c = rel.n_candidates
     has_likes = rel.liked_keys.size > 0
+    # one rank at a time over all pairs: every step is a contiguous vector operation, and each
+    # rank's column of the lists (one entry per query) stays in cache while pairs gather from it
+    lists_t = np.ascontiguousarray(topk[:, :k_max].T)
     for lo in range(0, rel.pair_query.size, PAIR_CHUNK):
         hi = min(lo + PAIR_CHUNK, rel.pair_query.size)
         q, u = rel.pair_query[lo:hi], rel.pair_user[lo:hi]
         n = hi - lo
-        # one rank at a time over all pairs: every step is a contiguous vector operation
-        lists_t = np.ascontiguousarray(topk[q, :k_max].T)
         own = rel.query_self[q]
-        base = u * n_c
         n_rel = rel.n_relevant[lo:hi]
         n_rel_f = n_rel.astype(np.float64)
         hits = np.zeros(n)
         dcg = np.zeros(n)
         gdcg = np.zeros(n)
-        gideal = np.zeros(n)
+        drop = rel.pair_drop[lo:hi]
         first = np.zeros(n)
         for j in range(k_max):
-            column = lists_t[j]
+            column = lists_t[j][q]
             if has_likes:
-                code = base + column
-                pos = np.minimum(np.searchsorted(rel.liked_keys, code), rel.liked_keys.size - 1)
+                pos = rel.liked_rows[u, np.maximum(column, 0)].astype(np.int64) - 1  # -1: not liked
                 # q itself is never relevant to q, even in a list that (wrongly) holds it
-                hit = (rel.liked_keys[pos] == code) & (column >= 0) & (column != own)
+                hit = (pos >= 0) & (column >= 0) & (column != own)
                 gdcg += np.where(hit, rel.liked_gain[pos], 0.0) * disc[j]
             else:
                 hit = np.zeros(n, bool)
             hits += hit
             dcg += hit * disc[j]
-            gideal += rel.ideal_gain[lo:hi, j] * disc[j]
             first = np.where((first == 0) & hit, j + 1.0, first)
             k = j + 1
             if k not in ks:
@@ -229,14 +295,13 @@ def accuracy_metrics(topk: np.ndarray, rel: Relevance, ks) -> dict[str, float]:
                 "HR": (hits > 0).astype(np.float64),
                 "nDCG": dcg / ideal_binary[np.minimum(n_rel, k) - 1],
                 "MRR": np.where(first > 0, 1.0 / np.maximum(first, 1.0), 0.0),
-                "gnDCG": _safe_div(gdcg, gideal),
+                "gnDCG": _safe_div(gdcg, rel.ideal_dcg[u, drop, j]),
             }
             for m, v in values.items():
                 sums[f"{m}@{k}"] += np.bincount(q, weights=v, minlength=rel.n_queries)
     scored = pairs_per_query > 0
-    out = {name: float((s[scored] / pairs_per_query[scored]).mean()) if scored.any() else float("nan") for name, s in sums.items()}
-    out["queries_scored"] = int(scored.sum())
-    return out
+    per_query = {name: np.where(scored, s / np.where(scored, pairs_per_query, 1.0), 0.0) for name, s in sums.items()}
+    return PerQuery(per_query, scored)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
