@@ -106,6 +106,8 @@ def small_config(env: dict, **sections) -> dict:
         "train": {"batch_size": 32, "steps": 200, "steps_per_call": 20, "eval_every": 40, "checkpoint_every": 40,
                   "learning_rate": 3e-3, "warmup_steps": 20, "patience": 0},
         "pairs": {"min_pairs_per_item": 2},
+        # the fixture plants a genre signal, which the thesis objective's pairs teach
+        "objective": {"kind": "thesis"},
     }
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)

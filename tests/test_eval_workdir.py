@@ -67,6 +67,7 @@ def workdir(tmp_path_factory):
         "train": {"steps": 100, "steps_per_call": 50, "eval_every": 50, "checkpoint_every": 50,
                   "batch_size": 32, "patience": 0},
         "grid": {"modalities": ["full"]},
+        "objective": {"kind": "thesis", "prior": False},
     }
     wd = root / "wd"
     run_fuse(config, wd, log=lambda msg: None)

@@ -18,6 +18,8 @@ from fuse_fixtures import write_synthetic_store  # noqa: E402
 
 CINEFUSE = Path(sys.executable).with_name("cinefuse")
 TOML = """
+[objective]
+kind = "thesis"
 [model]
 token_dim = 16
 hidden = 32

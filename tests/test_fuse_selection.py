@@ -27,12 +27,12 @@ def env(tmp_path_factory):
 
 def expected_stop(lines: list[dict], patience: int) -> tuple[int, int]:
     """(best step, last evaluated step) under the documented rule: an evaluation improves when its
-    AUC beats the best so far by more than 1e-6; ``patience`` evaluations in a row without
-    improvement stop the run."""
-    best_auc, best_step, bad = -1.0, 0, 0
+    validation nDCG@10 (the selection metric) beats the best so far by more than 1e-6; ``patience``
+    evaluations in a row without improvement stop the run."""
+    best_ndcg, best_step, bad = -1.0, 0, 0
     for x in lines:
-        if x["val_auc"] > best_auc + 1e-6 or best_step == 0:
-            best_auc, best_step, bad = x["val_auc"], x["step"], 0
+        if x["val_ndcg10"] > best_ndcg + 1e-6 or best_step == 0:
+            best_ndcg, best_step, bad = x["val_ndcg10"], x["step"], 0
         else:
             bad += 1
             if bad >= patience:
@@ -65,6 +65,7 @@ def check_member(workdir: Path, summary_run: dict, distance: str) -> int:
     assert gap > 1e-3, f"{model}: best and last states too alike to tell apart ({gap})"
     assert abs(d_pos - best["val_d_pos"]) < 1e-4 and abs(d_neg - best["val_d_neg"]) < 1e-4, (model, d_pos, d_neg, best)
     assert abs(summary_run["val_auc"] - best["val_auc"]) < 1e-6
+    assert abs(summary_run["val_ndcg10"] - best["val_ndcg10"]) < 1e-6
     return stop_step
 
 

@@ -264,6 +264,27 @@ def rank_embeddings(ids: np.ndarray, emb: np.ndarray, es: EvalSet, ks, block_siz
     return topk
 
 
+def prior_vectors(emb: np.ndarray, prior: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(query, candidate) vectors whose plain dot product is cos(q, c) + weight * prior[c]:
+    queries [q/|q|, 1], candidates [c/|c|, weight * prior_c], so a prior row goes through the
+    same ranking (``top_k_cosine(..., normalise=False)``) and tie-break path as every row."""
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    ones = np.ones((len(emb), 1), np.float32)
+    return (np.concatenate([unit, ones], axis=1).astype(np.float32),
+            np.concatenate([unit, weight * np.asarray(prior, np.float32)[:, None]], axis=1).astype(np.float32))
+
+
+def rank_prior_embeddings(ids: np.ndarray, emb: np.ndarray, prior: np.ndarray, weight: float, es: EvalSet, ks,
+                          block_size: int = 1024) -> np.ndarray:
+    """Top-K lists by cos(q, c) + ``weight`` * ``prior``[c] (rows of both in ``ids`` order)."""
+    rows = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
+    qv, cv = prior_vectors(emb, prior, weight)
+    q = qv[[rows[i] for i in es.query_ids.tolist()]]
+    c = cv[[rows[i] for i in es.candidate_ids.tolist()]]
+    topk, _ = top_k_cosine(q, c, max(ks), self_index=es.self_index, block_size=block_size, normalise=False)
+    return topk
+
+
 # ---- the workdir's run and data ------------------------------------------------------------------
 
 def safe_set_name(model: str) -> str:
@@ -304,6 +325,7 @@ class Embedded:
     ids: np.ndarray         # (N,) str
     emb: np.ndarray         # (N, E) float32
     seconds: float          # embedding time, the shared store read charged evenly
+    prior: np.ndarray | None = None  # (N,) the model's item prior (``fuse.embed.item_priors``), None without the head
 
 
 def run_evaluate(
@@ -375,7 +397,7 @@ def open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_
 
 def embed_models(job: Job, bar) -> dict[str, Embedded]:
     """Every item embedded by every model; the feature sets they need read from the store once."""
-    from cinefuse.fuse.embed import embed_items
+    from cinefuse.fuse.embed import embed_items, item_priors
 
     start = time.perf_counter()
     table = _shared_table(job)
@@ -384,8 +406,9 @@ def embed_models(job: Job, bar) -> dict[str, Embedded]:
     for model in job.models:
         start = time.perf_counter() - load_seconds
         ids, emb = embed_items(job.wd.root, model, table=table)
+        prior = item_priors(job.wd.root, model, table=table)
         out[model] = Embedded(np.asarray(ids, dtype=str), np.asarray(emb, dtype=np.float32),
-                              time.perf_counter() - start)
+                              time.perf_counter() - start, prior)
         bar.update(1)
     return out
 
@@ -444,13 +467,20 @@ def candidates(job: Job, embeddings: dict[str, Embedded], tie_break: str = "rand
 
 
 def model_rows(job: Job, embeddings: dict[str, Embedded], es: EvalSet) -> list[Row]:
-    """One row per trained model: cosine top-K over its embeddings."""
+    """One row per trained model: cosine top-K over its embeddings; for a model with a prior head
+    also ``<model>+prior``, cos + w * prior with the weight w its training chose on validation."""
     rows = []
     for model in job.models:
         e = embeddings[model]
         start = time.perf_counter() - e.seconds
         topk = rank_embeddings(e.ids, e.emb, es, job.ks)
         rows.append(score_row(model, "model", topk, es, job.ks, job.wd.train_seconds(model), start))
+        if e.prior is not None:
+            weight = float(job.wd.summary(model).get("prior_weight", 0.0))
+            start = time.perf_counter() - e.seconds
+            topk = rank_prior_embeddings(e.ids, e.emb, e.prior, weight, es, job.ks)
+            rows.append(score_row(f"{model}+prior", "model", topk, es, job.ks, job.wd.train_seconds(model), start,
+                                  note=f"cosine + {weight:g} x item prior (weight chosen on the validation items)"))
     return rows
 
 

@@ -24,6 +24,10 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     euclidean_normalized = true   #   false: on the unnormalised projection before normalisation
     mining = "semi-hard"          # "batch-hard", "none"
 
+    [objective]                   # what the model learns (docs/OBJECTIVES.md); all from training ratings only
+    kind = "distill"              # "co-like", "history", "thesis" (genre pairs, the reproduction)
+    prior = true                  # + a scalar item-prior head, added to the cosine with a validated weight
+
     [train]
     steps = 2000
     batch_size = 128
@@ -48,6 +52,11 @@ from cinefuse.fuse.pairs import PairConfig
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
 HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
+OBJECTIVES = ("thesis", "co-like", "history", "distill")
+CO_LIKE_LOSSES = ("infonce", "loss")
+TEACHERS = ("ease", "svd")
+# the thesis's pair labels: never an input of a model trained on them
+THESIS_LABEL_SETS = ("meta/genres",)
 POOLINGS = ("mean", "attention")
 GRID_PROGRAMS = ("auto", "unrolled", "vmap")
 # The modality names: a store's feature set names are "<modality>/<name>"; these come first, in
@@ -99,6 +108,60 @@ class LossConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """The training signal (docs/OBJECTIVES.md). ``thesis``: the genre-filtered pairs and the
+    [loss] section, as the thesis trained. The co-preference objectives learn from the training
+    ratings only: ``co-like`` (co-liked partners, no genre filter), ``history`` (a user x item
+    slice scored through the embeddings, ELSA/beeFormer), ``distill`` (a CF teacher's item
+    vectors and similarity rows). ``prior`` adds a scalar head on every objective."""
+
+    kind: str = "distill"
+    association: str = "jaccard"    # co-like partner score: "jaccard" or "pmi" of the user sets
+    partners: int = 32              # co-like partners kept per training item (top-N by association)
+    min_co_likes: int = 1
+    co_like_loss: str = "infonce"   # multi-positive InfoNCE; "loss": the [loss] section on (anchor, partner, random) triplets
+    temperature: float = 0.1        # co-like and distill InfoNCE / KL temperature
+    history_users: int = 32         # history slice: users per step ...
+    history_per_user: int = 32      # ... liked items drawn from each ...
+    history_random: int = 512       # ... plus uniform training items: S = users * per_user + random
+    history_loss: str = "nmse"      # "nmse" (ELSA) or "softmax" (Mult-VAE likelihood)
+    history_temperature: float = 1.0  # softmax only
+    teacher: str = "ease"           # distill similarity rows: "ease" (EASE B, dense I x I) or "svd" (teacher vector dot products)
+    teacher_dim: int = 64           # PureSVD teacher vectors
+    teacher_temperature: float = 0.5
+    ease_lambda: float = 200.0
+    prior: bool = True
+    prior_loss_weight: float = 1.0
+    # prior weights tried on the validation items (nDCG@10); 0 keeps the plain cosine
+    # (ml-latest-small: validation kept improving up to 0.4 and test nDCG@10 with it; 0.8 bounds it)
+    prior_weights: list = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8])
+
+    def validate(self) -> None:
+        from cinefuse.fuse.objectives import HISTORY_LOSSES
+        from cinefuse.fuse.targets import ASSOCIATIONS
+
+        _one_of("objective.kind", self.kind, OBJECTIVES)
+        _one_of("objective.association", self.association, ASSOCIATIONS)
+        _one_of("objective.co_like_loss", self.co_like_loss, CO_LIKE_LOSSES)
+        _one_of("objective.history_loss", self.history_loss, HISTORY_LOSSES)
+        _one_of("objective.teacher", self.teacher, TEACHERS)
+        for name in ("partners", "min_co_likes", "history_users", "history_per_user", "teacher_dim"):
+            if getattr(self, name) < 1:
+                raise CinefuseError(f"objective.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.history_random < 0:
+            raise CinefuseError(f"objective.history_random must be >= 0 (got {self.history_random})")
+        for name in ("temperature", "history_temperature", "teacher_temperature", "ease_lambda"):
+            if getattr(self, name) <= 0:
+                raise CinefuseError(f"objective.{name} must be > 0 (got {getattr(self, name)})")
+        if self.prior_loss_weight < 0:
+            raise CinefuseError(f"objective.prior_loss_weight must be >= 0 (got {self.prior_loss_weight})")
+        if (not self.prior_weights or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                              for w in self.prior_weights)):
+            raise CinefuseError(f"objective.prior_weights {self.prior_weights!r} must be a non-empty list of "
+                                "numbers >= 0")
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     batch_size: int = 128           # triplets per step (3x as many items)
@@ -108,7 +171,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     clip_norm: float = 1.0
-    eval_every: int = 200           # validation every N steps (a multiple of steps_per_call)
+    eval_every: int = 200           # validation nDCG@10 every N steps (a multiple of steps_per_call)
     checkpoint_every: int = 200     # a multiple of eval_every
     patience: int = 5               # evaluations without improvement before stopping; 0: never stop early
     keep_checkpoints: int = 2
@@ -127,6 +190,9 @@ class GridConfig:
     modalities: list | None = None
     # extra heads, each trained with the base [loss] and [model].modalities
     heads: list = field(default_factory=lambda: ["ln-linear", "cross-attention", "gated"])
+    # objectives, each with the modality sets (and the heads) above; [] (default): [objective].kind only.
+    # thesis trains losses x distances; the co-preference objectives one member per modality set
+    objectives: list = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +202,7 @@ class FuseConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: GridConfig = field(default_factory=GridConfig)
 
@@ -156,8 +223,9 @@ class FuseConfig:
         _one_of("loss.distance", self.loss.distance, DISTANCES)
         _one_of("loss.mining", self.loss.mining, MINERS)
         _one_of("train.grid_program", self.train.grid_program, GRID_PROGRAMS)
-        for name in ("losses", "distances", "heads"):
-            allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS}[name]
+        self.objective.validate()
+        for name in ("losses", "distances", "heads", "objectives"):
+            allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS, "objectives": OBJECTIVES}[name]
             for value in getattr(self.grid, name):
                 _one_of(f"grid.{name}", value, allowed)
         t = self.train
@@ -189,7 +257,21 @@ class FuseConfig:
                 raise CinefuseError(f"grid.modalities must be a list (got {self.grid.modalities!r})")
             for mods in self.grid.modalities:
                 check_modalities_spec(mods, "grid.modalities")
+        if self.objective.kind == "thesis" and isinstance(self.model.modalities, (list, tuple)):
+            check_thesis_inputs(list(self.model.modalities))
         return self
+
+
+def check_thesis_inputs(sets: list[str]) -> None:
+    """Under ``thesis`` the genres are the pair labels; as an input they would hand the answer over."""
+    label = [s for s in sets if s in THESIS_LABEL_SETS]
+    if label:
+        raise CinefuseError(f"feature set {label[0]!r} holds the genres the thesis objective builds its pairs from; "
+                            "drop it from [model].modalities or train a co-preference objective ([objective].kind)")
+
+
+def thesis_allows(sets: list[str]) -> bool:
+    return not any(s in THESIS_LABEL_SETS for s in sets)
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -270,7 +352,9 @@ def resolve_modalities(config: "FuseConfig", available: dict[str, bool]) -> "Fus
     grid's modalities derived when not given, every spec checked against them."""
     sets = merge_modality_sets(store_modality_sets(available), config.data.modality_sets)
     grid = config.grid.modalities if config.grid.modalities is not None else default_grid_modalities(sets)
-    resolve_feature_sets(config.model.modalities, sets)
+    model_sets = resolve_feature_sets(config.model.modalities, sets)
+    if config.objective.kind == "thesis":
+        check_thesis_inputs(model_sets)
     for mods in grid:
         resolve_feature_sets(mods, sets)
     return config.replace(data=dataclasses.replace(config.data, modality_sets=sets),
@@ -293,9 +377,18 @@ def modalities_label(modalities) -> str:
     return str(modalities)
 
 
-def model_name(loss: str, distance: str, modalities, head: str) -> str:
-    """Readable run name for results tables, e.g. ``triplet-cosine-full-concat-mlp``."""
-    return f"{loss}-{distance}-{modalities_label(modalities)}-{head}"
+def model_name(loss: str, distance: str, modalities, head: str, objective: str = "thesis",
+               co_like_loss: str = "infonce") -> str:
+    """Readable run name for results tables: ``triplet-cosine-full-concat-mlp`` under the thesis
+    objective (the names of the thesis reproduction stay as they were), ``distill-full-concat-mlp``
+    for a co-preference objective, ``co-like-triplet-cosine-full-concat-mlp`` for co-like pairs
+    trained with the [loss] section."""
+    mods = modalities_label(modalities)
+    if objective == "thesis":
+        return f"{loss}-{distance}-{mods}-{head}"
+    if objective == "co-like" and co_like_loss == "loss":
+        return f"co-like-{loss}-{distance}-{mods}-{head}"
+    return f"{objective}-{mods}-{head}"
 
 
 def _build(cls, data: dict, where: str):
@@ -320,7 +413,7 @@ def _build(cls, data: dict, where: str):
 
 
 SECTIONS = {"data": DataConfig, "pairs": PairConfig, "split": SplitConfig, "model": ModelConfig,
-            "loss": LossConfig, "train": TrainConfig, "grid": GridConfig}
+            "loss": LossConfig, "objective": ObjectiveConfig, "train": TrainConfig, "grid": GridConfig}
 
 
 def config_from_dict(data: dict) -> FuseConfig:

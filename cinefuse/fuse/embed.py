@@ -4,7 +4,10 @@
 returns (ids (N,) str, emb (N, E) float32), L2-normalised. ``table`` is a ``cinefuse.store.Table``
 (or None: the feature sets are loaded from the store named in the run's config). Items lacking a
 feature set the model needs, or holding an invalid / non-finite row, are left out and counted in
-``last_embed_counts``.
+``last_embed_counts``. ``item_priors(workdir, model, table=None)`` returns the per-item prior
+of a model trained with ``objective.prior`` (standardised log like counts as its head predicts
+them, in the order of ``embed_items``'s ids), None for a model without the head; the weight to
+score it with is ``prior_weight`` in the model's summary.json (chosen on the validation items).
 """
 
 from __future__ import annotations
@@ -41,6 +44,19 @@ def load_model(workdir, model: str) -> tuple[RunRecord, dict, dict, object]:
 
 
 def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    ids, emb, _ = _apply_model(workdir, model, table, batch, with_prior=False)
+    return ids, emb
+
+
+def item_priors(workdir, model: str, table=None, batch: int = 4096) -> np.ndarray | None:
+    """(N,) float32 prior of every item ``embed_items`` embeds (same order), or None when the
+    model has no prior head."""
+    if not load_model(workdir, model)[0].config.objective.prior:
+        return None
+    return _apply_model(workdir, model, table, batch, with_prior=True)[2]
+
+
+def _apply_model(workdir, model: str, table, batch: int, with_prior: bool):
     import jax
     import jax.numpy as jnp
 
@@ -64,13 +80,17 @@ def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.
                               "left_out": ft.counts["excluded_missing_modality"]})
     feats = apply_standardization(FeatureTable(ft.ids, ft.data, ft.lengths), stats)
     shapes = {n: feats[n].shape[1:] for n in names}
-    tower = build_tower(model_cfg, set_specs(names, shapes, model_cfg.conv_sets))
+    tower = build_tower(model_cfg, set_specs(names, shapes, model_cfg.conv_sets), record.config.objective)
     mask = jnp.asarray(np.array(record.token_mask, np.float32))
-    apply = jax.jit(lambda p, f, l: tower.apply(p, f, l, mask)[0])
+    pick = 2 if with_prior else 0
+    apply = jax.jit(lambda p, f, l: tower.apply(p, f, l, mask, with_prior=with_prior)[pick])
     out = []
     for start in range(0, len(ft.ids), batch):
         sl = slice(start, start + batch)
         lens = {n: jnp.asarray(ft.lengths[n][sl]) for n in names if ft.lengths[n] is not None}
         out.append(np.asarray(apply(params, {n: jnp.asarray(feats[n][sl]) for n in names}, lens)))
+    if with_prior:
+        prior = np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+        return ft.ids.astype(str), None, prior
     emb = np.concatenate(out) if out else np.zeros((0, model_cfg.embed_dim), np.float32)
-    return ft.ids.astype(str), emb.astype(np.float32)
+    return ft.ids.astype(str), emb.astype(np.float32), None

@@ -20,6 +20,14 @@ from attention keys and from the gate. Sequence padding (timesteps at or beyond 
 reaches the output: it is zeroed around the convolutions and excluded from pooling.
 The output is (normalised, raw): the L2-normalised embedding and the projection before it.
 
+Objective heads (``fuse.objectives``): with ``prior`` the tower also holds a scalar item-prior
+head, an MLP over the concatenated tokens with the gradient stopped at the tokens, so the prior
+is learnt from what the encoders already see but never reshapes the embedding (a model with and
+without the prior has the same embedding objective); ``apply(..., with_prior=True)`` returns
+(normalised, raw, prior). With ``teacher_dim`` > 0 it holds ``distill_kernel`` (teacher_dim,
+embed_dim), the learnt linear map of the distill objective from the embedding to the teacher's
+item vectors.
+
 Every dense layer is a ``Linear``: its kernel is stored (out, in), the layout of the weight
 gradient dY^T X that backpropagation computes, so the gradient reaches the optimiser without a
 transpose copy, and the forward GEMM reads each output's weights contiguously. On 2-core CPUs this
@@ -99,9 +107,11 @@ class FusionTower(nn.Module):
     embed_dim: int = 64
     pooling: str = "mean"
     attention_heads: int = 4
+    prior: bool = False
+    teacher_dim: int = 0
 
     @nn.compact
-    def __call__(self, inputs: dict, lengths: dict, token_mask):
+    def __call__(self, inputs: dict, lengths: dict, token_mask, with_prior: bool = False):
         tokens = jnp.stack([
             SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=f"enc_{i}")(inputs[s.name], lengths.get(s.name))
             for i, s in enumerate(self.sets)], axis=1)                      # (B, S, token_dim)
@@ -137,6 +147,14 @@ class FusionTower(nn.Module):
         else:  # validated in config; kept for direct users of the module
             raise ValueError(f"unknown head {self.head!r}")
         norm = raw * jax.lax.rsqrt(jnp.maximum(jnp.sum(raw * raw, axis=-1, keepdims=True), 1e-12))
+        if self.teacher_dim:
+            self.param("distill_kernel", nn.initializers.lecun_normal(in_axis=1, out_axis=0),
+                       (self.teacher_dim, self.embed_dim))
+        if self.prior:
+            flat = jax.lax.stop_gradient(tokens.reshape(b, -1))
+            prior = Linear(1, name="prior_out")(nn.gelu(Linear(self.hidden, name="prior_hidden")(flat)))[:, 0]
+            if with_prior:
+                return norm, raw, prior
         return norm, raw
 
 
@@ -145,7 +163,11 @@ def set_specs(names: list[str], shapes: dict, conv_sets: list[str]) -> tuple[Set
                  for n in names)
 
 
-def build_tower(model_cfg, specs: tuple[SetSpec, ...]) -> FusionTower:
+def build_tower(model_cfg, specs: tuple[SetSpec, ...], objective=None) -> FusionTower:
+    """The tower of ``model_cfg``; ``objective`` (an ``ObjectiveConfig``, None: none) adds its
+    heads: the prior head when ``objective.prior``, the distill kernel for ``distill``."""
     return FusionTower(sets=specs, head=model_cfg.head, hidden=model_cfg.hidden, token_dim=model_cfg.token_dim,
                        embed_dim=model_cfg.embed_dim, pooling=model_cfg.pooling,
-                       attention_heads=model_cfg.attention_heads)
+                       attention_heads=model_cfg.attention_heads,
+                       prior=bool(objective is not None and objective.prior),
+                       teacher_dim=objective.teacher_dim if objective is not None and objective.kind == "distill" else 0)

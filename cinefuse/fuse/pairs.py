@@ -301,10 +301,13 @@ class Split:
     ids: np.ndarray                # every item the split covers (pairs index into this)
     items: dict[str, np.ndarray]   # part -> item ids
     parts: dict[str, PairSet]      # part -> pairs over ``ids`` (remapped)
+    cut: int | None = None         # cold-item-time: training sees only ratings with timestamp < cut
 
     def split_json(self) -> dict:
-        return {"protocol": self.protocol, "seed": self.seed,
-                **{part: self.items[part].tolist() for part in PARTS}}
+        out = {"protocol": self.protocol, "seed": self.seed, **{part: self.items[part].tolist() for part in PARTS}}
+        if self.cut is not None:
+            out["cut_timestamp"] = int(self.cut)
+        return out
 
     def stats(self) -> dict:
         return {part: self.parts[part].stats for part in PARTS}
@@ -319,6 +322,34 @@ def split_items(ids: np.ndarray, fractions: Sequence[float], seed: int) -> dict[
     return {part: sort_ids(ids[idx]).astype(object) for part, idx in cuts.items()}
 
 
+def split_items_by_time(ratings, ids: np.ndarray, fractions: Sequence[float], seed: int) -> tuple[dict, int]:
+    """``cold-item-time``: items ordered by their first rating (ties in a seeded random order,
+    never by id); the oldest ``fractions[0]`` train, the next ``fractions[1]`` validate, the
+    newest test. Returns (part -> ids, cut) where cut is the first rating time of the first cold
+    item: training may see only ratings given before it."""
+    first = pd.Series(np.asarray(ratings.timestamp, dtype=np.int64)).groupby(
+        pd.Index(np.asarray(ratings.item, dtype=object))).min()
+    when = first.reindex(pd.Index(ids)).to_numpy()
+    if np.isnan(when.astype(np.float64)).any():
+        raise CinefuseError("cold-item-time: every item of the split needs at least one rating")
+    tie = np.random.default_rng([seed, 4]).random(len(ids))
+    order = np.lexsort((tie, when.astype(np.int64)))
+    n_train = int(round(fractions[0] * len(ids)))
+    n_val = int(round(fractions[1] * len(ids)))
+    cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    cut = int(when[order[n_train]]) if n_train < len(ids) else int(when.max()) + 1
+    return {part: sort_ids(ids[idx]).astype(object) for part, idx in cuts.items()}, cut
+
+
+def training_ratings(ratings, train_items, cut: int | None = None):
+    """The ratings training may see: those of ``train_items``, and under ``cold-item-time`` only
+    those given before ``cut`` (a ``Ratings`` of the same type)."""
+    keep = np.isin(np.asarray(ratings.item, dtype=object), np.asarray(train_items, dtype=object))
+    if cut is not None:
+        keep &= np.asarray(ratings.timestamp) < cut
+    return type(ratings)(ratings.user[keep], ratings.item[keep], ratings.rating[keep], ratings.timestamp[keep])
+
+
 def _remap(ps: PairSet, index: pd.Index) -> PairSet:
     to_global = index.get_indexer(ps.ids).astype(np.int32)
     return PairSet(ps.ids, to_global[ps.pairs] if len(ps.pairs) else ps.pairs, ps.labels, ps.source,
@@ -327,7 +358,9 @@ def _remap(ps: PairSet, index: pd.Index) -> PairSet:
 
 def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, protocol: str, seed: int,
                fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> Split:
-    """``cold-item``: items split 70/15/15 and pairs built within each part (no pair crosses parts).
+    """``cold-item``: items split 70/15/15 and pairs built within each part (no pair crosses parts);
+    ``cold-item-time``: the same with the newest items cold and the training pairs built from the
+    ratings before the cut only (:func:`split_items_by_time`).
     ``pair``: pairs built over all items, then the pairs split 70/15/15 at random (items shared)."""
     if protocol not in SPLIT_PROTOCOLS:
         raise CinefuseError(f"split protocol {protocol!r} is unknown; use one of {', '.join(SPLIT_PROTOCOLS)}")
@@ -355,11 +388,18 @@ def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, pr
         rated = pd.unique(ratings.item)
         items = sort_ids(list(set(rated.tolist()) & set(movies.ids.tolist()))).tolist()
     ids = np.array([str(i) for i in items], dtype=object)
-    part_items = split_items(ids, fractions, seed)
+    cut = None
+    if protocol == "cold-item-time":
+        part_items, cut = split_items_by_time(ratings, ids, fractions, seed)
+    else:
+        part_items = split_items(ids, fractions, seed)
     index = pd.Index(ids)
-    parts = {part: _remap(build_pairs(ratings, movies, part_items[part], cfg, seed + k), index)
+    # training pairs from the ratings training may see (before the cut); validation and test
+    # pairs from all ratings of their items (they are only ever scored)
+    seen = {"train": training_ratings(ratings, part_items["train"], cut) if cut is not None else ratings}
+    parts = {part: _remap(build_pairs(seen.get(part, ratings), movies, part_items[part], cfg, seed + k), index)
              for k, part in enumerate(PARTS)}
-    return Split(protocol, seed, ids, part_items, parts)
+    return Split(protocol, seed, ids, part_items, parts, cut)
 
 
 def save_split(split: Split, path: Path) -> None:

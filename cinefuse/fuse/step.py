@@ -10,6 +10,23 @@ initial state and for embedding rows of the resident table.
 
 ``state`` is ``{"params", "opt_state", "step"}`` with the members' parameters stacked on a leading
 axis (G, ...); ``data`` is a :class:`DeviceData`, the whole training table on the device.
+
+Objectives (``[objective]``, an ``ObjectiveConfig``; None is the thesis without a prior): each has
+one sampler and one loss, chosen at trace time, so a group's program holds only its objective's
+branch, jitted once. A group's members share one objective (``train.plan_runs`` groups by it), so
+they share its batch:
+- ``thesis``: the stored triplets and ``losses.batch_loss`` (unchanged);
+- ``co-like``: anchors and weighted partners (``objectives.sample_co_like``), multi-positive
+  InfoNCE; with ``co_like_loss = "loss"`` (anchor, partner, uniform training item) triplets through
+  ``batch_loss``, the miner's genre filter off (a co-preference negative is no genre matter);
+- ``history``: a user x item slice (``objectives.sample_history``), ``objectives.history_loss``;
+- ``distill``: items with a like (``objectives.sample_items``), ``distill_info_nce`` against the
+  teacher vectors + ``similarity_kl`` against the teacher's rows (EASE, or the vectors' dot products).
+With ``objective.prior`` the prior head's MSE against the standardised log like counts of the
+batch's training items is added (``prior_loss_weight``). The targets live in
+``DeviceData.targets`` (rows of the training items: ``train_rows`` maps a target index to its row
+of the resident table). Data-parallel sharding applies to the thesis triplet batch; the
+co-preference batches are computed replicated.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cinefuse.fuse import objectives as ob
 from cinefuse.fuse.losses import batch_loss, split_specs
 
 
@@ -31,35 +49,117 @@ class DeviceData(NamedTuple):
     words: Any           # (N, W) uint32 genre bits
     triplets: Any        # (T, 3) int32 rows of the training triplets
     key: Any             # the seed's PRNG key
+    targets: Any = None  # the objective's target arrays (dict; ``train.objective_arrays``), None: none
 
 
 class Batch(NamedTuple):
-    feats: dict          # feature set -> (3B, ...) rows a0 p0 n0 a1 ...
+    feats: dict          # feature set -> (M, ...) rows (triplets: a0 p0 n0 a1 ...)
     lens: dict
-    items: Any           # (B, 3) item rows of the triplets
-    words: Any           # (B, 3, W) their genre bits
+    items: Any           # triplets: (B, 3) item rows; else the (M,) rows embedded
+    words: Any           # triplets: (B, 3, W) their genre bits; else None
+    extras: Any = None   # the objective's batch arrays (dict), None for the thesis without a prior
 
 
-def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None) -> Batch:
-    """The step's ``batch_size`` triplets, drawn with replacement, and their features."""
+def _kind(objective) -> str:
+    return "thesis" if objective is None else objective.kind
+
+
+def _triplet_shaped(objective) -> bool:
+    return _kind(objective) == "thesis" or (_kind(objective) == "co-like" and objective.co_like_loss == "loss")
+
+
+def _gather(data: DeviceData, rows) -> tuple[dict, dict]:
+    return {n: x[rows] for n, x in data.feats.items()}, {n: v[rows] for n, v in data.lens.items()}
+
+
+def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None, objective=None) -> Batch:
+    """The step's batch of ``objective`` (None: the thesis triplets), drawn with replacement
+    from the key ``fold_in(data.key, step)``, and its features."""
     rng = jax.random.fold_in(data.key, step)
-    pick = jax.random.randint(rng, (batch_size,), 0, data.triplets.shape[0])
-    items = data.triplets[pick]
-    if batch_sharding is not None:
-        items = jax.lax.with_sharding_constraint(items, batch_sharding)
-    flat = items.reshape(-1)
-    return Batch({n: x[flat] for n, x in data.feats.items()}, {n: v[flat] for n, v in data.lens.items()},
-                 items, data.words[items])
+    kind, t = _kind(objective), data.targets
+    extras = {}
+    if kind == "thesis":
+        pick = jax.random.randint(rng, (batch_size,), 0, data.triplets.shape[0])
+        items = data.triplets[pick]
+        if batch_sharding is not None:
+            items = jax.lax.with_sharding_constraint(items, batch_sharding)
+        rows = items.reshape(-1)
+    elif kind == "co-like":
+        k_pair, k_neg = jax.random.split(rng)
+        a, p = ob.sample_co_like(k_pair, t["anchors"], t["partner_idx"], t["partner_weight"], t["partner_mask"],
+                                 batch_size)
+        if objective.co_like_loss == "loss":
+            n = jax.random.randint(k_neg, (batch_size,), 0, t["train_rows"].shape[0])
+            items = t["train_rows"][jnp.stack([a, p, n], axis=1)]
+            rows = items.reshape(-1)
+        else:
+            positive, exclude = ob.co_like_masks(a, p, t["partner_idx"], t["partner_mask"])
+            rows = t["train_rows"][jnp.concatenate([a, p])]
+            items, extras = rows, {"positive": positive, "exclude": exclude}
+    elif kind == "history":
+        s = ob.sample_history(rng, t["user_pool"], t["hist_items"], t["hist_len"], t["train_rows"].shape[0],
+                              objective.history_users, objective.history_per_user, objective.history_random)
+        rows = t["train_rows"][s["items"]]
+        items, extras = rows, {"likes": s["likes"], "item_mask": s["item_mask"]}
+    elif kind == "distill":
+        picked = ob.sample_items(rng, t["liked_pool"], batch_size)
+        vec = t["teacher"][picked]
+        if objective.teacher == "ease":
+            logits = ob.teacher_logits(t["ease"], picked, objective.teacher_temperature)
+        else:  # the teacher vectors' dot products: no dense (I, I) matrix on the device
+            logits = ob.teacher_logits(vec @ vec.T, jnp.arange(batch_size), objective.teacher_temperature)
+        rows = t["train_rows"][picked]
+        items, extras = rows, {"picked": picked, "teacher_vec": vec, "teacher_logits": logits}
+    else:
+        raise ValueError(f"unknown objective {kind!r}")
+    if objective is not None and objective.prior:
+        extras["prior_target"] = t["prior"][rows]
+        extras["prior_mask"] = extras.get("item_mask", jnp.ones(rows.shape, bool))
+    feats, lens = _gather(data, rows)
+    words = data.words[items] if _triplet_shaped(objective) else None
+    return Batch(feats, lens, items, words, extras or None)
 
 
-def member_update(tower, tx, negative_max_jaccard: float, spec: dict, mask, params, opt_state, batch: Batch):
+def objective_loss(objective, spec: dict, params, emb, raw, batch: Batch, negative_max_jaccard: float):
+    """(loss, aux) of one member's embeddings ``emb`` / ``raw`` (M, E) of ``batch``."""
+    kind = _kind(objective)
+    if _triplet_shaped(objective):
+        size = batch.items.shape[0]
+        return batch_loss(spec, emb.reshape(size, 3, -1), raw.reshape(size, 3, -1), batch.items, batch.words,
+                          negative_max_jaccard)
+    x = batch.extras
+    if kind == "co-like":
+        b = emb.shape[0] // 2
+        a, p = emb[:b], emb[b:]
+        loss = ob.multi_positive_info_nce(a, p, x["positive"], x["exclude"], objective.temperature)
+        d = 1.0 - a @ p.T
+        off = ~x["positive"] & ~x["exclude"]
+        return loss, {"d_pos": jnp.mean(jnp.diagonal(d)),
+                      "d_neg": jnp.sum(jnp.where(off, d, 0.0)) / jnp.maximum(jnp.sum(off), 1)}
+    if kind == "history":
+        return ob.history_loss(x["likes"], emb, x["item_mask"], objective.history_loss,
+                               objective.history_temperature), {}
+    kernel = params["params"]["distill_kernel"]
+    info = ob.distill_info_nce(emb, kernel, x["teacher_vec"], x["picked"], objective.temperature)
+    kl = ob.similarity_kl(emb, x["teacher_logits"], x["picked"], objective.temperature)
+    return info + kl, {"distill_info_nce": info, "similarity_kl": kl}
+
+
+def member_update(tower, tx, negative_max_jaccard: float, spec: dict, mask, params, opt_state, batch: Batch,
+                  objective=None):
     """One configuration's update on ``batch``: (params, opt_state, metrics)."""
-    size = batch.items.shape[0]
+    with_prior = objective is not None and objective.prior
 
     def loss_fn(params):
-        emb, raw = tower.apply(params, batch.feats, batch.lens, mask)
-        emb, raw = emb.reshape(size, 3, -1), raw.reshape(size, 3, -1)
-        return batch_loss(spec, emb, raw, batch.items, batch.words, negative_max_jaccard)
+        out = tower.apply(params, batch.feats, batch.lens, mask, with_prior=with_prior)
+        loss, aux = objective_loss(objective, spec, params, out[0], out[1], batch, negative_max_jaccard)
+        if with_prior:
+            m = batch.extras["prior_mask"].astype(out[2].dtype)
+            err = (out[2] - batch.extras["prior_target"]) ** 2
+            prior = jnp.sum(err * m) / jnp.maximum(jnp.sum(m), 1.0)
+            loss = loss + objective.prior_loss_weight * prior
+            aux = {**aux, "prior_loss": prior}
+        return loss, aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -68,7 +168,7 @@ def member_update(tower, tx, negative_max_jaccard: float, spec: dict, mask, para
 
 
 def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_per_call: int,
-                negative_max_jaccard: float, unrolled: bool, batch_sharding=None):
+                negative_max_jaccard: float, unrolled: bool, batch_sharding=None, objective=None):
     """``update(state, data) -> (state, metrics)`` running ``steps_per_call`` steps of every member.
 
     How a group of G configurations becomes one program (``train.grid_program``):
@@ -82,22 +182,26 @@ def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_p
       independent op chains in one program (our guess at why it helps: the small non-GEMM ops of
       one member overlap another's GEMMs). Measured faster than vmap and than one run after
       another on 2-core CPUs (benchmarks/results/fuse.md).
-    ``metrics`` are (steps_per_call, G) arrays.
+    ``metrics`` are (steps_per_call, G) arrays. ``objective`` (shared by the members) picks the
+    sampler and the loss at trace time (module docstring).
     """
     static_spec, stacked_spec = split_specs(specs)
     n_members = len(specs)
+    if _kind(objective) == "co-like":
+        negative_max_jaccard = 1.0  # co-like triplets: any other item may be the negative
 
     def step_vmapped(state, data):
-        batch = sample_batch(data, state["step"], batch_size, batch_sharding)
+        batch = sample_batch(data, state["step"], batch_size, batch_sharding, objective)
         params, opt_state, metrics = jax.vmap(
-            lambda p, o, spec, m: member_update(tower, tx, negative_max_jaccard, {**static_spec, **spec}, m, p, o, batch))(
+            lambda p, o, spec, m: member_update(tower, tx, negative_max_jaccard, {**static_spec, **spec}, m, p, o,
+                                                batch, objective))(
             state["params"], state["opt_state"], stacked_spec, masks)
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
     def step_unrolled(members, step, data):
         # members: a tuple of G (params, opt_state) trees, unstacked once per call
-        batch = sample_batch(data, step, batch_size, batch_sharding)
-        outs = [member_update(tower, tx, negative_max_jaccard, spec, masks[k], p, o, batch)
+        batch = sample_batch(data, step, batch_size, batch_sharding, objective)
+        outs = [member_update(tower, tx, negative_max_jaccard, spec, masks[k], p, o, batch, objective)
                 for k, ((p, o), spec) in enumerate(zip(members, specs))]
         metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *[m for _, _, m in outs])
         return tuple((p, o) for p, o, _ in outs), metrics
@@ -141,12 +245,14 @@ def make_init(tower, tx, masks):
     return init
 
 
-def make_embed(tower, masks):
-    """``embed(params, feats, lens, rows) -> (normalised, raw)``, each (G, M, E), for every member."""
+def make_embed(tower, masks, with_prior: bool = False):
+    """``embed(params, feats, lens, rows) -> (normalised, raw)``, each (G, M, E), for every member;
+    ``with_prior``: (normalised, raw, prior (G, M)) from a tower with the prior head."""
 
     def embed(params, feats, lens, rows):
         feats = {n: x[rows] for n, x in feats.items()}
         lens = {n: v[rows] for n, v in lens.items()}
-        return jax.vmap(lambda p, m: tower.apply(p, feats, lens, m), in_axes=(0, 0))(params, masks)
+        return jax.vmap(lambda p, m: tower.apply(p, feats, lens, m, with_prior=with_prior), in_axes=(0, 0))(
+            params, masks)
 
     return embed

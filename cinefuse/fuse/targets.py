@@ -88,10 +88,10 @@ class Histories:
 @dataclass
 class Targets:
     likes: LikeMatrix
-    partners: Partners
-    histories: Histories
-    ease: np.ndarray            # (I, I) float32
-    teacher: np.ndarray         # (I, k) float32
+    partners: Partners | None   # None: not asked for (``build_targets(parts=...)``)
+    histories: Histories | None
+    ease: np.ndarray | None     # (I, I) float32
+    teacher: np.ndarray | None  # (I, k) float32
     prior: np.ndarray           # (I,) float32 standardised log(1 + likes)
     prior_mean: float
     prior_std: float
@@ -245,27 +245,37 @@ def prior_targets(like_counts: np.ndarray) -> tuple[np.ndarray, float, float]:
     return ((z - mean) / std).astype(np.float32), mean, std
 
 
-def build_targets(users, items, ratings, item_ids, cfg: TargetConfig, seed: int = 0) -> Targets:
+TARGET_PARTS = ("partners", "histories", "ease", "teacher")
+
+
+def build_targets(users, items, ratings, item_ids, cfg: TargetConfig, seed: int = 0,
+                  parts=TARGET_PARTS) -> Targets:
     """Every target over the training items ``item_ids`` from ratings (users, items, ratings)
-    that the caller has already restricted to what training may see."""
+    that the caller has already restricted to what training may see. ``parts``: which of
+    :data:`TARGET_PARTS` to build (the others are None; likes and the prior always are)."""
     cfg.validate()
     seconds = {}
     t0 = time.perf_counter()
     likes = like_matrix(users, items, ratings, item_ids, cfg.like_threshold)
-    rated = like_matrix(users, items, ratings, item_ids, -np.inf)
     seconds["likes"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    partners = co_like_partners(likes.X, cfg.n_partners, cfg.association, cfg.min_co_likes, seed, rated.X)
-    seconds["partners"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    histories = user_histories(likes.X, cfg.history_cap, seed)
-    seconds["histories"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    B = ease(likes.X, cfg.ease_lambda)
-    seconds["ease"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    teacher = teacher_vectors(likes.X, cfg.teacher_dim, seed)
-    seconds["teacher_vectors"] = time.perf_counter() - t0
+    partners = histories = B = teacher = None
+    if "partners" in parts:
+        t0 = time.perf_counter()
+        rated = like_matrix(users, items, ratings, item_ids, -np.inf)
+        partners = co_like_partners(likes.X, cfg.n_partners, cfg.association, cfg.min_co_likes, seed, rated.X)
+        seconds["partners"] = time.perf_counter() - t0
+    if "histories" in parts:
+        t0 = time.perf_counter()
+        histories = user_histories(likes.X, cfg.history_cap, seed)
+        seconds["histories"] = time.perf_counter() - t0
+    if "ease" in parts:
+        t0 = time.perf_counter()
+        B = ease(likes.X, cfg.ease_lambda)
+        seconds["ease"] = time.perf_counter() - t0
+    if "teacher" in parts:
+        t0 = time.perf_counter()
+        teacher = teacher_vectors(likes.X, cfg.teacher_dim, seed)
+        seconds["teacher_vectors"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     counts = likes.like_counts
     prior, mean, std = prior_targets(counts)
@@ -273,8 +283,11 @@ def build_targets(users, items, ratings, item_ids, cfg: TargetConfig, seed: int 
     stats = {
         "users": int(likes.X.shape[0]), "items": int(len(item_ids)), "likes": int(likes.X.nnz),
         "items_without_likes": int((counts == 0).sum()),
-        "partner_source": {name: int((partners.source == k).sum()) for k, name in enumerate(PARTNER_SOURCES)},
-        "mean_partners": float(partners.mask.sum(axis=1).mean()) if len(item_ids) else 0.0,
-        "history_width": int(histories.items.shape[1]), "history_truncated_users": histories.truncated_users,
     }
+    if partners is not None:
+        stats["partner_source"] = {name: int((partners.source == k).sum()) for k, name in enumerate(PARTNER_SOURCES)}
+        stats["mean_partners"] = float(partners.mask.sum(axis=1).mean()) if len(item_ids) else 0.0
+    if histories is not None:
+        stats["history_width"] = int(histories.items.shape[1])
+        stats["history_truncated_users"] = histories.truncated_users
     return Targets(likes, partners, histories, B, teacher, prior, mean, std, seconds, stats)

@@ -23,12 +23,24 @@ several local devices each batch is sharded over them (``jax.sharding``, data pa
 parameters replicated; on several processes or hosts ``jax.distributed`` joins them into one mesh
 (``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
 same store and workdir; ``cinefuse.fuse.distributed``).
-Validation (genre-pair ROC AUC on the validation pairs), early stopping, checkpoints and logging
-happen on the host every ``eval_every`` steps only.
+Validation, early stopping, checkpoints and logging happen every ``eval_every`` steps only. The
+selection metric is the pinned nDCG@10 over the validation cold items (queries and candidates
+both the split's validation items, relevance their likes in the ratings, ties in a seeded random
+order; ``metrics.device_ranking`` on the device): early stopping and the kept parameters follow
+it. Genre-pair ROC AUC on the validation pairs is logged beside it as a diagnostic.
+
+Objectives (``[objective]``, ``cinefuse.fuse.step``): a grid group shares one objective, so its
+members share one batch; the targets come from the training ratings only
+(``fuse.pairs.training_ratings``: the training items' ratings, before the cut under
+``cold-item-time``) through ``fuse.targets``. With ``objective.prior`` the tower's prior head is
+trained beside the embedding and, after training, its weight in ``cos + w * prior`` is chosen
+on the validation items by nDCG@10 over ``objective.prior_weights`` (``prior_weight`` in the
+model's summary.json; 0 when the prior does not help).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -40,17 +52,20 @@ from pathlib import Path
 import numpy as np
 
 from cinefuse.errors import CinefuseError
+from cinefuse.interrupts import DeferredInterrupt
 from cinefuse.fuse import distributed
 from cinefuse.fuse.config import (
     FuseConfig,
     LossConfig,
     ModelConfig,
+    ObjectiveConfig,
     as_config,
     describe_modalities,
     model_name,
     modalities_label,
     resolve_feature_sets,
     resolve_modalities,
+    thesis_allows,
 )
 from cinefuse.fuse.features import (
     FeatureTable,
@@ -60,8 +75,11 @@ from cinefuse.fuse.features import (
     standardization,
     store_feature_kinds,
 )
-from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split
+from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split, training_ratings
 from cinefuse.fuse.workdir import Workdir, write_json
+
+VALIDATION_K = 10          # the selection metric is nDCG@10 (DESIGN.md, Model selection)
+TIE_STREAM = 0x7E5         # folded into the seed: the validation's random tie order
 
 
 # -- what to train ------------------------------------------------------------------------------
@@ -72,49 +90,68 @@ class RunSpec:
     model: ModelConfig
     feature_sets: list[str]          # the sets the tower is built over (a grid group: their union)
     token_mask: list[int]            # 1 for the sets this configuration uses
+    objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(kind="thesis"))
 
     def record(self, config: FuseConfig) -> dict:
         return {"name": self.name, "loss": asdict(self.loss), "margin": self.loss.resolved_margin(),
                 "model": asdict(self.model), "feature_sets": self.feature_sets, "token_mask": self.token_mask,
                 "train": asdict(config.train), "pairs": asdict(config.pairs), "split": asdict(config.split),
-                "data": asdict(config.data)}
+                "data": asdict(config.data), "objective": asdict(self.objective)}
+
+
+def _members(config: FuseConfig, objective: ObjectiveConfig, mods, model: ModelConfig, sets: list[str],
+             losses: list[str], distances: list[str]) -> list[RunSpec]:
+    """One group's members: losses x distances where the objective trains through [loss] (thesis,
+    co-like with ``co_like_loss = "loss"``), else the one member its own loss defines."""
+    through_loss = objective.kind == "thesis" or (objective.kind == "co-like" and objective.co_like_loss == "loss")
+    pairs = [(k, d) for k in losses for d in distances] if through_loss else [(config.loss.kind, config.loss.distance)]
+    out = []
+    for kind, distance in pairs:
+        loss = LossConfig(**{**asdict(config.loss), "kind": kind, "distance": distance,
+                             "margin": config.loss.margin if kind == config.loss.kind else None})
+        name = model_name(kind, distance, mods, model.head, objective.kind, objective.co_like_loss)
+        out.append(RunSpec(name, loss, model, sets, [1] * len(sets), objective))
+    return out
 
 
 def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
     """Groups of runs; each group is one program (``GroupTrainer``).
 
-    A group holds configurations that really share shapes: the same feature sets and head, so
-    the same parameter layout, differing only in loss and distance (selected per member inside
-    the one program). No member computes an encoder it does not use: the grid's ``visual``,
-    ``visual+audio`` and ``full`` members are three groups of {pair, triplet} x {cosine,
-    euclidean}, and every other head is a group of its own.
+    A group holds configurations that really share shapes and batches: one objective, the same
+    feature sets and head, so the same parameter layout and the same sampled batch, differing only
+    in loss and distance (selected per member inside the one program). Grouping by objective (not
+    mixing objectives in one program) is because each objective draws a batch of another shape
+    from other targets and may add parameters (the distill kernel): a mixed group would compute
+    every objective's batch for every member. No member computes an encoder it does not use: the
+    grid's ``visual``, ``visual+audio`` and ``full`` members are three groups per objective
+    (thesis: {pair, triplet} x {cosine, euclidean}; a co-preference objective: one member), and
+    every other head is a group of its own. ``grid.objectives`` (default: ``[objective].kind``)
+    multiplies all of it; the thesis skips modality sets holding its labels (``meta/genres``).
     """
     sets_of = lambda mods: resolve_feature_sets(mods, config.data.modality_sets)  # noqa: E731
     if not grid:
         sets = sets_of(config.model.modalities)
-        name = model_name(config.loss.kind, config.loss.distance, config.model.modalities, config.model.head)
-        return [[RunSpec(name, config.loss, config.model, sets, [1] * len(sets))]]
+        return [_members(config, config.objective, config.model.modalities, config.model, sets,
+                         [config.loss.kind], [config.loss.distance])]
     g = config.grid
     groups: list[list[RunSpec]] = []
-    for mods in g.modalities:
-        sets = sets_of(mods)
-        model = ModelConfig(**{**asdict(config.model), "modalities": mods})
-        group = []
-        for kind in g.losses:
-            for distance in g.distances:
-                loss = LossConfig(**{**asdict(config.loss), "kind": kind, "distance": distance,
-                                     "margin": config.loss.margin if kind == config.loss.kind else None})
-                group.append(RunSpec(model_name(kind, distance, mods, model.head), loss, model, sets,
-                                     [1] * len(sets)))
-        if group:
-            groups.append(group)
-    for head in g.heads:
-        if head == config.model.head:
-            continue
-        model = ModelConfig(**{**asdict(config.model), "head": head})
-        sets = sets_of(config.model.modalities)
-        name = model_name(config.loss.kind, config.loss.distance, config.model.modalities, head)
-        groups.append([RunSpec(name, config.loss, model, sets, [1] * len(sets))])
+    for kind in g.objectives or [config.objective.kind]:
+        objective = ObjectiveConfig(**{**asdict(config.objective), "kind": kind})
+        for mods in g.modalities:
+            sets = sets_of(mods)
+            if kind == "thesis" and not thesis_allows(sets):
+                continue
+            model = ModelConfig(**{**asdict(config.model), "modalities": mods})
+            group = _members(config, objective, mods, model, sets, g.losses, g.distances)
+            if group:
+                groups.append(group)
+        for head in g.heads:
+            sets = sets_of(config.model.modalities)
+            if head == config.model.head or (kind == "thesis" and not thesis_allows(sets)):
+                continue
+            model = ModelConfig(**{**asdict(config.model), "head": head})
+            groups.append(_members(config, objective, config.model.modalities, model, sets,
+                                   [config.loss.kind], [config.loss.distance]))
     return groups
 
 
@@ -130,9 +167,36 @@ class Prepared:
     arrays: dict                         # pairs.npz content
     split: dict                          # split.json content
     counts: dict = field(default_factory=dict)
+    train_rows: np.ndarray = None        # (I,) rows of the training items: the targets' item order
+    val_rows: np.ndarray = None          # (V,) rows of the validation items
+    val_likes: np.ndarray = None         # (U, V) bool likes of the validation items (users with >= 2)
+    seen: object = None                  # the Ratings training may see (training items, before the cut)
+    targets: dict = field(default_factory=dict)   # objective kind -> cinefuse.fuse.targets.Targets
 
 
-def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=print) -> Prepared:
+def targets_for(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, log=print):
+    """The objective's targets over the training items, from the ratings training may see
+    (built once per kind and kept in ``data.targets``)."""
+    from cinefuse.fuse.targets import TargetConfig, build_targets
+
+    parts = {"thesis": (), "co-like": ("partners",), "history": ("histories",),
+             "distill": ("teacher", "ease") if objective.teacher == "ease" else ("teacher",)}[objective.kind]
+    key = (objective.kind, objective.association, objective.partners, objective.min_co_likes, objective.teacher_dim,
+           objective.ease_lambda, parts)
+    if key not in data.targets:
+        cfg = TargetConfig(like_threshold=float(config.pairs.like_threshold), association=objective.association,
+                           n_partners=objective.partners, min_co_likes=objective.min_co_likes,
+                           ease_lambda=objective.ease_lambda, teacher_dim=objective.teacher_dim)
+        seen = data.seen
+        tg = build_targets(seen.user, seen.item, seen.rating, data.ids[data.train_rows], cfg, config.train.seed, parts)
+        if parts:
+            log(f"targets for {objective.kind}: {tg.stats} in {sum(tg.seconds.values()):.1f} s")
+        data.targets[key] = tg
+    return data.targets[key]
+
+
+def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=print,
+            needs_triplets: bool = True) -> Prepared:
     from cinefuse.datasets.movielens import load_movies, load_ratings
 
     d = config.data
@@ -167,12 +231,57 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     row = {k: r for r, k in enumerate(table.ids.tolist())}
     table = table.take(np.array([row[i] for i in ids.tolist()], dtype=np.int64))
     words = pack_genre_words([movies.genres[movie_pos[i]] for i in ids.tolist()])
-    for part in PARTS:
-        if len(arrays[f"{part}_pairs"]) == 0 and part != "test":
-            raise CinefuseError(f"the {part} split has no pairs; use more items or lower [pairs] thresholds")
-    if len(arrays["train_triplets"]) == 0:
-        raise CinefuseError("no training triplets; use more items or lower [pairs] thresholds")
-    return Prepared(ids, table, words, arrays, split_json, counts)
+    if needs_triplets:  # the thesis objective trains on the pairs
+        for part in PARTS:
+            if len(arrays[f"{part}_pairs"]) == 0 and part != "test":
+                raise CinefuseError(f"the {part} split has no pairs; use more items or lower [pairs] thresholds")
+        if len(arrays["train_triplets"]) == 0:
+            raise CinefuseError("no training triplets; use more items or lower [pairs] thresholds")
+    from cinefuse.metrics.likes import like_matrix
+
+    row_of = {k: r for r, k in enumerate(ids.tolist())}
+    train_rows = np.array([row_of[i] for i in split_json["train"] if i in row_of], dtype=np.int64)
+    val_rows = np.array([row_of[i] for i in split_json["val"] if i in row_of], dtype=np.int64)
+    likes = like_matrix(ratings.user, ratings.item, ratings.rating, ids[val_rows],
+                        float(config.pairs.like_threshold)).X
+    # only users with two liked validation items can ever be scored (one query, one relevant)
+    val_likes = likes[np.asarray(likes.sum(axis=1)).ravel() >= 2].toarray() > 0
+    if val_likes.shape[0] == 0:
+        raise CinefuseError(f"no user liked two of the {len(val_rows)} validation items, so validation nDCG@10 "
+                            "is undefined; use more items or ratings")
+    seen = training_ratings(ratings, ids[train_rows], split_json.get("cut_timestamp"))
+    return Prepared(ids, table, words, arrays, split_json, counts, train_rows, val_rows, val_likes, seen)
+
+
+def objective_arrays(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, log=print) -> dict:
+    """The host arrays ``fuse.step`` reads for ``objective`` (``DeviceData.targets``)."""
+    if objective.kind == "thesis" and not objective.prior:
+        return {}
+    tg = targets_for(data, config, objective, log)
+    out = {"train_rows": data.train_rows.astype(np.int32)}
+    if objective.prior:
+        prior = np.zeros(len(data.ids), np.float32)
+        prior[data.train_rows] = tg.prior
+        out["prior"] = prior
+    if objective.kind == "co-like":
+        p = tg.partners
+        if len(p.anchors) == 0:
+            raise CinefuseError("co-like: no training item has a co-liked or co-rated partner; use more ratings")
+        out.update(anchors=p.anchors, partner_idx=p.idx, partner_weight=p.weight, partner_mask=p.mask)
+    elif objective.kind == "history":
+        h = tg.histories
+        pool = np.flatnonzero(h.lengths >= 2).astype(np.int32)
+        if len(pool) == 0:
+            raise CinefuseError("history: no user liked two training items; use more ratings")
+        out.update(user_pool=pool, hist_items=h.items, hist_len=h.lengths)
+    elif objective.kind == "distill":
+        liked = np.flatnonzero(tg.likes.like_counts > 0).astype(np.int32)
+        if len(liked) < 2:
+            raise CinefuseError("distill: fewer than two training items have a like; use more ratings")
+        out.update(liked_pool=liked, teacher=tg.teacher)
+        if objective.teacher == "ease":
+            out["ease"] = tg.ease
+    return out
 
 
 # -- the trainer --------------------------------------------------------------------------------
@@ -205,19 +314,24 @@ class GroupTrainer:
         self.config, self.runs, self.data, self.workdir, self.log = config, runs, data, workdir, log
         t = config.train
         self.sets = runs[0].feature_sets
+        self.objective = objective = runs[0].objective
         table = data.table
         own = FeatureTable(table.ids, {n: table.data[n] for n in self.sets}, {n: table.lengths[n] for n in self.sets})
-        self.stats = standardization(own, np.unique(data.arrays["train_triplets"].reshape(-1)))
+        # the thesis standardises over the items of its triplets (as it always did); the others
+        # over every training item
+        fit_rows = np.unique(data.arrays["train_triplets"].reshape(-1)) if objective.kind == "thesis" else data.train_rows
+        self.stats = standardization(own, fit_rows)
         std = apply_standardization(own, self.stats)
         self.tower = build_tower(runs[0].model, set_specs(self.sets, {n: std[n].shape[1:] for n in self.sets},
-                                                          runs[0].model.conv_sets))
+                                                          runs[0].model.conv_sets), objective)
         self.mesh, replicated, batch_sharding = _data_parallel_mesh(t)
         self.put = lambda x: _put(x, replicated)
         self.resident = DeviceData(
             feats={n: self.put(std[n]) for n in self.sets},
             lens={n: self.put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None},
-            words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32)),
-            key=self.put(jax.random.PRNGKey(t.seed)))
+            words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32).reshape(-1, 3)),
+            key=self.put(jax.random.PRNGKey(t.seed)),
+            targets={k: self.put(v) for k, v in objective_arrays(data, config, objective, log).items()} or None)
         self.feats, self.lens = self.resident.feats, self.resident.lens
         self.n_triplets = int(len(data.arrays["train_triplets"]))
         specs = [loss_spec(r.loss.kind, r.loss.distance, r.loss.mining, r.loss.resolved_margin(), r.loss.temperature,
@@ -235,10 +349,14 @@ class GroupTrainer:
         update = make_update(self.tower, self.tx, specs, self.masks, batch_size=t.batch_size,
                              steps_per_call=t.steps_per_call,
                              negative_max_jaccard=float(config.pairs.negative_max_jaccard),
-                             unrolled=mode == "unrolled" and len(runs) > 1, batch_sharding=batch_sharding)
+                             unrolled=mode == "unrolled" and len(runs) > 1, batch_sharding=batch_sharding,
+                             objective=objective)
         # jitted once, the resident table bound in: a call passes only the state (donated)
         self.multi_step = jax.jit(partial(update, data=self.resident), donate_argnums=0)
         self.embed = jax.jit(make_embed(self.tower, self.masks))
+        self.embed_prior = jax.jit(make_embed(self.tower, self.masks, with_prior=True)) if objective.prior else None
+        self.val_likes = self.put(data.val_likes)
+        self.tie_key = jax.random.fold_in(jax.random.PRNGKey(t.seed), TIE_STREAM)
         self._init_all = jax.jit(make_init(self.tower, self.tx, self.masks))
 
     # -- state ------------------------------------------------------------------------------------
@@ -266,16 +384,51 @@ class GroupTrainer:
         return np.concatenate(outs_n, axis=1), np.concatenate(outs_r, axis=1)
 
     def validate(self, params, part: str = "val") -> list[dict]:
-        pairs = self.data.arrays[f"{part}_pairs"]
+        """Per member: ``ndcg10`` / ``hr10`` over the validation items (the selection metric,
+        on the device) and, where the split has validation pairs, their ``auc``, ``d_pos``,
+        ``d_neg`` (a diagnostic)."""
+        from cinefuse.metrics.device_ranking import ndcg_hr_at_k
+
+        pairs = self.data.arrays[f"{part}_pairs"].reshape(-1, 2)
         labels = self.data.arrays[f"{part}_labels"]
-        rows = np.unique(pairs.reshape(-1))
-        pos = np.searchsorted(rows, pairs)
+        rows = np.unique(np.concatenate([self.data.val_rows, pairs.reshape(-1)]))
         emb, raw = self.embed_rows(params, rows)
+        at_val = np.searchsorted(rows, self.data.val_rows)
+        pos = np.searchsorted(rows, pairs)
         out = []
         for g, run in enumerate(self.runs):
-            d = _pair_distance(emb[g], raw[g], pos, run.loss)
-            out.append({"auc": _auc(d, labels), "d_pos": float(d[labels == 1].mean()),
-                        "d_neg": float(d[labels == 0].mean()), "distances": d, "labels": labels})
+            m = ndcg_hr_at_k(self.jnp.asarray(emb[g][at_val]), self.val_likes, self.tie_key, k=VALIDATION_K)
+            rec = {"ndcg10": float(m["nDCG"]), "hr10": float(m["HR"])}
+            if len(pairs) and 0 < labels.sum() < len(labels):
+                d = _pair_distance(emb[g], raw[g], pos, run.loss)
+                rec.update({"auc": _auc(d, labels), "d_pos": float(d[labels == 1].mean()),
+                            "d_neg": float(d[labels == 0].mean()), "distances": d, "labels": labels})
+            out.append(rec)
+        return out
+
+    def choose_prior_weights(self, params) -> list[dict]:
+        """Per member: the prior weight of ``objective.prior_weights`` with the best validation
+        nDCG@10 of cos + w * prior (the first on ties, so 0 unless the prior helps), and the scan."""
+        from cinefuse.metrics.device_ranking import ndcg_hr_at_k
+
+        rows = self.data.val_rows
+        out = []
+        emb_parts, prior_parts = [], []
+        for start in range(0, len(rows), 2048):
+            part = rows[start:start + 2048]
+            e, _, p = self.embed_prior(params, self.feats, self.lens, self.jnp.asarray(part.astype(np.int32)))
+            emb_parts.append(np.asarray(e))
+            prior_parts.append(np.asarray(p))
+        emb, prior = np.concatenate(emb_parts, axis=1), np.concatenate(prior_parts, axis=1)
+        for g in range(len(self.runs)):
+            scan = {}
+            for w in self.objective.prior_weights:
+                m = ndcg_hr_at_k(self.jnp.asarray(emb[g]), self.val_likes, self.tie_key, k=VALIDATION_K,
+                                 prior=self.jnp.asarray(prior[g]), weight=float(w))
+                scan[float(w)] = float(m["nDCG"])
+            best = max(scan, key=lambda w: (scan[w], -w))
+            out.append({"prior_weight": best, "val_ndcg10_prior": scan[best],
+                        "prior_weight_scan": {str(w): v for w, v in scan.items()}})
         return out
 
 
@@ -345,7 +498,7 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     g = len(runs)
     # the best parameters live on the host (a copy: the state's buffers are donated each call)
     best = jax.tree.map(lambda x: np.array(x), state["params"])
-    meta = {"best_auc": [-1.0] * g, "bad": [0] * g, "best_step": [0] * g, "stopped": [False] * g,
+    meta = {"best_ndcg10": [-1.0] * g, "bad": [0] * g, "best_step": [0] * g, "stopped": [False] * g,
             "elapsed": 0.0, "done": False}
     manager = ocp.CheckpointManager(
         (group_dir / "checkpoints").absolute(),
@@ -369,8 +522,12 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                disable=not progress, dynamic_ncols=True, mininterval=0.5)
     bar.set_postfix_str("compiling")
     start_step, loop_t0 = step, time.perf_counter()
-    try:
+    # Ctrl-C is taken between calls, after any checkpoint in flight (cinefuse.interrupts)
+    with DeferredInterrupt() as interrupt, contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: [f.close() for f in logs])
+        cleanup.callback(bar.close)
         while step < t.steps and not all(meta["stopped"]):
+            interrupt.raise_if_pending(before=manager.wait_until_finished)
             state, metrics = trainer.multi_step(state)
             step += t.steps_per_call
             if step - t.steps_per_call == start_step:
@@ -383,23 +540,23 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                 for k in range(g):
                     if meta["stopped"][k]:
                         continue
-                    if val[k]["auc"] > meta["best_auc"][k] + 1e-6 or meta["best_step"][k] == 0:
+                    if val[k]["ndcg10"] > meta["best_ndcg10"][k] + 1e-6 or meta["best_step"][k] == 0:
                         improved[k] = True
-                        meta["best_auc"][k], meta["best_step"][k], meta["bad"][k] = val[k]["auc"], step, 0
+                        meta["best_ndcg10"][k], meta["best_step"][k], meta["bad"][k] = val[k]["ndcg10"], step, 0
                     else:
                         meta["bad"][k] += 1
                         if t.patience and meta["bad"][k] >= t.patience:
                             meta["stopped"][k] = True
-                    rec = {"step": step, "loss": float(metrics["loss"][k]), "d_pos": float(metrics["d_pos"][k]),
-                           "d_neg": float(metrics["d_neg"][k]), "grad_norm": float(metrics["grad_norm"][k]),
-                           "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
+                    rec = {"step": step, **{name: float(v[k]) for name, v in metrics.items()},
+                           "val_ndcg10": val[k]["ndcg10"], "val_hr10": val[k]["hr10"],
+                           **{f"val_{name}": val[k][name] for name in ("auc", "d_pos", "d_neg") if name in val[k]},
                            "seconds": round(time.perf_counter() - t0, 3)}
                     logs[k].write(json.dumps(rec) + "\n")
                     logs[k].flush()
                 if improved.any():
                     best = jax.tree.map(lambda b, p: np.where(improved.reshape((g,) + (1,) * (p.ndim - 1)),
                                                               np.asarray(p), b), best, state["params"])
-                bar.set_postfix(val_auc=f"{max(v['auc'] for v in val):.3f}")
+                bar.set_postfix(val_ndcg10=f"{max(v['ndcg10'] for v in val):.4f}")
                 last = step >= t.steps or all(meta["stopped"])
                 if step % t.checkpoint_every == 0 or last:
                     meta["elapsed"] = time.perf_counter() - t0
@@ -407,10 +564,7 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                     manager.save(step, args=ocp.args.Composite(
                         train=ocp.args.StandardSave({"state": state, "best": best}), meta=ocp.args.JsonSave(meta)))
         manager.wait_until_finished()
-    finally:
-        bar.close()
-        for f in logs:
-            f.close()
+        interrupt.raise_if_pending()
     if step > start_step:
         seconds = time.perf_counter() - loop_t0
         log(f"{group_dir.name}: {step - start_step} steps in {seconds:.1f} s "
@@ -418,6 +572,7 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     train_seconds = float(meta.get("elapsed", time.perf_counter() - t0))
     final = best if t.patience else jax.tree.map(lambda x: np.array(x), state["params"])
     val = trainer.validate(final)
+    priors = trainer.choose_prior_weights(final) if trainer.embed_prior is not None else [{}] * g
     summaries = []
     checkpointer = ocp.StandardCheckpointer()
     for k, r in enumerate(runs):
@@ -430,10 +585,12 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         # every process calls save (orbax's barriers); the primary host (process 0) writes
         checkpointer.save(target, params_k)
         checkpointer.wait_until_finished()
-        summary = {"model": r.name, "train_seconds": round(train_seconds, 3), "steps": step,
-                   "best_step": int(meta["best_step"][k]), "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
-                   "val_auc": val[k]["auc"], "val_d_pos": val[k]["d_pos"], "val_d_neg": val[k]["d_neg"],
-                   "group_size": g, "program": trainer.program, "feature_counts": data.counts}
+        summary = {"model": r.name, "objective": r.objective.kind, "train_seconds": round(train_seconds, 3),
+                   "steps": step, "best_step": int(meta["best_step"][k]),
+                   "stopped_early": bool(meta["stopped"][k]) and step < t.steps,
+                   "val_ndcg10": val[k]["ndcg10"], "val_hr10": val[k]["hr10"],
+                   **{f"val_{name}": val[k][name] for name in ("auc", "d_pos", "d_neg") if name in val[k]},
+                   **priors[k], "group_size": g, "program": trainer.program, "feature_counts": data.counts}
         if writer:
             wd.save_summary(r.name, summary)
             _plot(wd.run_dir(r.name), wd.metrics_lines(r.name, step), val[k])
@@ -453,13 +610,17 @@ def _plot(run_dir: Path, lines: list[dict], val: dict) -> None:
         axes[0].plot(steps, [x["loss"] for x in lines], label="train loss")
         axes[0].set_xlabel("step")
         axes[0].legend()
-        axes[1].plot(steps, [x["val_auc"] for x in lines], label="val AUC", color="C1")
+        axes[1].plot(steps, [x["val_ndcg10"] for x in lines], label="val nDCG@10", color="C1")
+        if all("val_auc" in x for x in lines):
+            axes[1].plot(steps, [x["val_auc"] for x in lines], label="val pair AUC", color="C2")
         axes[1].set_xlabel("step")
         axes[1].legend()
         fig.suptitle(run_dir.name)
         fig.tight_layout()
         fig.savefig(run_dir / "curves.png", dpi=80)
         plt.close(fig)
+    if "distances" not in val:  # no validation pairs (a co-preference split without them)
+        return
     fig, ax = plt.subplots(figsize=(5, 3.2))
     d, y = val["distances"], val["labels"]
     ax.hist(d[y == 1], bins=40, alpha=0.6, label="positive pairs", density=True)
@@ -473,11 +634,16 @@ def _plot(run_dir: Path, lines: list[dict], val: dict) -> None:
 
 
 def results_table(summaries: list[dict]) -> str:
-    head = f"{'model':<44} {'val AUC':>8} {'d(pos)':>8} {'d(neg)':>8} {'best step':>9} {'train s':>8}"
+    """Validation table, best nDCG@10 first (AUC: the pair diagnostic, '-' without pairs)."""
+    head = (f"{'model':<44} {'val nDCG@10':>11} {'+prior':>7} {'w':>5} {'val AUC':>8} {'best step':>9} "
+            f"{'train s':>8}")
     rows = [head, "-" * len(head)]
-    for s in sorted(summaries, key=lambda s: -s["val_auc"]):
-        rows.append(f"{s['model']:<44} {s['val_auc']:>8.4f} {s['val_d_pos']:>8.4f} {s['val_d_neg']:>8.4f} "
-                    f"{s['best_step']:>9d} {s['train_seconds']:>8.2f}")
+    for s in sorted(summaries, key=lambda s: -s["val_ndcg10"]):
+        auc = f"{s['val_auc']:>8.4f}" if "val_auc" in s else f"{'-':>8}"
+        prior = (f"{s['val_ndcg10_prior']:>7.4f} {s['prior_weight']:>5.2f}" if "prior_weight" in s
+                 else f"{'-':>7} {'-':>5}")
+        rows.append(f"{s['model']:<44} {s['val_ndcg10']:>11.4f} {prior} {auc} {s['best_step']:>9d} "
+                    f"{s['train_seconds']:>8.2f}")
     return "\n".join(rows)
 
 
@@ -515,9 +681,10 @@ def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = Tru
         for s in group[0].feature_sets:
             if s not in needed:
                 needed.append(s)
+    thesis = any(r.objective.kind == "thesis" for group in groups for r in group)
     # the record stays only once something trained: a run that fails before leaves no workdir
     with Workdir(workdir).recording(config, grid, writer=distributed.is_writer()):
-        data = prepare(config, workdir, needed, log)
+        data = prepare(config, workdir, needed, log, needs_triplets=thesis)
         t0 = time.perf_counter()
         summaries = []
         for group in groups:

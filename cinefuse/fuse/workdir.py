@@ -83,7 +83,7 @@ class RunRecord:
     """``runs/<model>/config.json`` parsed back: the configuration one model was trained with."""
 
     name: str
-    config: FuseConfig          # data, pairs, split, model, loss, train of this model (no grid)
+    config: FuseConfig          # data, pairs, split, model, loss, objective, train of this model (no grid)
     feature_sets: list[str]     # the sets its tower is built over
     token_mask: list[int]       # 1 for the sets it uses
 
@@ -221,7 +221,10 @@ class Workdir:
         path = self.run_dir(model) / "config.json"
         record = read_json(path, RERUN)
         # one trained configuration has no grid of its own (the default grid need not fit its data)
-        sections = {k: record[k] for k in ("data", "pairs", "split", "model", "loss", "train") if k in record}
+        sections = {k: record[k] for k in ("data", "pairs", "split", "model", "loss", "objective", "train")
+                    if k in record}
+        # a record from before objectives existed was trained by the thesis rule, without a prior head
+        sections.setdefault("objective", {"kind": "thesis", "prior": False})
         config = _parse({**sections, "grid": {"modalities": [], "heads": []}}, path)
         return RunRecord(record["name"], config, list(record["feature_sets"]), list(record["token_mask"]))
 
