@@ -150,10 +150,6 @@ def test_ctrl_c_during_a_download_exits_130_with_one_line(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product defect: a SIGINT during `cinefuse fuse` can be swallowed by jax's gc callback "
-    "('Exception ignored in: _xla_gc_callback', the run goes on), or land in orbax's async "
-    "checkpoint save, after which orbax's threads print tracebacks at exit; see the honest report"))
 def test_ctrl_c_during_training_exits_130_with_one_line(tmp_path):
     """SIGINT to a real `cinefuse fuse` part-way through training: exit code 130, the last line
     of stderr is "interrupted", no traceback."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cinefuse.fuse.choices import DISTANCES, HEADS, LOSSES, MINERS, OBJECTIVES
 from cinefuse.helptext import HelpFormatter
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
@@ -64,10 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--config", help="fuse.toml (see `cinefuse.fuse.config` for every key); options override it")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint for an s3:// store")
     p.add_argument("--grid", action="store_true", help="train the ablation grid and print a results table")
-    _config_option(p, "--loss", "loss.kind", choices=["pair", "triplet", "infonce"])
-    _config_option(p, "--distance", "loss.distance", choices=["cosine", "euclidean"])
-    _config_option(p, "--mining", "loss.mining", choices=["semi-hard", "batch-hard", "none"])
-    _config_option(p, "--head", "model.head", choices=["concat-mlp", "ln-linear", "cross-attention", "gated"])
+    _config_option(p, "--objective", "objective.kind", choices=list(OBJECTIVES))
+    _config_option(p, "--loss", "loss.kind", choices=list(LOSSES))
+    _config_option(p, "--distance", "loss.distance", choices=list(DISTANCES))
+    _config_option(p, "--mining", "loss.mining", choices=list(MINERS))
+    _config_option(p, "--head", "model.head", choices=list(HEADS))
     _config_option(p, "--modalities", "model.modalities",
                    "visual | visual+audio | text+meta | full (every modality the store holds), or feature "
                    "sets, comma-separated: text/minilm,meta/year")
@@ -104,6 +106,7 @@ def handle(args) -> int:
 
     overrides = {
         "data": {"store": args.store, "ratings": args.ratings, "movies": args.movies, "endpoint_url": args.endpoint_url},
+        "objective": {"kind": args.objective},
         "loss": {"kind": args.loss, "distance": args.distance, "mining": args.mining},
         "model": {"head": args.head, "modalities": modalities_option(args.modalities)},
         "split": {"protocol": args.protocol},

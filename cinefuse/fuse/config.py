@@ -47,12 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.losses import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS
+from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, HEADS, HISTORY_LOSSES, LOSSES, MINERS, OBJECTIVES
 from cinefuse.fuse.pairs import PairConfig
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
-HEADS = ("concat-mlp", "ln-linear", "cross-attention", "gated")
-OBJECTIVES = ("thesis", "co-like", "history", "distill")
 CO_LIKE_LOSSES = ("infonce", "loss")
 TEACHERS = ("ease", "svd")
 # the thesis's pair labels: never an input of a model trained on them
@@ -137,7 +135,6 @@ class ObjectiveConfig:
     prior_weights: list = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8])
 
     def validate(self) -> None:
-        from cinefuse.fuse.objectives import HISTORY_LOSSES
         from cinefuse.fuse.targets import ASSOCIATIONS
 
         _one_of("objective.kind", self.kind, OBJECTIVES)

@@ -35,30 +35,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS  # noqa: F401 (re-exported)
+
 EPS = 1e-12
-LOSSES = ("pair", "triplet", "infonce")
-DISTANCES = ("cosine", "euclidean")
-MINERS = ("semi-hard", "batch-hard", "none")
-DEFAULT_MARGINS = {("pair", "cosine"): 0.5, ("pair", "euclidean"): 1.0,
-                   ("triplet", "cosine"): 0.2, ("triplet", "euclidean"): 0.4,
-                   ("infonce", "cosine"): 0.0, ("infonce", "euclidean"): 0.0}
 
 
-def _unit(x):
+def unit(x):
+    """Rows scaled to unit length (the one definition the losses and the objectives use)."""
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), EPS))
 
 
 def paired_distance(x, y, kind: str):
     """(B,) distances between rows of x and y."""
     if kind == "cosine":
-        return 1.0 - jnp.sum(_unit(x) * _unit(y), axis=-1)
+        return 1.0 - jnp.sum(unit(x) * unit(y), axis=-1)
     return jnp.sqrt(jnp.maximum(jnp.sum((x - y) ** 2, axis=-1), EPS))
 
 
 def pairwise_distance(x, y, kind: str):
     """(B, M) distances between every row of x and every row of y."""
     if kind == "cosine":
-        return 1.0 - _unit(x) @ _unit(y).T
+        return 1.0 - unit(x) @ unit(y).T
     sq = jnp.sum(x * x, -1)[:, None] + jnp.sum(y * y, -1)[None, :] - 2.0 * (x @ y.T)
     return jnp.sqrt(jnp.maximum(sq, EPS))
 
@@ -85,7 +82,7 @@ def triplet_loss(d_ap, d_an, margin):
 
 def info_nce(a, p, same_item, temperature):
     """Symmetric InfoNCE; ``same_item[i, j]`` marks p_j as the same item as p_i (masked, i != j)."""
-    logits = (_unit(a) @ _unit(p).T) / temperature
+    logits = (unit(a) @ unit(p).T) / temperature
     b = a.shape[0]
     eye = jnp.eye(b, dtype=bool)
     logits = jnp.where(same_item & ~eye, -1e9, logits)

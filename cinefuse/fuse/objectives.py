@@ -37,12 +37,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cinefuse.fuse.choices import HISTORY_LOSSES
+from cinefuse.fuse.losses import unit
+
 NEG = -1e9  # a logit that softmax treats as absent without producing NaN
-HISTORY_LOSSES = ("nmse", "softmax")
-
-
-def unit(x, eps: float = 1e-12):
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
 
 # -- samplers -----------------------------------------------------------------------------------
