@@ -54,8 +54,10 @@ class DemoConfig:
         # a larger cold share than fuse's default (15%): the verdict is a paired interval over
         # the cold items, so they are what the demo needs most of
         "split": {"fractions": [0.6, 0.1, 0.3]},
-        # the collection plants genre structure, which the thesis pairs teach; rows named by loss
-        "objective": {"kind": "thesis"},
+        # user-history reconstruction: on the default collection (seed 0) the full model's
+        # validation nDCG@10 was 0.2923 for history, 0.2879 co-like, 0.2829 distill (chosen on the
+        # validation items only; `--objective`-style overrides go in this section)
+        "objective": {"kind": "history"},
         "train": {"steps": 300, "steps_per_call": 50, "eval_every": 100, "checkpoint_every": 300,
                   "batch_size": 128, "patience": 0, "warmup_steps": 50, "seed": 0},
         # each single modality is a row of its own, so the report can compare full fusion with it
@@ -72,7 +74,8 @@ class DemoConfig:
         return tuple(self.fuse.get("grid", {}).get("modalities", ()))
 
     def modality_of(self, model: str) -> str | None:
-        """The grid modality set in a model name ``<loss>-<distance>-<modalities>-<head>``."""
+        """The grid modality set in a model name (``<loss>-<distance>-<modalities>-<head>`` under the
+        thesis objective, ``<objective>-<modalities>-<head>`` otherwise)."""
         for m in self.modality_sets():
             if f"-{m}-" in model:
                 return m
@@ -95,10 +98,10 @@ class DemoResult:
     missing: list = field(default_factory=list)   # stages that could not run, and why
 
 
-def model_row(loss: str, distance: str, modalities: str, head: str) -> str:
+def model_row(loss: str, distance: str, modalities: str, head: str, objective: str = "thesis") -> str:
     from cinefuse.fuse.config import model_name
 
-    return model_name(loss, distance, modalities, head)
+    return model_name(loss, distance, modalities, head, objective=objective)
 
 
 def run_demo(workdir: str | Path, config: DemoConfig | None = None, log=None) -> DemoResult:
@@ -181,7 +184,7 @@ RAW_CONCAT = "cosine all concatenated"
 
 
 def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict:
-    """Full fusion against each single modality (same loss, distance and head) and against the
+    """Full fusion against each single modality (same objective, loss, distance and head) and against the
     raw concatenated features, each a paired bootstrap over the same cold queries.
 
     ``fusion_wins`` holds only when every paired 95% interval of full minus rival lies above 0;
@@ -194,7 +197,8 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
     kind, distance = loss.get("kind", "triplet"), loss.get("distance", "cosine")
     head = config.fuse.get("model", {}).get("head", "concat-mlp")
     singles, full = config.SINGLE_MODALITIES, config.FULL
-    names = {m: model_row(kind, distance, m, head) for m in (*singles, full)}
+    objective = config.fuse.get("objective", {}).get("kind", "thesis")
+    names = {m: model_row(kind, distance, m, head, objective) for m in (*singles, full)}
     try:
         rows = {m: results.row(n) for m, n in names.items()}
     except KeyError as exc:

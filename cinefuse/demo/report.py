@@ -90,8 +90,8 @@ def write_demo_report(workdir: Path, config, collection, results, verdict: dict,
         "",
         "## Verdict",
         "",
-        f"Full fusion ({verdict['models'][full]}) against each single modality with the same loss, "
-        f"distance and head, and against the raw concatenated features, cold-item {metric}; the "
+        f"Full fusion ({verdict['models'][full]}) against each single modality with the same objective, "
+        f"loss, distance and head, and against the raw concatenated features, cold-item {metric}; the "
         f"difference is full minus the rival with its paired 95% bootstrap interval over the same "
         f"{verdict['queries']} cold queries ({tie_words(verdict)}):",
         "",
