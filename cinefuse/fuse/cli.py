@@ -7,22 +7,28 @@ from cinefuse.helptext import HelpFormatter
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
 DESCRIPTION = """\
-Train an intermodal fusion Siamese network over the features in a store, with pairs and triplets
-built from MovieLens ratings (positives: co-liked, genre-similar; negatives: disagreed-on,
-genre-dissimilar) and a cold-item split (items 70/15/15). Writes W/config.json, W/split.json,
-W/pairs.npz and W/runs/<model>/ (metrics.jsonl, curves.png, distances.png, checkpoints/, params/,
-summary.json). Run the same command again to resume from the last checkpoint.
+Train an intermodal fusion Siamese network over the features in a store, from MovieLens ratings
+and a cold-item split (items 70/15/15; `--protocol cold-item-time`: the newest items are cold and
+only earlier ratings train). The objective (`--objective`, [objective] in --config) says what it
+learns, all from the training ratings: `distill` (default: the content embedding pulled to an EASE /
+PureSVD teacher's item vectors and similarity rows), `co-like` (items the same users like,
+popularity-corrected, multi-positive InfoNCE), `history` (users' likes reconstructed through the
+fused embeddings, beeFormer/ELSA style), or `thesis` (the thesis's genre-filtered pairs with the
+pair or triplet loss). A prior head learns each item's likely popularity from its content; its
+weight is chosen on the validation items. The kept model is the one with the best validation
+nDCG@10. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
+curves.png, checkpoints/, params/, summary.json). Run the same command again to resume.
 
 Modalities follow what the store holds: each modality prefix of its feature sets with valid rows
 (visual, audio, text, meta, ...) stands for its per-item vector sets, `full` for all of them;
 [data.modality_sets] in --config replaces single modalities and keeps the others. The run says in
 one line what it chose.
 
---grid trains the ablation grid {pair, triplet} x {cosine, euclidean} x the modalities added one
-at a time (a store with visual, audio and text: visual, visual+audio, full; a text-only one: text,
-full; grid.modalities in --config chooses others), plus the other fusion heads, and prints a
-results table. Configurations that share a tower (same modality set and head) train together as
-one program.
+--grid trains the ablation grid: grid.objectives (default: the [objective] alone) x the modalities
+added one at a time (a store with visual, audio and text: visual, visual+audio, full; a text-only
+one: text, full; grid.modalities chooses others), the thesis objective also x {pair, triplet} x
+{cosine, euclidean}, plus the other fusion heads, and prints a results table. Configurations that
+share a tower (same objective, modality set and head) train together as one program.
 """
 
 EPILOG = """\
