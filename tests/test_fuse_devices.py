@@ -18,7 +18,7 @@ assert jax.device_count() == 2, jax.devices()
 from fuse_fixtures import write_synthetic_store, small_config
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.config import as_config
-from cinefuse.fuse.train import GroupTrainer, plan_runs, prepare, run_fuse
+from cinefuse.fuse.train import GroupTrainer, plan_runs, prepare, run_fuse, with_store_modalities
 from cinefuse.fuse.embed import load_model
 root = Path(sys.argv[1])
 env = write_synthetic_store(root)
@@ -30,7 +30,7 @@ for dp in (True, False):
     _, params, _, _ = load_model(w, s["models"][0])
     leaves[dp] = jax.tree.leaves(params)
     # the program the trainer runs, as XLA compiled it
-    config = as_config(cfg)
+    config = with_store_modalities(as_config(cfg), False, log=lambda m: None)  # sets from the store
     group = plan_runs(config, False)[0]
     trainer = GroupTrainer(config, group, prepare(config, w, group[0].feature_sets, log=lambda m: None), w,
                            log=lambda m: None)

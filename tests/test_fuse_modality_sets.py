@@ -85,7 +85,7 @@ def test_text_only_store_trains_the_default_grid_and_says_what_it_chose(text_onl
     cfg = tmp_path / "fuse.toml"
     cfg.write_text("[train]\nsteps = 40\nsteps_per_call = 20\neval_every = 40\ncheckpoint_every = 40\n"
                    "batch_size = 32\n[model]\ntoken_dim = 16\nhidden = 32\nembed_dim = 16\n"
-                   "[pairs]\nmin_pairs_per_item = 2\n"
+                   "[pairs]\nmin_pairs_per_item = 2\n[objective]\nkind = \"thesis\"\n"
                    '[grid]\nlosses = ["triplet"]\ndistances = ["cosine"]\nheads = []\n')
     w = tmp_path / "w"
     code = main(["fuse", "--store", text_only["store"], "--ratings", text_only["ratings"], "--movies",

@@ -197,3 +197,19 @@ def test_build_targets_bundle_and_bad_config():
     assert set(t.seconds) == {"likes", "partners", "histories", "ease", "teacher_vectors", "prior"}
     with pytest.raises(CinefuseError, match=r"^targets: association 'cosine' is unknown; use one of jaccard, pmi$"):
         build_targets(users, items, ratings, item_ids, TargetConfig(association="cosine"))
+
+
+def test_teacher_vectors_on_a_catalogue_smaller_than_dim_are_zero_padded():
+    """12 items, dim 64: the 11 singular directions there are, then zero columns, so the distill
+    kernel keeps its configured (dim, embed) shape on any catalogue."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    dense = (rng.random((30, 12)) < 0.4).astype(np.float64)
+    v = teacher_vectors(sp.csr_matrix(dense), dim=64, seed=0)
+    assert v.shape == (12, 64)
+    _, s, vt = np.linalg.svd(dense)
+    ref = vt[:11].T * s[:11]
+    ref *= np.sign(ref[np.abs(ref).argmax(axis=0), np.arange(11)])
+    np.testing.assert_allclose(v[:, :11], ref, atol=1e-4)
+    assert not v[:, 11:].any()

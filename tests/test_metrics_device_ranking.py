@@ -45,7 +45,7 @@ def host_reference(emb, likes, perm, k, prior=None, weight=0.0):
         scores = (e @ e.T + weight * prior[None, :])[:, perm]
         scores[np.arange(n), inverse] = -np.inf
         lists_perm = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    topk = perm[lists_perm]
+    topk = np.where(lists_perm >= 0, perm[lists_perm], -1)   # -1: past the available candidates
     users, items, ratings = ratings_of(likes)
     rel = build_relevance(users, items, ratings, ids, ids, k_max=k)
     return topk, accuracy_metrics(topk, rel, [k])
@@ -104,3 +104,20 @@ def test_tie_order_is_seeded():
     # the multiset of scores in each list is the same whatever the tie order
     np.testing.assert_allclose(np.sort(np.take_along_axis(s, a, 1), 1), np.sort(np.take_along_axis(s, by_index, 1), 1),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [6, 10, 11])
+def test_fewer_items_than_k_give_short_lists_that_never_count_the_query(n):
+    """With N - 1 < K other items the lists end in -1 slots (as the host ranking's do), and the
+    query itself (scored -inf) is never counted as a hit, also when N == K."""
+    emb, likes = tied_case(seed=5, n=n, n_users=12)
+    likes[:, :] = True                       # every user likes every item: any counted slot is a hit
+    key = jax.random.PRNGKey(2)
+    perm = np.asarray(tie_order(key, n))
+    topk, ref = host_reference(emb, likes, perm, 10)
+    lists = np.asarray(top_k_lists(emb, 10, key))
+    np.testing.assert_array_equal(lists, topk)
+    assert (lists[:, n - 1:] == -1).all() and not (lists == np.arange(n)[:, None]).any()
+    got = ndcg_hr_at_k(emb, likes, key, k=10, block=4)
+    assert float(got["nDCG"]) == pytest.approx(ref["nDCG@10"], rel=1e-5)
+    assert float(got["nDCG"]) == pytest.approx(1.0, rel=1e-6)

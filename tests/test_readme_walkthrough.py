@@ -67,7 +67,11 @@ def test_readme_walkthrough_on_a_text_only_manifest(tmp_path, monkeypatch, capsy
     assert "modalities: text = text/minilm, text/tfidf; meta = meta/language, meta/year; full = text+meta; " \
            "training full" in outputs[" ".join(commands[3][:2])].err.splitlines()
     workdir = Path(commands[3][commands[3].index("--workdir") + 1])
-    model = "triplet-cosine-full-concat-mlp"
+    from cinefuse.fuse.config import FuseConfig, model_name
+
+    default = FuseConfig()     # the README's fuse line takes every default: objective, loss, head
+    model = model_name(default.loss.kind, default.loss.distance, "full", default.model.head, default.objective.kind)
+    assert model == "distill-full-concat-mlp"
     results = json.loads((workdir / "evaluation" / "cold-item" / "results.json").read_text())
     assert model in [r["name"] for r in results["rows"]]
     assert model in outputs["evaluate --workdir"].out

@@ -224,7 +224,9 @@ def ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
 
 
 def teacher_vectors(X: sp.csr_matrix, dim: int, seed: int = 0) -> np.ndarray:
-    """PureSVD item vectors V_k diag(s_k) (I, k), k = min(dim, min(U, I) - 1)."""
+    """PureSVD item vectors V_k diag(s_k), k = min(dim, min(U, I) - 1), zero-padded to (I, dim) so
+    the student's distill kernel has the configured shape even on a catalogue smaller than ``dim``
+    (a zero column adds nothing to the InfoNCE logits)."""
     X = sp.csr_matrix(X, dtype=np.float64)
     k = int(min(dim, min(X.shape) - 1))
     if k < 1:
@@ -234,7 +236,7 @@ def teacher_vectors(X: sp.csr_matrix, dim: int, seed: int = 0) -> np.ndarray:
     v = (vt[order].T * s[order][None, :])
     top = np.abs(v).argmax(axis=0)
     v *= np.sign(v[top, np.arange(k)])[None, :]
-    return v.astype(np.float32)
+    return np.pad(v, ((0, 0), (0, dim - k))).astype(np.float32)
 
 
 def prior_targets(like_counts: np.ndarray) -> tuple[np.ndarray, float, float]:

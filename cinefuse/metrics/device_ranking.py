@@ -29,7 +29,8 @@ def tie_order(key, n: int):
 
 
 def top_k_lists(emb, k: int, key, prior=None, weight=0.0):
-    """(N, k) candidate rows of every query's list, best first, query excluded, seeded ties."""
+    """(N, k) candidate rows of every query's list, best first, query excluded, seeded ties;
+    slots past the N - 1 other items hold -1 (as the host ranking's lists do)."""
     e = emb * jax.lax.rsqrt(jnp.maximum(jnp.sum(emb * emb, axis=-1, keepdims=True), 1e-12))
     n = e.shape[0]
     scores = e @ e.T
@@ -37,8 +38,9 @@ def top_k_lists(emb, k: int, key, prior=None, weight=0.0):
         scores = scores + weight * prior[None, :]
     scores = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, scores)
     perm = tie_order(key, n)
-    _, where = jax.lax.top_k(scores[:, perm], k)
-    return perm[where]
+    values, where = jax.lax.top_k(scores[:, perm], min(k, n))
+    lists = jnp.where(jnp.isfinite(values), perm[where], -1)       # the query's own -inf slot is no candidate
+    return jnp.pad(lists, ((0, 0), (0, k - lists.shape[1])), constant_values=-1)
 
 
 @partial(jax.jit, static_argnames=("k", "block"))
@@ -56,7 +58,8 @@ def per_query_ndcg_hr(emb, likes, key, k: int = 10, prior=None, weight=0.0, bloc
 
     def per_block(q):
         qc = jnp.maximum(q, 0)
-        hits = likes[:, lists[qc]]                                  # (U, b, K)
+        rows = lists[qc]
+        hits = likes[:, jnp.maximum(rows, 0)] & (rows >= 0)[None]     # (U, b, K); -1 slots never hit
         pair = (likes[:, qc] & (q >= 0)[None, :] & (n_rel > 0)).astype(jnp.float32)  # u liked q, R not empty
         ndcg = jnp.sum(hits * disc, axis=-1) / ideal
         return jnp.sum(ndcg * pair, axis=0), jnp.sum(jnp.any(hits, axis=-1) * pair, axis=0), jnp.sum(pair, axis=0)
