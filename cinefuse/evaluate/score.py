@@ -50,7 +50,7 @@ from cinefuse.metrics.metrics import (
     index_of,
     per_query_accuracy_metrics,
 )
-from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
+from cinefuse.metrics.ranking import id_sort_key, l2_normalise, top_k_cosine
 from cinefuse.protocols import EVAL_PROTOCOLS
 
 DEFAULT_KS = (1, 3, 5, 10)
@@ -257,31 +257,32 @@ def evaluate_embeddings(
 
 def rank_embeddings(ids: np.ndarray, emb: np.ndarray, es: EvalSet, ks, block_size: int = 1024) -> np.ndarray:
     """Cosine top-K lists (candidate rows of ``es``) over ``emb`` (rows in ``ids`` order)."""
-    rows = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
-    q = emb[[rows[i] for i in es.query_ids.tolist()]]
-    c = emb[[rows[i] for i in es.candidate_ids.tolist()]]
-    topk, _ = top_k_cosine(q, c, max(ks), self_index=es.self_index, block_size=block_size)
-    return topk
+    return _rank_rows(ids, emb, emb, es, ks, block_size, normalise=True)
 
 
 def prior_vectors(emb: np.ndarray, prior: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
     """(query, candidate) vectors whose plain dot product is cos(q, c) + weight * prior[c]:
     queries [q/|q|, 1], candidates [c/|c|, weight * prior_c], so a prior row goes through the
     same ranking (``top_k_cosine(..., normalise=False)``) and tie-break path as every row."""
-    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(emb)
     ones = np.ones((len(emb), 1), np.float32)
-    return (np.concatenate([unit, ones], axis=1).astype(np.float32),
-            np.concatenate([unit, weight * np.asarray(prior, np.float32)[:, None]], axis=1).astype(np.float32))
+    return (np.concatenate([unit, ones], axis=1),
+            np.concatenate([unit, weight * np.asarray(prior, np.float32)[:, None]], axis=1))
 
 
 def rank_prior_embeddings(ids: np.ndarray, emb: np.ndarray, prior: np.ndarray, weight: float, es: EvalSet, ks,
                           block_size: int = 1024) -> np.ndarray:
     """Top-K lists by cos(q, c) + ``weight`` * ``prior``[c] (rows of both in ``ids`` order)."""
-    rows = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
     qv, cv = prior_vectors(emb, prior, weight)
-    q = qv[[rows[i] for i in es.query_ids.tolist()]]
-    c = cv[[rows[i] for i in es.candidate_ids.tolist()]]
-    topk, _ = top_k_cosine(q, c, max(ks), self_index=es.self_index, block_size=block_size, normalise=False)
+    return _rank_rows(ids, qv, cv, es, ks, block_size, normalise=False)
+
+
+def _rank_rows(ids, query_vectors, candidate_vectors, es: EvalSet, ks, block_size: int, normalise: bool) -> np.ndarray:
+    """Top-K over ``es``'s queries and candidates, picked from vectors whose rows follow ``ids``."""
+    rows = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
+    q = query_vectors[[rows[i] for i in es.query_ids.tolist()]]
+    c = candidate_vectors[[rows[i] for i in es.candidate_ids.tolist()]]
+    topk, _ = top_k_cosine(q, c, max(ks), self_index=es.self_index, block_size=block_size, normalise=normalise)
     return topk
 
 
