@@ -10,10 +10,14 @@ favourite cluster high and popular items of any cluster anywhere on the scale. P
 
 - ``store``: write the features as 50k-row shards with ``StoreWriter``, load them back with
   ``load_features`` (what ``fuse`` does);
-- ``pairs``: the thesis pairs and triplets (``cinefuse.fuse.pairs.build_pairs``);
-- ``targets``: the co-preference sampling targets of ``cinefuse.fuse.targets`` (like matrix,
-  co-like partners with the co-rated fallback, user histories, prior); the EASE teacher and the
-  SVD teacher vectors are left out: EASE is a dense (I, I) matrix, 4 TB at 1M items;
+- ``targets``: the co-like objective's targets as ``fuse`` builds them (``build_targets``: like
+  matrix, co-like partners with the co-rated fallback, user histories, prior), with the heavy-user
+  cap of ``cinefuse.fuse.cocounts`` where sum_u likes^2 is over 2e8 (``co_cap``); the partners
+  from exact co-counts too (up to ``--exact-max-products``), for ``partner_recall_vs_exact``
+  (the share of exact top-32 partners the capped ones find), and the PureSVD teacher of
+  ``distill`` (``teacher_svd_seconds``) apart. The EASE teacher is left out: a dense (I, I)
+  matrix, 4 TB at 1M items;
+- ``pairs``: the thesis pairs and triplets (``build_pairs``, the same cap over likes + dislikes);
 - ``fuse``: steps/s of the default tower over the whole table resident on the device
   (``GroupTrainer.multi_step``, 20 steps a call, batch 128), and at 1M also a 10k-row table in the
   same process, alternating, for ``fuse_steps_ratio_1m_vs_10k``;
@@ -121,22 +125,43 @@ def bench_store(features: np.ndarray, ids: np.ndarray, work: Path) -> dict:
     return {"write_seconds": round(write_s, 3), "load_seconds": round(load_s, 3), "mb": round(size_mb, 1)}
 
 
-def bench_targets(ratings) -> dict:
-    from cinefuse.fuse.targets import co_like_partners, prior_targets, user_histories
-    from cinefuse.metrics.likes import like_matrix
+def partner_recall(got, exact) -> float:
+    """Mean over items with exact partners of |got's partners & exact's| / |exact's|."""
+    total, n = 0.0, 0
+    for gi, gm, ei, em in zip(got.idx, got.mask, exact.idx, exact.mask):
+        if em.any():
+            total += len(set(gi[gm].tolist()) & set(ei[em].tolist())) / int(em.sum())
+            n += 1
+    return total / max(n, 1)
+
+
+def bench_targets(ratings, exact_max_products: float) -> dict:
+    """The co-like objective's targets as ``fuse`` builds them (``build_targets``: one rating index,
+    likes, co-like partners with the co-rated fallback, histories, prior), the PureSVD teacher of
+    ``distill`` timed apart, and, when affordable, the partners from exact co-counts to measure what
+    the heavy-user cap changes."""
+    from cinefuse.fuse.targets import TargetConfig, build_targets, co_like_partners, teacher_vectors
 
     item_ids = np.unique(ratings.item.astype(str)).astype(object)
-    seconds = {}
-    t0 = time.perf_counter()
-    likes = like_matrix(ratings.user, ratings.item, ratings.rating, item_ids, 4.0)
-    rated = like_matrix(ratings.user, ratings.item, ratings.rating, item_ids, -np.inf)
-    seconds["likes"] = time.perf_counter() - t0
-    partners, seconds["partners"] = timed(lambda: co_like_partners(likes.X, 32, "jaccard", 1, 0, rated.X))
-    _, seconds["histories"] = timed(lambda: user_histories(likes.X, 1024, 0))
-    _, seconds["prior"] = timed(lambda: prior_targets(likes.like_counts))
-    return {"seconds": round(sum(seconds.values()), 3), "parts": {k: round(v, 3) for k, v in seconds.items()},
-            "items": int(len(item_ids)), "likes": int(likes.X.nnz),
-            "anchors": int(len(partners.anchors))}
+    cfg = TargetConfig()
+    tg, seconds = timed(lambda: build_targets(ratings.user, ratings.item, ratings.rating, item_ids, cfg, seed=0,
+                                              parts=("partners", "histories")))
+    out = {"seconds": round(seconds, 3), "parts": {k: round(v, 3) for k, v in tg.seconds.items()},
+           "items": int(len(item_ids)), "likes": int(tg.likes.X.nnz), "anchors": int(len(tg.partners.anchors)),
+           "partner_source": tg.stats["partner_source"], "co_cap": tg.stats["co_cap"],
+           "co_capped_users": tg.stats["co_capped_users"], "max_co_products": cfg.max_co_products}
+    _, out["teacher_svd_seconds"] = timed(lambda: teacher_vectors(tg.likes.X, cfg.teacher_dim, 0))
+    out["teacher_svd_seconds"] = round(out["teacher_svd_seconds"], 3)
+    if tg.partners.co_cap is not None:
+        lengths = np.diff(tg.likes.X.indptr)
+        out["likes_counted_fraction"] = round(float(np.minimum(lengths, tg.partners.co_cap).sum() / lengths.sum()), 4)
+        like_products = float((np.diff(tg.likes.X.indptr).astype(np.float64) ** 2).sum())
+        if like_products <= exact_max_products:
+            exact, exact_s = timed(lambda: co_like_partners(tg.likes.X, cfg.n_partners, cfg.association,
+                                                            cfg.min_co_likes, 0, None, budget=np.inf))
+            out["exact_partners_seconds"] = round(exact_s, 3)
+            out["partner_recall_vs_exact"] = round(partner_recall(tg.partners, exact), 4)
+    return out
 
 
 def fuse_trainer(features: np.ndarray, genres, triplets: np.ndarray, work: Path):
@@ -147,10 +172,16 @@ def fuse_trainer(features: np.ndarray, genres, triplets: np.ndarray, work: Path)
     n = len(features)
     config = as_config({"data": {"store": "unused", "modality_sets": {"visual": [FEATURE_SET]}},
                         "model": {"modalities": "visual"}, "grid": {"modalities": ["visual"]},
+                        # the triplet step over the whole table (the co-preference samplers draw rows alike)
+                        "objective": {"kind": "thesis", "prior": False},
                         "train": {"batch_size": 128, "steps_per_call": 20, "steps": 10_000}})
     ids = np.array([str(i + 1) for i in range(n)], dtype=object)
     table = FeatureTable(ids, {FEATURE_SET: features.astype(np.float32)}, {FEATURE_SET: None})
-    data = Prepared(ids, table, pack_genre_words(genres), {"train_triplets": triplets}, {})
+    # validation is not timed here; the trainer still keeps a (users, items) like slice resident
+    val_rows = np.arange(min(n, 100))
+    val_likes = np.random.default_rng(1).random((8, len(val_rows))) < 0.2
+    data = Prepared(ids, table, pack_genre_words(genres), {"train_triplets": triplets}, {},
+                    train_rows=np.arange(n), val_rows=val_rows, val_likes=val_likes)
     runs = plan_runs(config, grid=False)[0]
     return GroupTrainer(config, runs, data, work, log=lambda m: None)
 
@@ -210,7 +241,7 @@ def bench_exact_and_index(emb: np.ndarray, n_queries: int, single: int = 200) ->
                       "batch_queries_per_second": round(n_queries / batch_s, 1), "recall_at_10": round(recall, 4)}}
 
 
-def run_one(n_items: int, max_co_products: float) -> dict:
+def run_one(n_items: int, exact_max_products: float) -> dict:
     from cinefuse.fuse.pairs import PairConfig, build_pairs
 
     work = Path(tempfile.mkdtemp(prefix=f"cinefuse-scale-{n_items}-"))
@@ -224,28 +255,21 @@ def run_one(n_items: int, max_co_products: float) -> dict:
         out["store"] = bench_store(features, movies.ids, work)
         rss["store"] = peak_rss_mb()
         print(f"[{n_items}] store {out['store']}", flush=True)
-        # both builders form the item x item co-like counts X^T X: sum over users of likes^2 products
+        # the exact item x item co-like counts X^T X take sum over users of likes^2 products
         likes_per_user = np.bincount(ratings.user[ratings.rating >= 4.0]).astype(np.float64)
-        out["co_like_products"] = products = float((likes_per_user ** 2).sum())
-        if products > max_co_products:
-            reason = (f"skipped: X^T X takes {products:.2e} co-like products (over --max-co-products "
-                      f"{max_co_products:.0e}); time and memory grow with them (see the smaller sizes)")
-            out["targets"] = out["pairs"] = {"seconds": None, "skipped": reason}
-            print(f"[{n_items}] targets and pairs {reason}", flush=True)
-            triplets = np.random.default_rng(0).integers(0, n_items, (4 * n_items, 3)).astype(np.int32)
-        else:
-            out["targets"] = bench_targets(ratings)
-            rss["targets"] = peak_rss_mb()
-            print(f"[{n_items}] targets {out['targets']}", flush=True)
-            pairs, pairs_s = timed(lambda: build_pairs(ratings, movies, None, PairConfig(), seed=0))
-            out["pairs"] = {"seconds": round(pairs_s, 3), "pairs": pairs.stats["pairs"],
-                            "triplets": pairs.stats["triplets"]}
-            rss["pairs"] = peak_rss_mb()
-            print(f"[{n_items}] pairs {out['pairs']}", flush=True)
-            # pairs index the rated universe in id order; the catalogue's rows are ids 1..N in order
-            rows = np.asarray([int(i) - 1 for i in pairs.ids.tolist()], dtype=np.int64)
-            triplets = rows[pairs.triplets].astype(np.int32)
-            del pairs
+        out["co_like_products"] = float((likes_per_user ** 2).sum())
+        out["targets"] = bench_targets(ratings, exact_max_products)
+        rss["targets"] = peak_rss_mb()
+        print(f"[{n_items}] targets {out['targets']}", flush=True)
+        pairs, pairs_s = timed(lambda: build_pairs(ratings, movies, None, PairConfig(), seed=0))
+        out["pairs"] = {"seconds": round(pairs_s, 3), "pairs": pairs.stats["pairs"],
+                        "triplets": pairs.stats["triplets"], "co_cap": pairs.stats["co_cap"]}
+        rss["pairs"] = peak_rss_mb()
+        print(f"[{n_items}] pairs {out['pairs']}", flush=True)
+        # pairs index the rated universe in id order; the catalogue's rows are ids 1..N in order
+        rows = np.asarray([int(i) - 1 for i in pairs.ids.tolist()], dtype=np.int64)
+        triplets = rows[pairs.triplets].astype(np.int32)
+        del pairs
         del ratings
         out["fuse"] = bench_fuse(features, genres, triplets, work, with_small=n_items >= 1_000_000)
         rss["fuse"] = peak_rss_mb()
@@ -300,20 +324,6 @@ def plot(sizes: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def extrapolated(sizes: dict, stage: str) -> float | None:
-    """The 1M size's seconds for ``stage`` from the largest measured size, in proportion to the
-    co-like products (linear: both builders are dominated by X^T X and sorting its entries);
-    None when 1M was measured or nothing was."""
-    big = sizes.get("1000000")
-    if big is None or big[stage].get("seconds") is not None:
-        return None
-    measured = [r for r in sizes.values() if r[stage].get("seconds") is not None]
-    if not measured:
-        return None
-    ref = max(measured, key=lambda r: r["items"])
-    return round(ref[stage]["seconds"] * big["co_like_products"] / ref["co_like_products"], 1)
-
-
 def distributed_equal() -> bool:
     test = ROOT / "tests" / "test_fuse_distributed.py"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -329,18 +339,19 @@ def main() -> None:
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     parser.add_argument("--skip-distributed", action="store_true", help="keep distributed_equal from the last run")
     parser.add_argument("--out", default=str(RESULTS / "scale.json"))
-    parser.add_argument("--max-co-products", type=float, default=1e9,
-                        help="skip targets and pairs above this many X^T X products (memory on a shared machine)")
+    parser.add_argument("--exact-max-products", type=float, default=3e9,
+                        help="also build the partners from exact co-counts (to measure the heavy-user cap) up to "
+                             "this many X^T X products")
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.max_co_products)), flush=True)
+        print("RESULT " + json.dumps(run_one(args.one, args.exact_max_products)), flush=True)
         return
     out_path = Path(args.out)
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     sizes = dict(previous.get("sizes", {}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for n in [int(s) for s in args.sizes.split(",") if s]:
-        proc = subprocess.Popen([sys.executable, __file__, "--one", str(n), "--max-co-products", str(args.max_co_products)],
+        proc = subprocess.Popen([sys.executable, __file__, "--one", str(n), "--exact-max-products", str(args.exact_max_products)],
                                 env=env, stdout=subprocess.PIPE, text=True)
         result = None
         for line in proc.stdout:
@@ -358,8 +369,8 @@ def main() -> None:
         "fuse_steps_ratio_1m_vs_10k": big["fuse"]["ratio_vs_10k_same_process"] if big else None,
         "targets_seconds_20m_ratings": big["targets"]["seconds"] if big else None,
         "pairs_seconds_20m_ratings": big["pairs"]["seconds"] if big else None,
-        "targets_seconds_20m_ratings_extrapolated": extrapolated(sizes, "targets"),
-        "pairs_seconds_20m_ratings_extrapolated": extrapolated(sizes, "pairs"),
+        "partner_recall_vs_exact_1m": big["targets"].get("partner_recall_vs_exact") if big else None,
+        "co_cap_1m": big["targets"]["co_cap"] if big else None,
         "distributed_equal": previous.get("distributed_equal") if args.skip_distributed else distributed_equal(),
         "targets": {"ann_recall_at_10_1m": ">= 0.95", "ann_query_ms_1m": "< 5", "fuse_steps_ratio_1m_vs_10k": ">= 0.8",
                     "targets_seconds_20m_ratings": "< 60"},

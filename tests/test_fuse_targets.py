@@ -146,9 +146,9 @@ def test_user_histories_sorted_padded_and_capped():
         liked = set(L.X[u].nonzero()[1].tolist())
         row = hc.items[u, :hc.lengths[u]].tolist()
         assert row == sorted(row) and set(row) <= liked and len(row) == min(cap, len(liked))
-    other = user_histories(L.X, cap=cap, seed=5)
     assert np.array_equal(user_histories(L.X, cap=cap, seed=0).items, hc.items)
-    assert not np.array_equal(other.items, hc.items)
+    # one truncated row of 4 likes here: a single other seed may keep the same 3 (1 in 4)
+    assert any(not np.array_equal(user_histories(L.X, cap=cap, seed=s).items, hc.items) for s in range(1, 6))
 
 
 @pytest.mark.parametrize("n_users", [8, 60])  # fewer users than items (Woodbury) and more
@@ -213,3 +213,35 @@ def test_teacher_vectors_on_a_catalogue_smaller_than_dim_are_zero_padded():
     ref *= np.sign(ref[np.abs(ref).argmax(axis=0), np.arange(11)])
     np.testing.assert_allclose(v[:, :11], ref, atol=1e-4)
     assert not v[:, 11:].any()
+
+
+def test_ease_refuses_a_matrix_the_machine_cannot_hold():
+    import scipy.sparse as sp
+
+    from cinefuse.fuse.targets import ease_bytes
+
+    X = sp.csr_matrix((np.random.default_rng(0).random((10, 50)) < 0.3).astype(np.float32))
+    liked = int((np.asarray(X.sum(axis=0)).ravel() > 0).sum())
+    need = ease_bytes(50, liked)
+    assert need == 4 * 50 ** 2 + 24 * liked ** 2
+    with pytest.raises(CinefuseError, match=r'teacher = "ease" needs a dense 50 x 50 matrix .* set \[objective\] '
+                                            r'teacher = "svd"'):
+        ease(X, 10.0, memory_bytes=need)  # 80% of it is not enough
+    assert ease(X, 10.0, memory_bytes=2 * need).shape == (50, 50)
+
+
+def test_one_rating_index_serves_every_threshold():
+    from cinefuse.metrics.likes import index_ratings
+
+    users, items, ratings, item_ids = tiny_ratings()
+    # an id the catalogue lacks and a missing id: neither becomes a column
+    users = np.concatenate([users, [3, 10]])
+    items = np.concatenate([items, ["not_in_catalogue", None]]).astype(object)
+    ratings = np.concatenate([ratings, [5.0, 5.0]]).astype(np.float32)
+    index = index_ratings(users, items, ratings, item_ids)
+    for threshold in (4.0, -np.inf, 2.5):
+        got = index.matrix(threshold)
+        sets, row_users = brute_sets(users[:-2], items[:-2], ratings[:-2], item_ids, threshold)
+        assert got.user_ids.tolist() == row_users
+        assert {i: set(got.user_ids[got.X[:, c].nonzero()[0]].tolist()) for c, i in enumerate(item_ids)} == sets
+        assert got.X.has_canonical_format and got.X.dtype == np.float32

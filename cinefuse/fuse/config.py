@@ -48,6 +48,7 @@ from typing import Any
 
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, HEADS, HISTORY_LOSSES, LOSSES, MINERS, OBJECTIVES
+from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET
 from cinefuse.fuse.pairs import PairConfig
 from cinefuse.protocols import SPLIT_PROTOCOLS
 
@@ -117,6 +118,7 @@ class ObjectiveConfig:
     association: str = "jaccard"    # co-like partner score: "jaccard" or "pmi" of the user sets
     partners: int = 32              # co-like partners kept per training item (top-N by association)
     min_co_likes: int = 1
+    max_co_products: float = CO_PRODUCTS_BUDGET  # co-counts exact up to this many products (sum_u likes_u^2); heavy users down-sampled above
     co_like_loss: str = "infonce"   # multi-positive InfoNCE; "loss": the [loss] section on (anchor, partner, random) triplets
     temperature: float = 0.1        # co-like and distill InfoNCE / KL temperature
     history_users: int = 32         # history slice: users per step ...
@@ -145,6 +147,8 @@ class ObjectiveConfig:
         for name in ("partners", "min_co_likes", "history_users", "history_per_user", "teacher_dim"):
             if getattr(self, name) < 1:
                 raise CinefuseError(f"objective.{name} must be >= 1 (got {getattr(self, name)})")
+        if not self.max_co_products > 0:
+            raise CinefuseError(f"objective.max_co_products must be > 0 (got {self.max_co_products})")
         if self.history_random < 0:
             raise CinefuseError(f"objective.history_random must be >= 0 (got {self.history_random})")
         for name in ("temperature", "history_temperature", "teacher_temperature", "ease_lambda"):

@@ -8,7 +8,9 @@ arrays bit for bit. Rows and columns are the training items in the order given (
 - **co-like partners** (:func:`co_like_partners`): with ``C = X^T X`` (co-like counts c_ij, the
   diagonal n_i = likes of i) and U users, the popularity-corrected association of i != j is
   ``jaccard`` c_ij / (n_i + n_j - c_ij) or ``pmi`` log(c_ij U / (n_i n_j)) (only positive PMI:
-  pairs liked together more often than chance), over pairs with c_ij >= ``min_co_likes``. Each
+  pairs liked together more often than chance), over pairs with c_ij >= ``min_co_likes``. When
+  sum_u likes_u^2 (the products X^T X takes) is over ``max_co_products``, each user's likes are
+  down-sampled for the counts (:mod:`cinefuse.fuse.cocounts`; ``Partners.co_cap``). Each
   item keeps its ``n_partners`` best partners (ties in a seeded random order, never by id) in
   ``idx`` / ``weight`` / ``mask`` arrays of shape (I, N); weights are the association values,
   so a sampler draws partners in proportion to them. Items with no partner fall back to the
@@ -31,6 +33,7 @@ arrays bit for bit. Rows and columns are the training items in the order given (
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -39,7 +42,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from cinefuse.errors import CinefuseError
-from cinefuse.metrics.likes import LikeMatrix, like_matrix
+from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, down_sample_rows, rank_in_runs, row_ranks
+from cinefuse.metrics.likes import LikeMatrix, index_ratings
 
 ASSOCIATIONS = ("jaccard", "pmi")
 PARTNER_SOURCES = ("co-like", "co-rated", "none")
@@ -54,6 +58,7 @@ class TargetConfig:
     history_cap: int = 1024        # liked items kept per user (a seeded random subset above it)
     ease_lambda: float = 200.0
     teacher_dim: int = 64
+    max_co_products: float = CO_PRODUCTS_BUDGET  # exact co-counts up to this; heavy users capped above
 
     def validate(self) -> None:
         if self.association not in ASSOCIATIONS:
@@ -61,6 +66,8 @@ class TargetConfig:
                                 f"{', '.join(ASSOCIATIONS)}")
         if self.n_partners < 1 or self.min_co_likes < 1 or self.history_cap < 1 or self.teacher_dim < 1:
             raise CinefuseError("targets: n_partners, min_co_likes, history_cap and teacher_dim must be >= 1")
+        if not self.max_co_products > 0:
+            raise CinefuseError(f"targets: max_co_products must be > 0 (got {self.max_co_products})")
         if self.ease_lambda <= 0:
             raise CinefuseError(f"targets: ease_lambda must be > 0 (got {self.ease_lambda})")
 
@@ -71,6 +78,9 @@ class Partners:
     weight: np.ndarray    # (I, N) float32 association, 0 where masked
     mask: np.ndarray      # (I, N) bool
     source: np.ndarray    # (I,) int8 index into PARTNER_SOURCES
+    co_cap: int | None = None        # likes per user counted (None: every like, exact co-counts)
+    capped_users: int = 0            # users above co_cap, down-sampled
+    rated_cap: int | None = None     # the same for the co-rated fallback
 
     @property
     def anchors(self) -> np.ndarray:
@@ -99,69 +109,101 @@ class Targets:
     stats: dict = field(default_factory=dict)
 
 
-def association(C: sp.spmatrix, row_items: np.ndarray, counts: np.ndarray, n_users: int, kind: str,
-                min_co_likes: int = 1) -> sp.csr_matrix:
-    """Popularity-corrected association of co-occurring pairs: ``C`` (R, I) holds the co-counts
-    of the items ``row_items`` (R,) with every item, ``counts`` (I,) each item's own count.
-    Self pairs, pairs below ``min_co_likes`` and (pmi) pairs at or below chance are dropped."""
-    coo = sp.coo_matrix(C)
-    c = coo.data.astype(np.float64)
-    i, j = row_items[coo.row], coo.col
-    off = (i != j) & (c >= min_co_likes)
-    r, i, j, c = coo.row[off], i[off], j[off], c[off]
-    n = np.asarray(counts, dtype=np.float64)
+CHUNK_PRODUCTS = 1 << 23     # co-count products per block of rows (memory: ~40 bytes each)
+_SCORE_BITS = 31             # a positive float32's bit pattern, ascending with its value
+
+
+def _scores(c: np.ndarray, ni: np.ndarray, nj: np.ndarray, n_users: int, kind: str) -> np.ndarray:
     if kind == "jaccard":
-        score = c / (n[i] + n[j] - c)
-    elif kind == "pmi":
-        score = np.log(c * n_users / (n[i] * n[j]))
-    else:
-        raise CinefuseError(f"targets: association {kind!r} is unknown; use one of {', '.join(ASSOCIATIONS)}")
-    keep = score > 0
-    out = sp.csr_matrix((score[keep].astype(np.float32), (r[keep], j[keep])), shape=C.shape)
-    out.sort_indices()
-    return out
+        return c / (ni + nj - c)
+    if kind == "pmi":
+        return np.log(c * n_users / (ni * nj))
+    raise CinefuseError(f"targets: association {kind!r} is unknown; use one of {', '.join(ASSOCIATIONS)}")
 
 
-def top_per_row(S: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``n`` largest entries of each row of ``S`` as (rows, n) idx / value / mask, best first,
-    ties in a seeded random order."""
-    S = sp.csr_matrix(S)
-    rows_n = S.shape[0]
-    row = np.repeat(np.arange(rows_n), np.diff(S.indptr))
-    tie = np.random.default_rng([seed, 11]).random(S.nnz)
-    order = np.lexsort((tie, -S.data, row))
-    rank = np.arange(S.nnz) - S.indptr[row[order]]
-    keep = order[rank < n]
-    r, k = row[keep], (rank[rank < n])
-    idx = np.zeros((rows_n, n), np.int32)
-    val = np.zeros((rows_n, n), np.float32)
-    mask = np.zeros((rows_n, n), bool)
-    idx[r, k] = S.indices[keep]
-    val[r, k] = S.data[keep]
-    mask[r, k] = True
-    return idx, val, mask
+def top_associated(X: sp.csr_matrix, rows: np.ndarray, n: int, kind: str, min_co: int = 1,
+                   seed: int = 0, chunk_products: int = CHUNK_PRODUCTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each column ``rows[k]`` of ``X`` (U, I), its ``n`` best associated columns j != i by
+    :data:`ASSOCIATIONS` ``kind`` over co-counts c_ij >= ``min_co`` (pmi: only above chance), as
+    (len(rows), n) idx / weight (float32) / mask, best first, ties in a seeded random order.
+
+    The co-counts come a block of rows at a time (``chunk_products`` products each), so memory stays bounded
+    whatever the catalogue; inside a block one ``np.sort`` of 64-bit keys (row, descending
+    float32 score, the column under a seeded random permutation) orders every row at once.
+    """
+    X = sp.csr_matrix(X, dtype=np.float32)
+    n_users, n_items = X.shape
+    rows = np.asarray(rows, dtype=np.int64)
+    col_bits = max(1, int(n_items - 1).bit_length())
+    row_bits = 64 - _SCORE_BITS - col_bits
+    if row_bits < 1:
+        raise CinefuseError(f"targets: {n_items} items are more than co-like partners support (2^32)")
+    perm = np.random.default_rng([seed, 11]).permutation(n_items).astype(np.uint64)
+    unperm = np.argsort(perm).astype(np.int32)
+    counts = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+    XT = X.T.tocsr()
+    products = XT[rows] @ np.diff(X.indptr).astype(np.float64)  # the work of each row's co-counts
+    idx = np.zeros((len(rows), n), np.int32)
+    weight = np.zeros((len(rows), n), np.float32)
+    mask = np.zeros((len(rows), n), bool)
+    col_mask, score_shift = np.uint64((1 << col_bits) - 1), np.uint64(col_bits)
+    row_shift = np.uint64(col_bits + _SCORE_BITS)
+    max_rows, lo = 1 << row_bits, 0
+    cum = np.concatenate([[0.0], np.cumsum(products)])
+    while lo < len(rows):
+        hi = int(np.searchsorted(cum, cum[lo] + chunk_products, side="right")) - 1
+        hi = min(max(hi, lo + 1), lo + max_rows, len(rows))
+        C = XT[rows[lo:hi]] @ X
+        r = np.repeat(np.arange(hi - lo, dtype=np.int64), np.diff(C.indptr))
+        i, j, c = rows[lo:hi][r], C.indices, C.data.astype(np.float64)
+        score = _scores(c, counts[i], counts[j], n_users, kind).astype(np.float32)
+        # one filter: self pairs, too few co-counts and (pmi) pairs at or below chance
+        score[i == j] = 0.0
+        if min_co > 1:
+            score[c < min_co] = 0.0
+        ok = score > 0
+        r, j, score = r[ok], j[ok], score[ok]
+        bits = np.uint64((1 << _SCORE_BITS) - 1) - score.view(np.uint32).astype(np.uint64)
+        key = (r.astype(np.uint64) << row_shift) | (bits << score_shift) | perm[j]
+        key.sort()
+        kr = (key >> row_shift).astype(np.int64)
+        rank = rank_in_runs(kr)
+        top = rank < n
+        key, kr, rank = key[top], kr[top], rank[top]
+        out_rows = lo + kr
+        idx[out_rows, rank] = unperm[(key & col_mask).astype(np.int64)]
+        weight[out_rows, rank] = (np.uint64((1 << _SCORE_BITS) - 1) - ((key >> score_shift) & np.uint64(
+            (1 << _SCORE_BITS) - 1))).astype(np.uint32).view(np.float32)
+        mask[out_rows, rank] = True
+        lo = hi
+    return idx, weight, mask
 
 
 def co_like_partners(X: sp.csr_matrix, n_partners: int = 32, kind: str = "jaccard", min_co_likes: int = 1,
-                     seed: int = 0, rated: sp.csr_matrix | None = None) -> Partners:
+                     seed: int = 0, rated: sp.csr_matrix | None = None,
+                     budget: float = CO_PRODUCTS_BUDGET) -> Partners:
     """Top-``n_partners`` co-like partners of every column of the like matrix ``X`` (U, I);
-    ``rated`` (U', I) marks any rating, for the co-rated fallback."""
+    ``rated`` (U', I) marks any rating, for the co-rated fallback. Co-counts are exact while
+    sum_u likes_u^2 <= ``budget``; above it each user keeps a seeded random ``co_cap`` of their
+    likes for counting (:func:`co_count_cap`), and ``Partners.co_cap`` says which cap was used."""
     X = sp.csr_matrix(X, dtype=np.float32)
     n_items = X.shape[1]
-    counts = np.asarray(X.sum(axis=0)).ravel()
-    scores = association(X.T @ X, np.arange(n_items), counts, X.shape[0], kind, min_co_likes)
-    idx, weight, mask = top_per_row(scores, n_partners, seed)
+    cap = co_count_cap(np.diff(X.indptr), budget)
+    Xc = down_sample_rows(X, cap, seed)
+    idx, weight, mask = top_associated(Xc, np.arange(n_items), n_partners, kind, min_co_likes, seed)
     source = np.where(mask.any(axis=1), 0, 2).astype(np.int8)
     lonely = np.flatnonzero(source == 2)
+    rated_cap = None
     if rated is not None and len(lonely):
-        # only the lonely rows of the (much denser) co-rated matrix are ever needed
-        R = sp.csc_matrix(rated, dtype=np.float32)
-        rated_counts = np.asarray(R.sum(axis=0)).ravel()
-        block = association(R[:, lonely].T @ R, lonely, rated_counts, R.shape[0], kind, 1)
-        f_idx, f_w, f_mask = top_per_row(block, n_partners, seed + 1)
+        # only the lonely rows of the (much denser) co-rated counts are ever needed
+        R = sp.csr_matrix(rated, dtype=np.float32)
+        rated_cap = co_count_cap(np.diff(R.indptr), budget)
+        Rc = down_sample_rows(R, rated_cap, seed + 1)
+        f_idx, f_w, f_mask = top_associated(Rc, lonely, n_partners, kind, 1, seed + 1)
         idx[lonely], weight[lonely], mask[lonely] = f_idx, f_w, f_mask
         source[lonely[f_mask.any(axis=1)]] = 1
-    return Partners(idx, weight, mask, source)
+    capped = int((np.diff(X.indptr) > cap).sum()) if cap is not None else 0
+    return Partners(idx, weight, mask, source, cap, capped, rated_cap)
 
 
 def user_histories(X: sp.csr_matrix, cap: int, seed: int = 0) -> Histories:
@@ -171,27 +213,31 @@ def user_histories(X: sp.csr_matrix, cap: int, seed: int = 0) -> Histories:
     n_users, n_items = X.shape
     lengths = np.diff(X.indptr)
     width = int(min(cap, lengths.max())) if n_users else 0
-    row = np.repeat(np.arange(n_users), lengths)
-    rank = np.arange(X.nnz) - X.indptr[row]
     truncated = lengths > cap
-    if truncated.any():
-        # a seeded random ``cap`` of a long row: rank by a random key instead of by column
-        key = np.random.default_rng([seed, 12]).random(X.nnz)
-        order = np.lexsort((key, row))
-        rank_random = np.empty(X.nnz, np.int64)
-        rank_random[order] = np.arange(X.nnz) - X.indptr[row[order]]
-        rank = np.where(truncated[row], rank_random, rank)
-    keep = rank < width
-    r, c = row[keep], X.indices[keep]
-    order = np.lexsort((c, r))  # ascending columns within each row again
-    r, c = r[order], c[order]
-    pos = np.arange(len(r)) - np.searchsorted(r, r)
+    # a long row keeps a seeded random ``cap``; the kept entries stay in column order
+    keep = row_ranks(X, truncated, [seed, 12]) < width
+    row = np.repeat(np.arange(n_users), lengths)[keep]
+    kept = np.minimum(lengths, width)
+    pos = np.arange(len(row)) - np.concatenate([[0], np.cumsum(kept)])[row]
     items = np.full((n_users, width), n_items, np.int32)
-    items[r, pos] = c
-    return Histories(items, np.minimum(lengths, width).astype(np.int32), int(truncated.sum()))
+    items[row, pos] = X.indices[keep]
+    return Histories(items, kept.astype(np.int32), int(truncated.sum()))
 
 
-def ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
+def physical_memory_bytes() -> int:
+    """This machine's RAM (``os.sysconf``); 0 where the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def ease_bytes(n_items: int, n_liked: int) -> int:
+    """Memory EASE takes: B (I, I) float32 and three (L, L) float64 work matrices over L liked items."""
+    return 4 * n_items ** 2 + 3 * 8 * n_liked ** 2
+
+
+def ease(X: sp.csr_matrix, lam: float, memory_bytes: int | None = None) -> np.ndarray:
     """EASE item-item weights B (I, I) float32, zero diagonal.
 
     Items nobody liked have a zero column in X: their block of P is I / lambda and their rows and
@@ -203,6 +249,13 @@ def ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
     X = sp.csc_matrix(X, dtype=np.float64)
     n_items = X.shape[1]
     liked = np.flatnonzero(np.diff(X.indptr) > 0)
+    need = ease_bytes(n_items, len(liked))
+    memory = physical_memory_bytes() if memory_bytes is None else memory_bytes
+    if memory and need > 0.8 * memory:
+        raise CinefuseError(
+            f"distill: teacher = \"ease\" needs a dense {n_items} x {n_items} matrix ({need / 1e9:.1f} GB with its "
+            f"float64 work), more than 80% of this machine's {memory / 1e9:.1f} GB; set [objective] teacher = "
+            "\"svd\" (PureSVD vectors, no item x item matrix)")
     Xl = X[:, liked]
     n_users = Xl.shape[0]
     if n_users < len(liked):
@@ -258,13 +311,15 @@ def build_targets(users, items, ratings, item_ids, cfg: TargetConfig, seed: int 
     cfg.validate()
     seconds = {}
     t0 = time.perf_counter()
-    likes = like_matrix(users, items, ratings, item_ids, cfg.like_threshold)
+    index = index_ratings(users, items, ratings, item_ids)
+    likes = index.matrix(cfg.like_threshold)
     seconds["likes"] = time.perf_counter() - t0
     partners = histories = B = teacher = None
     if "partners" in parts:
         t0 = time.perf_counter()
-        rated = like_matrix(users, items, ratings, item_ids, -np.inf)
-        partners = co_like_partners(likes.X, cfg.n_partners, cfg.association, cfg.min_co_likes, seed, rated.X)
+        rated = index.matrix(-np.inf)
+        partners = co_like_partners(likes.X, cfg.n_partners, cfg.association, cfg.min_co_likes, seed, rated.X,
+                                    cfg.max_co_products)
         seconds["partners"] = time.perf_counter() - t0
     if "histories" in parts:
         t0 = time.perf_counter()
@@ -289,6 +344,8 @@ def build_targets(users, items, ratings, item_ids, cfg: TargetConfig, seed: int 
     if partners is not None:
         stats["partner_source"] = {name: int((partners.source == k).sum()) for k, name in enumerate(PARTNER_SOURCES)}
         stats["mean_partners"] = float(partners.mask.sum(axis=1).mean()) if len(item_ids) else 0.0
+        stats["co_cap"] = partners.co_cap  # None: exact co-counts; else likes counted per user
+        stats["co_capped_users"] = partners.capped_users
     if histories is not None:
         stats["history_width"] = int(histories.items.shape[1])
         stats["history_truncated_users"] = histories.truncated_users

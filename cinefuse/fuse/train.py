@@ -182,11 +182,12 @@ def targets_for(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, 
     parts = {"thesis": (), "co-like": ("partners",), "history": ("histories",),
              "distill": ("teacher", "ease") if objective.teacher == "ease" else ("teacher",)}[objective.kind]
     key = (objective.kind, objective.association, objective.partners, objective.min_co_likes, objective.teacher_dim,
-           objective.ease_lambda, parts)
+           objective.ease_lambda, objective.max_co_products, parts)
     if key not in data.targets:
         cfg = TargetConfig(like_threshold=float(config.pairs.like_threshold), association=objective.association,
                            n_partners=objective.partners, min_co_likes=objective.min_co_likes,
-                           ease_lambda=objective.ease_lambda, teacher_dim=objective.teacher_dim)
+                           ease_lambda=objective.ease_lambda, teacher_dim=objective.teacher_dim,
+                           max_co_products=float(objective.max_co_products))
         seen = data.seen
         tg = build_targets(seen.user, seen.item, seen.rating, data.ids[data.train_rows], cfg, config.train.seed, parts)
         if parts:
