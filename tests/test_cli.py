@@ -115,6 +115,17 @@ class TrickleServer:
         self.server.server_close()
 
 
+def with_sigint(command: list[str], **kwargs) -> subprocess.Popen:
+    """Popen ``command`` with SIGINT at its default in the child even when this test process was
+    started with SIGINT ignored (a shell's background job, ``nohup ... &``): an ignored signal is
+    inherited across exec, a handler is not, so Python in the child installs KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt(proc: subprocess.Popen, ready, timeout: float = 240) -> str:
     """SIGINT ``proc`` once ``ready()`` holds; its stderr."""
     deadline = time.time() + timeout
@@ -137,9 +148,9 @@ def test_ctrl_c_during_a_download_exits_130_with_one_line(tmp_path):
     server = TrickleServer()
     try:
         out = tmp_path / "data"
-        proc = subprocess.Popen([sys.executable, "-m", "cinefuse", "data", "movielens", "--version", "ml-100k",
-                                 "--out", str(out), "--base-url", server.url], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        proc = with_sigint([sys.executable, "-m", "cinefuse", "data", "movielens", "--version", "ml-100k",
+                            "--out", str(out), "--base-url", server.url], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
         part = out / ".ml-100k.zip.part"
         stderr = interrupt(proc, lambda: part.is_file() and part.stat().st_size > 8192)
     finally:
@@ -159,10 +170,10 @@ def test_ctrl_c_during_training_exits_130_with_one_line(tmp_path):
                       "[train]\nbatch_size = 32\nsteps = 100000\nsteps_per_call = 50\neval_every = 50\n"
                       "checkpoint_every = 50\npatience = 0\n")
     workdir = tmp_path / "w"
-    proc = subprocess.Popen([sys.executable, "-m", "cinefuse", "fuse", "--store", env["store"], "--ratings",
-                             env["ratings"], "--movies", env["movies"], "--workdir", str(workdir), "--config",
-                             str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    proc = with_sigint([sys.executable, "-m", "cinefuse", "fuse", "--store", env["store"], "--ratings",
+                        env["ratings"], "--movies", env["movies"], "--workdir", str(workdir), "--config",
+                        str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
     # interrupted once the first evaluation is logged (the default objective's run, whatever its name)
     logged = lambda: any(p.read_text().strip() for p in (workdir / "runs").glob("*/metrics.jsonl"))  # noqa: E731
     stderr = interrupt(proc, logged)
