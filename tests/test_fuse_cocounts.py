@@ -146,3 +146,23 @@ def test_pairs_cap_heavy_raters_over_the_budget():
     assert len(pos) and all((int(capped.ids[a]), int(capped.ids[b])) in true_pairs for a, b in pos)
     with pytest.raises(CinefuseError, match="max_co_products must be > 0"):
         PairConfig(max_co_products=0).validate()
+
+
+def test_the_co_rated_fallback_stays_exact_while_its_own_rows_fit_the_budget():
+    X = random_likes(seed=5)
+    X = X.tolil()
+    X[:, 3] = 0  # an item nobody liked ...
+    X = X.tocsr()
+    X.eliminate_zeros()
+    rated = X.tolil()
+    rated[[10, 11], 3] = 1  # ... that two users rated
+    rated = rated.tocsr()
+    like_products = float((np.diff(X.indptr).astype(float) ** 2).sum())
+    lonely_products = float(np.diff(rated.indptr)[[10, 11]].sum())
+    assert lonely_products < like_products / 4
+    p = co_like_partners(X, 5, "jaccard", 1, seed=0, rated=rated, budget=like_products / 4)
+    assert p.co_cap is not None and p.rated_cap is None and p.source[3] == 1
+    exact = co_like_partners(X, 5, "jaccard", 1, seed=0, rated=rated)
+    np.testing.assert_array_equal(p.weight[3], exact.weight[3])
+    tight = co_like_partners(X, 5, "jaccard", 1, seed=0, rated=rated, budget=lonely_products / 2)
+    assert tight.rated_cap is not None

@@ -184,8 +184,9 @@ def co_like_partners(X: sp.csr_matrix, n_partners: int = 32, kind: str = "jaccar
                      budget: float = CO_PRODUCTS_BUDGET) -> Partners:
     """Top-``n_partners`` co-like partners of every column of the like matrix ``X`` (U, I);
     ``rated`` (U', I) marks any rating, for the co-rated fallback. Co-counts are exact while
-    sum_u likes_u^2 <= ``budget``; above it each user keeps a seeded random ``co_cap`` of their
-    likes for counting (:func:`co_count_cap`), and ``Partners.co_cap`` says which cap was used."""
+    sum_u likes_u^2 <= ``budget``; above it each user counts ``co_cap`` of their likes, the rarest
+    (:func:`cinefuse.fuse.cocounts.down_sample_rows`), and ``Partners.co_cap`` says which cap was
+    used. The fallback is exact while the products of its rows alone fit the budget."""
     X = sp.csr_matrix(X, dtype=np.float32)
     n_items = X.shape[1]
     cap = co_count_cap(np.diff(X.indptr), budget)
@@ -197,7 +198,9 @@ def co_like_partners(X: sp.csr_matrix, n_partners: int = 32, kind: str = "jaccar
     if rated is not None and len(lonely):
         # only the lonely rows of the (much denser) co-rated counts are ever needed
         R = sp.csr_matrix(rated, dtype=np.float32)
-        rated_cap = co_count_cap(np.diff(R.indptr), budget)
+        # the work is only the lonely rows' co-counts: exact while those fit the budget
+        lonely_products = float((R.T.tocsr()[lonely] @ np.diff(R.indptr).astype(np.float64)).sum())
+        rated_cap = None if lonely_products <= budget else co_count_cap(np.diff(R.indptr), budget)
         Rc = down_sample_rows(R, rated_cap, seed + 1)
         f_idx, f_w, f_mask = top_associated(Rc, lonely, n_partners, kind, 1, seed + 1)
         idx[lonely], weight[lonely], mask[lonely] = f_idx, f_w, f_mask
