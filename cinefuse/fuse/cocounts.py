@@ -27,15 +27,14 @@ import scipy.sparse as sp
 CO_PRODUCTS_BUDGET = 2e8
 
 
-def row_ranks(X: sp.csr_matrix, rows: np.ndarray, key: list, priority: np.ndarray | None = None) -> np.ndarray:
+def row_ranks(X: sp.csr_matrix, rows: np.ndarray, key: list) -> np.ndarray:
     """Rank of each stored entry of ``X`` within its row: its position for rows not in the bool
-    mask ``rows``; for rows in it, ascending ``priority[column]`` (all equal when None), ties in a
-    seeded random order (``np.random.default_rng(key)``)."""
+    mask ``rows``, a seeded random order (``np.random.default_rng(key)``) for rows in it."""
     X = sp.csr_matrix(X)
     row = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
     rank = np.arange(X.nnz, dtype=np.int64) - X.indptr[row]
     pick = np.flatnonzero(rows[row])
-    rank[pick] = random_ranks(row[pick], key, None if priority is None else priority[X.indices[pick]])
+    rank[pick] = random_ranks(row[pick], key)
     return rank
 
 
@@ -87,16 +86,29 @@ def co_count_cap(lengths: np.ndarray, budget: float = CO_PRODUCTS_BUDGET) -> int
     return max(lo, 8)
 
 
+def keep_rarest(group: np.ndarray, item: np.ndarray, cap: int | None, key: list) -> np.ndarray:
+    """The heavy-user cap as a bool mask over entries (``group`` g holds ``item`` j): every entry
+    of a group with at most ``cap`` entries; of a larger group, the ``cap`` entries whose items
+    have the fewest entries overall (the rarest), ties in a seeded random order."""
+    group, item = np.asarray(group, dtype=np.int64), np.asarray(item, dtype=np.int64)
+    keep = np.ones(len(group), bool)
+    if cap is None or len(group) == 0:
+        return keep
+    heavy = np.flatnonzero(np.bincount(group)[group] > cap)
+    rarity = np.bincount(item)[item[heavy]]
+    keep[heavy] = random_ranks(group[heavy], key, rarity) < cap
+    return keep
+
+
 def down_sample_rows(X: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
-    """``X`` with every row longer than ``cap`` cut to ``cap`` of its entries: the columns with
-    the fewest entries in ``X`` (the rarest items) first, ties in a seeded random order."""
+    """``X`` with every row longer than ``cap`` cut to ``cap`` of its entries by
+    :func:`keep_rarest` (the rarest columns first, ties in a seeded random order)."""
     X = sp.csr_matrix(X)
     if cap is None:
         return X
-    counts = np.bincount(X.indices, minlength=X.shape[1])
-    keep = row_ranks(X, np.diff(X.indptr) > cap, [seed, 14], counts) < cap
-    row = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[keep]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=X.shape[0]))])
+    row = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    keep = keep_rarest(row, X.indices, cap, [seed, 14])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row[keep], minlength=X.shape[0]))])
     out = sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
     out.has_sorted_indices = X.has_sorted_indices
     return out

@@ -118,7 +118,7 @@ class ObjectiveConfig:
     association: str = "jaccard"    # co-like partner score: "jaccard" or "pmi" of the user sets
     partners: int = 32              # co-like partners kept per training item (top-N by association)
     min_co_likes: int = 1
-    max_co_products: float = CO_PRODUCTS_BUDGET  # co-counts exact up to this many products (sum_u likes_u^2); heavy users down-sampled above
+    max_co_products: float = CO_PRODUCTS_BUDGET  # exact co-counts up to sum_u likes_u^2 products; heavy users capped above
     co_like_loss: str = "infonce"   # multi-positive InfoNCE; "loss": the [loss] section on (anchor, partner, random) triplets
     temperature: float = 0.1        # co-like and distill InfoNCE / KL temperature
     history_users: int = 32         # history slice: users per step ...

@@ -22,8 +22,8 @@ Definitions (every threshold is a :class:`PairConfig` field):
 Everything is vectorised: co-like and disagreement counts are sparse products of the user x item
 like/dislike matrices (``L.T @ L``), genres are 64-bit masks compared with popcount. The same
 inputs and seed give the same pairs, bit for bit. Those products cost sum_u (likes_u +
-dislikes_u)^2; above ``max_co_products`` each user keeps a seeded random share of their liked
-and disliked items for the counts (:mod:`cinefuse.fuse.cocounts`, ``stats["co_cap"]``).
+dislikes_u)^2; above ``max_co_products`` each heavy user keeps only their rarest liked and
+disliked items for the counts (:func:`cinefuse.fuse.cocounts.keep_rarest`, ``stats["co_cap"]``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, random_ranks
+from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, keep_rarest
 from cinefuse.metrics.likes import factorize_items, item_columns
 from cinefuse.metrics.ranking import sort_ids
 from cinefuse.protocols import SPLIT_PROTOCOLS
@@ -61,7 +61,7 @@ class PairConfig:
     min_pairs_per_item: int = 2
     sampling_rounds: int = 32  # rejection-sampling rounds for random partners
     # co-count products (sum over users of (likes + dislikes)^2) counted exactly; above it each
-    # user keeps a seeded random share of their rated items (cinefuse.fuse.cocounts)
+    # heavy user keeps only their rarest rated items (cinefuse.fuse.cocounts.keep_rarest)
     max_co_products: float = CO_PRODUCTS_BUDGET
 
     def validate(self) -> None:
@@ -198,9 +198,8 @@ def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, s
     # every co-count below is a product of these ratings: cap the heaviest users (cocounts)
     voting = np.flatnonzero(liked | disliked)
     co_cap = co_count_cap(np.bincount(users_codes[voting], minlength=n_users), cfg.max_co_products)
-    if co_cap is not None:  # a capped user keeps their rarest rated items (cocounts.down_sample_rows)
-        rarity = np.bincount(cols[voting], minlength=n)[cols[voting]]
-        dropped = voting[random_ranks(users_codes[voting], [seed, 15], rarity) >= co_cap]
+    if co_cap is not None:  # a capped user keeps their rarest rated items
+        dropped = voting[~keep_rarest(users_codes[voting], cols[voting], co_cap, [seed, 15])]
         liked[dropped] = disliked[dropped] = False
     L = _user_item(users_codes[liked], cols[liked], n_users, n)
     D = _user_item(users_codes[disliked], cols[disliked], n_users, n)

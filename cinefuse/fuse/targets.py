@@ -9,8 +9,8 @@ arrays bit for bit. Rows and columns are the training items in the order given (
   diagonal n_i = likes of i) and U users, the popularity-corrected association of i != j is
   ``jaccard`` c_ij / (n_i + n_j - c_ij) or ``pmi`` log(c_ij U / (n_i n_j)) (only positive PMI:
   pairs liked together more often than chance), over pairs with c_ij >= ``min_co_likes``. When
-  sum_u likes_u^2 (the products X^T X takes) is over ``max_co_products``, each user's likes are
-  down-sampled for the counts (:mod:`cinefuse.fuse.cocounts`; ``Partners.co_cap``). Each
+  sum_u likes_u^2 (the products X^T X takes) is over ``max_co_products``, each heavy user counts
+  only their rarest likes (:mod:`cinefuse.fuse.cocounts`; ``Partners.co_cap``). Each
   item keeps its ``n_partners`` best partners (ties in a seeded random order, never by id) in
   ``idx`` / ``weight`` / ``mask`` arrays of shape (I, N); weights are the association values,
   so a sampler draws partners in proportion to them. Items with no partner fall back to the
@@ -199,8 +199,12 @@ def co_like_partners(X: sp.csr_matrix, n_partners: int = 32, kind: str = "jaccar
         # only the lonely rows of the (much denser) co-rated counts are ever needed
         R = sp.csr_matrix(rated, dtype=np.float32)
         # the work is only the lonely rows' co-counts: exact while those fit the budget
-        lonely_products = float((R.T.tocsr()[lonely] @ np.diff(R.indptr).astype(np.float64)).sum())
-        rated_cap = None if lonely_products <= budget else co_count_cap(np.diff(R.indptr), budget)
+        lengths = np.diff(R.indptr)
+        is_lonely = np.zeros(n_items, bool)
+        is_lonely[lonely] = True
+        # sum over the lonely items' raters of each rater's ratings, entry by entry (no transpose)
+        lonely_products = float(np.repeat(lengths, lengths)[is_lonely[R.indices]].astype(np.float64).sum())
+        rated_cap = None if lonely_products <= budget else co_count_cap(lengths, budget)
         Rc = down_sample_rows(R, rated_cap, seed + 1)
         f_idx, f_w, f_mask = top_associated(Rc, lonely, n_partners, kind, 1, seed + 1)
         idx[lonely], weight[lonely], mask[lonely] = f_idx, f_w, f_mask

@@ -8,7 +8,7 @@ users with at least one like among them, in ascending user order.
 The slow part at scale is matching the raw item ids (strings) to columns; :func:`index_ratings`
 does it once (``pandas.factorize`` over the ratings, then a lookup of the distinct ids) and drops
 repeated ratings, so several thresholds over the same ratings (likes, any rating) share it:
-``index_ratings(...).matrix(threshold)``. 20M ratings: about 7 s for the index, under 1 s a matrix.
+``index_ratings(...).matrix(threshold)``. 20M ratings: about 11 s for the index, under 1 s a matrix.
 """
 
 from __future__ import annotations
