@@ -12,7 +12,7 @@ import pytest
 from cinefuse.cli import main
 from cinefuse.errors import CinefuseError
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import ExtractFailed
+from cinefuse.extract.runner import ExtractFailed
 from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
 from media_fixtures import (corrupt_audio_after, encode_video, truncate_audio_at, write_html, write_truncated,
@@ -236,7 +236,8 @@ def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
 def test_text_only_items_start_no_media_model_and_no_worker(collection, tmp_path):
     """Text-only runs pay for text: no visual model loaded, no decoding worker process."""
     from cinefuse.extract.backbones import effnet
-    from cinefuse.extract.pipeline import ItemDataset, load_items, make_loader, prepare_extractor
+    from cinefuse.extract.reader import ItemDataset, load_items, make_loader
+    from cinefuse.extract.runner import prepare_extractor
 
     text_only = write_manifest(tmp_path / "text.csv", [dict(id="a", title="Heat", plot="A heist in Los Angeles"),
                                                        dict(id="b", title="Up", plot="A house flies away")])

@@ -2,7 +2,7 @@
 uninterrupted run leaves it (every feature set, every id, bit for bit).
 
 The kill points are not timed by sleeps: the extract process stops itself (SIGSTOP) at a named
-point of its loop (``CINEFUSE_EXTRACT_STOP_AT``, see ``pipeline.stop_point``); the test waits for
+point of its loop (``CINEFUSE_FAULT=POINT:stop:N``, see ``cinefuse.faults``); the test waits for
 that stop, checks the process is alive and what the store holds at that moment, then kills it.
 """
 
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from cinefuse.extract.config import ExtractConfig
-from cinefuse.extract.pipeline import STOP_AT_ENV
+from cinefuse.faults import ENV as FAULT_ENV, fault_spec
 from cinefuse.extract.run import run_extract
 from cinefuse.store import open_store
 from cinefuse.store.manifest import LOCK_NAME
@@ -90,7 +90,7 @@ def test_sigkill_at_a_fixed_point_then_resume_equals_uninterrupted_run(media, tm
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "cinefuse", "extract", "--config", str(toml(killed))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, STOP_AT_ENV: f"{point}:{count}"})
+                               env={**os.environ, FAULT_ENV: fault_spec(point, "stop", count)})
     try:
         _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when it stops itself (or ends)
         assert os.WIFSTOPPED(status), f"extract ended before {point}:{count}: {process.stderr.read().decode()[-2000:]}"

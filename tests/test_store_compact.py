@@ -105,7 +105,7 @@ compact_store(sys.argv[1], target_mb=512)
 def test_compaction_killed_before_its_manifest_write_changes_nothing(tmp_path):
     root = small_shards(tmp_path / "store")
     before, manifest_before = everything(root), (root / "manifest.json").read_bytes()
-    env = dict(os.environ, CINEFUSE_STORE_FAULT="shard-renamed:kill")
+    env = dict(os.environ, CINEFUSE_FAULT="shard-renamed:kill")
     result = subprocess.run([sys.executable, "-c", COMPACT, str(root)], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == -9 and result.stdout == "fault shard-renamed\n", (result.returncode, result.stderr[-500:])
     assert (root / "manifest.json").read_bytes() == manifest_before

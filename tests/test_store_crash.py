@@ -1,4 +1,4 @@
-"""A writer SIGKILLed at each point of a commit (through the ``CINEFUSE_STORE_FAULT`` hook, so the
+"""A writer SIGKILLed at each point of a commit (through the ``CINEFUSE_FAULT`` hook, so the
 kill lands exactly there, not where a sleep happens to end) leaves exactly the previous committed
 state plus a known leftover; the next open sees only committed shards and a resumed run completes
 the store to exactly the content of an uninterrupted run. Cleanup of leftovers never touches a
@@ -51,9 +51,9 @@ print("done", flush=True)
 
 def run_writer(root: Path, fault: str | None = None, **kwargs):
     env = dict(os.environ)
-    env.pop("CINEFUSE_STORE_FAULT", None)
+    env.pop("CINEFUSE_FAULT", None)
     if fault:
-        env["CINEFUSE_STORE_FAULT"] = fault
+        env["CINEFUSE_FAULT"] = fault
     return subprocess.run([sys.executable, "-c", WRITER, str(root)], capture_output=True, text=True, timeout=120,
                           env=env, **kwargs)
 
@@ -170,7 +170,7 @@ def dead_pid() -> int:
 
 def test_cleanup_next_to_a_live_writer_keeps_its_temp_file(tmp_path):
     root = tmp_path / "store"
-    env = dict(os.environ, CINEFUSE_STORE_FAULT="shard-temp-written:pause:2")
+    env = dict(os.environ, CINEFUSE_FAULT="shard-temp-written:pause:2")
     live = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -7,8 +7,10 @@
 
 Modules: ``config`` (ExtractConfig, TOML), ``inputs`` (manifests, folder scans, s3:// fetch),
 ``decode`` (PyAV frame and audio sampling), ``backbones`` (the registry and each backbone),
-``run`` (one run: config checks, s3:// staging, local or Ray, the summary), ``pipeline`` (the
-loop: DataLoader, batching, resume, shard slices, writing), ``ray_runner`` (Ray Data actors),
+``run`` (one run: config checks, s3:// staging, local or Ray, the summary), the loop in one file
+per role: ``reader`` (items, shard slices, chunks, the decoding DataLoader), ``mapper`` (backbones:
+decoded items to rows), ``writer`` (rows to store blocks), ``runner`` (run planning, batching,
+resume, commits); ``ray_runner`` (Ray Data actors),
 ``progress`` (the progress bar and its throughput), ``cli`` (``cinefuse extract``).
 Torch only: nothing here imports jax.
 """

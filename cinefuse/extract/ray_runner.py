@@ -10,7 +10,7 @@ callable class run by a fixed pool of ``--ray-tasks`` actors (default: one per C
 GPU with ``--device cuda``, each actor holding one GPU), with batches of ``shard_size`` rows.
 Each actor loads the backbones once, then for every batch decodes, embeds and commits its own
 shard with ``StoreWriter.write_shard`` (atomic; the manifest lock serialises commits), reusing
-:func:`cinefuse.extract.pipeline.extract_chunks`, and returns one status row per item. The
+:func:`cinefuse.extract.runner.extract_chunks`, and returns one status row per item. The
 driver streams those rows into the progress bar and the usual summary (counts by status); the
 manifest the workers committed to is the merged manifest. :func:`cinefuse.extract.run.run_extract`
 calls this module (never the other way round) and does the ``s3://`` staging around it.
@@ -55,7 +55,8 @@ class ChunkWorker:
     """One Ray Data actor: loads the backbones once, then commits one shard per batch."""
 
     def __init__(self, values: dict[str, Any], items: list, config_hash: str):
-        from cinefuse.extract.pipeline import prepare_extractor, store_config
+        from cinefuse.extract.runner import prepare_extractor
+        from cinefuse.extract.writer import store_config
         from cinefuse.store import StoreWriter
 
         config = ExtractConfig.from_dict(values, where="ray actor")
@@ -80,7 +81,7 @@ class ChunkWorker:
 
     def __call__(self, batch: dict) -> dict:
         from cinefuse.extract.inputs import Item
-        from cinefuse.extract.pipeline import ExtractFailed, extract_chunks
+        from cinefuse.extract.runner import ExtractFailed, extract_chunks
 
         out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
         chunks: dict[int, list] = {}
@@ -109,7 +110,7 @@ def run_extract_ray(config: ExtractConfig, local) -> dict:
         import ray.data
     except ImportError as exc:
         raise CinefuseError("--ray needs Ray Data: pip install 'cinefuse[ray]'") from exc
-    from cinefuse.extract.pipeline import plan_run
+    from cinefuse.extract.runner import plan_run
 
     local = str(local)
     plan = plan_run(config, local)  # --overwrite resets once here, in the driver, before any actor writes
@@ -150,7 +151,7 @@ def _ray_session(ray, config: ExtractConfig):
 
 
 def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: list, config_hash: str) -> dict:
-    from cinefuse.extract.pipeline import ExtractFailed
+    from cinefuse.extract.runner import ExtractFailed
     from cinefuse.extract.progress import Throughput
 
     cuda = config.device.startswith("cuda")

@@ -7,8 +7,8 @@
     print(format_summary(summary))
 
 This module stands above both runners: the single-process loop of
-:mod:`cinefuse.extract.pipeline` and the Ray Data actors of :mod:`cinefuse.extract.ray_runner`
-(which imports the pipeline, never this module). It validates the config, and for an
+:mod:`cinefuse.extract.runner` and the Ray Data actors of :mod:`cinefuse.extract.ray_runner`
+(which imports the runner, never this module). It validates the config, and for an
 ``s3://`` store builds the store in a local staging folder: the bucket's committed shards are
 pulled first (so a rerun resumes), the staging folder is pushed at the end, also after a
 failure (what was committed is kept). Then it finishes the summary both runners return: total
@@ -90,7 +90,7 @@ def _pull_existing(config: ExtractConfig, local: Path) -> None:
 
 def _run_local(config: ExtractConfig, root: Path) -> dict:
     """The single-process run: plan, load the models, extract chunk by chunk into ``root``."""
-    from cinefuse.extract.pipeline import extract_chunks, plan_run
+    from cinefuse.extract.runner import extract_chunks, plan_run
 
     if config.torch_threads:
         import torch
