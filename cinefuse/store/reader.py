@@ -3,8 +3,7 @@
 Cost per shard is a few system calls, cost per id is vectorised:
 - each shard is opened once per load, for every feature set asked (not once per set);
 - a contiguous, unfiltered dataset (every dataset cinefuse writes) is read with one ``preadv``
-  straight into the slice of the output it belongs to, at the offset HDF5 reports; anything else
-  (chunked, compressed, another byte order) goes through HDF5's own read;
+  straight into the slice of the output it belongs to (:mod:`cinefuse.store.shardfile`);
 - repeated ids across shards are found by sorting 64-bit hashes of the ids (a string sort of
   100,000 ids costs about 35 ms, as much as loading the matrix); only then are strings compared;
 - joins map ids to rows with one sort and ``searchsorted``, never a Python dict.
@@ -28,7 +27,8 @@ from cinefuse.errors import StoreError
 from cinefuse.store.integrity import check_local_shard, check_shard_data
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
 from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord
-from cinefuse.store.shard import READ_ERRORS, decode_attr, decode_fixed_strings, read_strings
+from cinefuse.store.shard import READ_ERRORS
+from cinefuse.store.shardfile import ShardFile, open_shard_file
 
 
 @dataclass
@@ -64,102 +64,9 @@ class Table:
     attrs: dict[str, dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class _Dataset:
-    dtype: np.dtype
-    shape: tuple
-    offset: int | None  # where its bytes start, when they can be read directly
-    fixed_string: bool
-
-
-# Verified sha256 -> what the shard holds: dataset key -> _Dataset (None: absent), and decoded
-# group attributes. A layout is a function of the file's bytes, and a ShardFile exists only once
-# those bytes hashed to that sha256, so a remembered layout is never stale; a load after the first
-# reads a shard with a few positional reads and no HDF5 parse.
-_LAYOUTS: dict[str, dict[Any, Any]] = {}
 # The sha256s of the shards of one load, in order -> whether an id repeats across them: also a
 # function of verified bytes, and the sort behind it costs more than reading 100 shards' ids.
 _REPEATS: dict[tuple[str, ...], bool] = {}
-
-
-class ShardFile:
-    """One verified shard, open: positional reads of its raw bytes, HDF5 parsed only on demand."""
-
-    def __init__(self, sha256: str, open_h5: Callable[[], h5py.File], pread: Callable[[memoryview, int], int],
-                 close: Callable[[], None]):
-        self._open_h5 = open_h5
-        self._h5: h5py.File | None = None
-        self._pread = pread
-        self._close = close
-        self._layout = _LAYOUTS.setdefault(sha256, {})
-
-    @property
-    def h5(self) -> h5py.File:
-        if self._h5 is None:
-            self._h5 = self._open_h5()
-        return self._h5
-
-    def __enter__(self) -> "ShardFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if self._h5 is not None:
-                self._h5.close()
-        finally:
-            self._close()
-
-    def _dataset(self, key: str) -> _Dataset | None:
-        if key in self._layout:
-            return self._layout[key]
-        entry = None
-        if key in self.h5 and isinstance(self.h5[key], h5py.Dataset):
-            dsid = h5py.h5d.open(self.h5.id, key.encode())
-            plist = dsid.get_create_plist()
-            offset = dsid.get_offset()
-            dtype = np.dtype(dsid.dtype.str)  # without h5py's metadata
-            string = h5py.check_string_dtype(dsid.dtype)
-            direct = (plist.get_layout() == h5py.h5d.CONTIGUOUS and plist.get_nfilters() == 0 and offset is not None
-                      and dsid.get_storage_size() == dtype.itemsize * int(np.prod(dsid.shape)) and dtype.isnative)
-            entry = _Dataset(dtype, tuple(dsid.shape), offset if direct else None,
-                             string is not None and string.length is not None)
-        self._layout[key] = entry
-        return entry
-
-    def has(self, key: str) -> bool:
-        return self._dataset(key) is not None
-
-    def read_into(self, key: str, out: np.ndarray) -> None:
-        """Dataset ``key`` whole into the C-contiguous array ``out`` (same shape)."""
-        entry = self._dataset(key)
-        if entry is None:
-            raise KeyError(f"no dataset {key}")
-        if entry.shape != out.shape:
-            raise ValueError(f"{key} has shape {entry.shape}, expected {out.shape}")
-        if entry.offset is not None and entry.dtype == out.dtype:
-            view = memoryview(out).cast("B")
-            if self._pread(view, entry.offset) != out.nbytes:
-                raise OSError(f"short read of {key}")
-        elif entry.dtype == out.dtype:
-            h5py.h5d.open(self.h5.id, key.encode()).read(h5py.h5s.ALL, h5py.h5s.ALL, out)
-        else:
-            out[...] = self.h5[key][()]
-
-    def read_strings(self, key: str, rows: int) -> np.ndarray:
-        entry = self._dataset(key)
-        if entry is None:
-            raise KeyError(f"no dataset {key}")
-        if not entry.fixed_string or entry.shape != (rows,):
-            return read_strings(self.h5[key])
-        raw = np.empty(rows, dtype=entry.dtype)
-        self.read_into(key, raw)
-        return decode_fixed_strings(raw)
-
-    def group_attrs(self, name: str) -> dict[str, Any]:
-        key = ("attrs", name)
-        if key not in self._layout:
-            self._layout[key] = {k: decode_attr(v) for k, v in self.h5[f"features/{name}"].attrs.items()}
-        return dict(self._layout[key])
 
 
 class Store:
@@ -466,13 +373,6 @@ def _join_into(table: Table, fa: FeatureArray) -> None:
 
 
 # -- opening ------------------------------------------------------------------------------------
-def open_shard_file(path: str | os.PathLike, sha256: str) -> ShardFile:
-    """A local shard file whose bytes the caller has checked hash to ``sha256``."""
-    fd = os.open(path, os.O_RDONLY)
-    return ShardFile(sha256, lambda: h5py.File(path, "r"), lambda view, offset: os.preadv(fd, [view], offset),
-                     lambda: os.close(fd))
-
-
 def _open_local(root: Path) -> Store:
     path = root / MANIFEST_NAME
     if not root.exists():
