@@ -9,7 +9,6 @@ tqdm's own smoothed rate is left out of the bar: it would be a second, different
 
 from __future__ import annotations
 
-import sys
 import time
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
@@ -26,13 +25,13 @@ class Throughput:
     (``enabled=False``: counts only)."""
 
     def __init__(self, total: int, enabled: bool, desc: str = "extract"):
-        from tqdm import tqdm
+        from cinefuse.progress import progress_bar
 
         self.items = 0
         self.frames = 0
         self._stopped: float | None = None
-        self.bar = tqdm(total=total, unit="item", desc=desc, file=sys.stderr, disable=not enabled,
-                        dynamic_ncols=True, mininterval=0.5, smoothing=0, bar_format=BAR_FORMAT)
+        self.bar = progress_bar(total, desc, "item", enabled=bool(enabled), dynamic_ncols=True, mininterval=0.5,
+                                smoothing=0, bar_format=BAR_FORMAT)
         self._started = time.perf_counter()
 
     @property
