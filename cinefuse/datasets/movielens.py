@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cinefuse.errors import CinefuseError
+from cinefuse.genres import genre_vocabulary  # noqa: F401  (its old home: still imported from here)
 
 # ml-100k's u.genre, in flag order.
 ML100K_GENRES = (
@@ -61,12 +62,6 @@ class Movies:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def genre_vocabulary(genres) -> list[str]:
-    """The distinct genres of ``genres`` (one list per item), sorted: the one column / bit order
-    of every genre encoding (pairs' masks, the miner's bit words, evaluation's multi-hot)."""
-    return sorted({g for gs in genres for g in gs})
 
 
 def detect_version(folder: str | Path) -> str:

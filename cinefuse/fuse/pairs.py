@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, keep_rarest
+from cinefuse.genres import genre_vocabulary, jaccard, pack_genre_bits
 from cinefuse.metrics.likes import factorize_items, item_columns
 from cinefuse.metrics.ranking import sort_ids
 from cinefuse.protocols import SPLIT_PROTOCOLS
@@ -96,21 +96,11 @@ class PairSet:
 
 # -- genres -------------------------------------------------------------------------------------
 def genre_masks(genres: Sequence[Sequence[str]]) -> np.ndarray:
-    vocab = genre_vocabulary(genres)
-    if len(vocab) > 64:
-        raise CinefuseError(f"pairs: {len(vocab)} distinct genres; at most 64 are supported")
-    bit = {g: np.uint64(1) << np.uint64(k) for k, g in enumerate(vocab)}
-    out = np.zeros(len(genres), dtype=np.uint64)
-    for row, gs in enumerate(genres):
-        for g in gs:
-            out[row] |= bit[g]
-    return out
-
-
-def jaccard(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
-    inter = np.bitwise_count(masks_a & masks_b).astype(np.float32)
-    union = np.bitwise_count(masks_a | masks_b).astype(np.float32)
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    """Each item's genres as one uint64 mask (:func:`cinefuse.genres.pack_genre_bits`)."""
+    n_genres = len(genre_vocabulary(genres))
+    if n_genres > 64:
+        raise CinefuseError(f"pairs: {n_genres} distinct genres; at most 64 are supported")
+    return pack_genre_bits(genres, np.uint64)[:, 0]
 
 
 # -- the builder --------------------------------------------------------------------------------
@@ -170,64 +160,20 @@ def _sample_partners(anchors: np.ndarray, want_positive: np.ndarray, masks: np.n
 
 
 def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, seed: int) -> PairSet:
-    """Pairs and triplets among ``items`` (default: every rated movie that ``movies`` lists)."""
+    """Pairs and triplets among ``items`` (default: every rated movie that ``movies`` lists).
+
+    Steps, in the order they draw from the seeded generator: the items and their genre masks
+    (:func:`_pair_universe`), the like / dislike matrices (:func:`_vote_matrices`), positives
+    (:func:`_positive_pairs`), negatives and their random top-up (:func:`_negative_pairs`),
+    coverage partners (:func:`_coverage_pairs`), then the pairs in (i, j) order with triplets."""
     cfg.validate()
     rng = np.random.default_rng(seed)
-    movie_index = pd.Index(movies.ids)
-    item_codes, distinct = factorize_items(ratings.item)  # each rating's id hashed once
-    if items is None:
-        universe = sort_ids(list(set(distinct.tolist()) & set(movies.ids.tolist()))).astype(object)
-    else:
-        universe = np.array([str(i) for i in items], dtype=object)
-        unknown = movie_index.get_indexer(universe) < 0
-        if unknown.any():
-            raise CinefuseError(
-                f"pairs: item {universe[unknown][0]!r} is not in the movies file ({int(unknown.sum())} such items); "
-                "pass the movies file that matches the ratings"
-            )
+    universe, item_codes, distinct, masks = _pair_universe(ratings, movies, items)
     n = len(universe)
-    masks = genre_masks(movies.genres)[movie_index.get_indexer(universe)] if n else np.zeros(0, np.uint64)
-
-    col = item_columns(item_codes, distinct, universe)
-    keep = col >= 0
-    users_codes, _ = pd.factorize(ratings.user[keep])
-    cols, rating = col[keep], ratings.rating[keep]
-    n_users = int(users_codes.max()) + 1 if len(users_codes) else 0
-    liked = rating >= cfg.like_threshold
-    disliked = rating <= cfg.dislike_threshold
-    # every co-count below is a product of these ratings: cap the heaviest users (cocounts)
-    voting = np.flatnonzero(liked | disliked)
-    co_cap = co_count_cap(np.bincount(users_codes[voting], minlength=n_users), cfg.max_co_products)
-    if co_cap is not None:  # a capped user keeps their rarest rated items
-        dropped = voting[~keep_rarest(users_codes[voting], cols[voting], co_cap, [seed, 15])]
-        liked[dropped] = disliked[dropped] = False
-    L = _user_item(users_codes[liked], cols[liked], n_users, n)
-    D = _user_item(users_codes[disliked], cols[disliked], n_users, n)
+    L, D, co_cap = _vote_matrices(ratings, item_codes, distinct, universe, cfg, seed)
     LT, DT = L.T.tocsr(), D.T.tocsr()
-
-    # positives: co-liked and genre-similar
-    pi, pj, co = _upper(LT @ L)
-    ok = co >= cfg.min_co_likes
-    pi, pj, co = pi[ok], pj[ok], co[ok]
-    ok = jaccard(masks[pi], masks[pj]) >= cfg.positive_min_jaccard
-    pi, pj, co = pi[ok], pj[ok], co[ok]
-    n_positive_candidates = len(pi)
-    if cfg.max_positives and len(pi) > cfg.max_positives:
-        sel = _top(co, cfg.max_positives, rng)
-        pi, pj = pi[sel], pj[sel]
-
-    # negatives: disagreement, genre-dissimilar
-    cross = LT @ D
-    score_m = (cross + cross.T).tocsr()
-    if cfg.both_disliked_weight:
-        score_m = score_m + cfg.both_disliked_weight * (DT @ D)
-    ni, nj, score = _upper(score_m)
-    ok = (score >= cfg.min_negative_score) & (jaccard(masks[ni], masks[nj]) <= cfg.negative_max_jaccard)
-    ni, nj, score = ni[ok], nj[ok], score[ok]
-    n_negative_candidates = len(ni)
-    want_negatives = int(round(cfg.negative_ratio * len(pi)))
-    sel = _top(score, want_negatives, rng)
-    ni, nj = ni[sel], nj[sel]
+    pi, pj, n_positive_candidates = _positive_pairs(L, LT, masks, cfg, rng)
+    ni, nj, n_negative_candidates, want_negatives = _negative_pairs(LT, D, DT, masks, len(pi), cfg, rng)
 
     taken = set(zip(pi.tolist(), pj.tolist())) | set(zip(ni.tolist(), nj.tolist()))
     ri = rj = np.zeros(0, np.int64)
@@ -240,23 +186,7 @@ def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, s
     parts_j = [pj, nj, rj]
     labels = [np.ones(len(pi), np.int8), np.zeros(len(ni), np.int8), np.zeros(len(ri), np.int8)]
     sources = [np.full(len(pi), 0, np.int8), np.full(len(ni), 1, np.int8), np.full(len(ri), 2, np.int8)]
-
-    # coverage: every item in at least min_pairs_per_item pairs
-    counts = np.bincount(np.concatenate(parts_i + parts_j).astype(np.int64), minlength=n)
-    deficit = np.maximum(cfg.min_pairs_per_item - counts, 0)
-    uncovered = 0
-    if deficit.any() and n >= 2:
-        anchors = np.repeat(np.arange(n), deficit)
-        slot = np.concatenate([np.arange(d) for d in deficit[deficit > 0]])
-        want_positive = (slot % 2) == 0
-        ci, cj, filled = _sample_partners(anchors, want_positive, masks, taken, n, cfg, rng)
-        uncovered = int((~filled).sum())
-        parts_i.append(ci)
-        parts_j.append(cj)
-        labels.append(want_positive[filled].astype(np.int8))
-        sources.append(np.full(len(ci), 3, np.int8))
-    elif deficit.any():
-        uncovered = int(deficit.sum())
+    uncovered = _coverage_pairs(parts_i, parts_j, labels, sources, masks, taken, n, cfg, rng)
 
     i = np.concatenate(parts_i).astype(np.int32)
     j = np.concatenate(parts_j).astype(np.int32)
@@ -281,6 +211,98 @@ def build_pairs(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, s
         "co_cap": co_cap,  # None: exact co-counts; else rated items counted per user
     }
     return PairSet(universe, pairs, label, source, triplets, stats)
+
+
+def _pair_universe(ratings, movies, items: Sequence[str] | None):
+    """``(items in column order, each rating's item code, the distinct rated ids, genre masks)``;
+    an item the movies file does not list is a one-line error."""
+    movie_index = pd.Index(movies.ids)
+    item_codes, distinct = factorize_items(ratings.item)  # each rating's id hashed once
+    if items is None:
+        universe = sort_ids(list(set(distinct.tolist()) & set(movies.ids.tolist()))).astype(object)
+    else:
+        universe = np.array([str(i) for i in items], dtype=object)
+        unknown = movie_index.get_indexer(universe) < 0
+        if unknown.any():
+            raise CinefuseError(
+                f"pairs: item {universe[unknown][0]!r} is not in the movies file ({int(unknown.sum())} such items); "
+                "pass the movies file that matches the ratings"
+            )
+    n = len(universe)
+    masks = genre_masks(movies.genres)[movie_index.get_indexer(universe)] if n else np.zeros(0, np.uint64)
+    return universe, item_codes, distinct, masks
+
+
+def _vote_matrices(ratings, item_codes, distinct, universe, cfg: PairConfig, seed: int):
+    """The user x item like and dislike matrices ``(L, D, co_cap)``; every co-count is a product of
+    them, so above ``cfg.max_co_products`` a capped user keeps their rarest rated items only."""
+    n = len(universe)
+    col = item_columns(item_codes, distinct, universe)
+    keep = col >= 0
+    users_codes, _ = pd.factorize(ratings.user[keep])
+    cols, rating = col[keep], ratings.rating[keep]
+    n_users = int(users_codes.max()) + 1 if len(users_codes) else 0
+    liked = rating >= cfg.like_threshold
+    disliked = rating <= cfg.dislike_threshold
+    voting = np.flatnonzero(liked | disliked)
+    co_cap = co_count_cap(np.bincount(users_codes[voting], minlength=n_users), cfg.max_co_products)
+    if co_cap is not None:  # a capped user keeps their rarest rated items
+        dropped = voting[~keep_rarest(users_codes[voting], cols[voting], co_cap, [seed, 15])]
+        liked[dropped] = disliked[dropped] = False
+    L = _user_item(users_codes[liked], cols[liked], n_users, n)
+    D = _user_item(users_codes[disliked], cols[disliked], n_users, n)
+    return L, D, co_cap
+
+
+def _positive_pairs(L, LT, masks, cfg: PairConfig, rng: np.random.Generator):
+    """Co-liked and genre-similar pairs ``(i, j, candidates before the max_positives cap)``."""
+    pi, pj, co = _upper(LT @ L)
+    ok = co >= cfg.min_co_likes
+    pi, pj, co = pi[ok], pj[ok], co[ok]
+    ok = jaccard(masks[pi], masks[pj]) >= cfg.positive_min_jaccard
+    pi, pj, co = pi[ok], pj[ok], co[ok]
+    n_candidates = len(pi)
+    if cfg.max_positives and len(pi) > cfg.max_positives:
+        sel = _top(co, cfg.max_positives, rng)
+        pi, pj = pi[sel], pj[sel]
+    return pi, pj, n_candidates
+
+
+def _negative_pairs(LT, D, DT, masks, n_positives: int, cfg: PairConfig, rng: np.random.Generator):
+    """Disagreement, genre-dissimilar pairs, the highest scores up to ``negative_ratio`` x the
+    positives: ``(i, j, candidates, how many were wanted)``."""
+    cross = LT @ D
+    score_m = (cross + cross.T).tocsr()
+    if cfg.both_disliked_weight:
+        score_m = score_m + cfg.both_disliked_weight * (DT @ D)
+    ni, nj, score = _upper(score_m)
+    ok = (score >= cfg.min_negative_score) & (jaccard(masks[ni], masks[nj]) <= cfg.negative_max_jaccard)
+    ni, nj, score = ni[ok], nj[ok], score[ok]
+    n_candidates = len(ni)
+    want_negatives = int(round(cfg.negative_ratio * n_positives))
+    sel = _top(score, want_negatives, rng)
+    return ni[sel], nj[sel], n_candidates, want_negatives
+
+
+def _coverage_pairs(parts_i: list, parts_j: list, labels: list, sources: list, masks, taken: set, n: int,
+                    cfg: PairConfig, rng: np.random.Generator) -> int:
+    """Every item in at least ``min_pairs_per_item`` pairs: random partners, alternately a genre
+    positive and a negative, appended to the parts; returns the slots no partner could fill."""
+    counts = np.bincount(np.concatenate(parts_i + parts_j).astype(np.int64), minlength=n)
+    deficit = np.maximum(cfg.min_pairs_per_item - counts, 0)
+    if deficit.any() and n >= 2:
+        anchors = np.repeat(np.arange(n), deficit)
+        slot = np.concatenate([np.arange(d) for d in deficit[deficit > 0]])
+        want_positive = (slot % 2) == 0
+        ci, cj, filled = _sample_partners(anchors, want_positive, masks, taken, n, cfg, rng)
+        parts_i.append(ci)
+        parts_j.append(cj)
+        labels.append(want_positive[filled].astype(np.int8))
+        sources.append(np.full(len(ci), 3, np.int8))
+        return int((~filled).sum())
+    if deficit.any():
+        return int(deficit.sum())
+    return 0
 
 
 def make_triplets(pairs: np.ndarray, labels: np.ndarray, masks: np.ndarray, cfg: PairConfig,
@@ -334,13 +356,20 @@ class Split:
         return {part: self.parts[part].stats for part in PARTS}
 
 
+def cut_in_three(order: np.ndarray, fractions: Sequence[float]) -> dict[str, np.ndarray]:
+    """The one train / val / test cut (70/15/15 by default, ``[split].fractions``): the first
+    ``round(fractions[0] * n)`` positions of ``order`` train, the next ``round(fractions[1] * n)``
+    validate, the rest test."""
+    n_train = int(round(fractions[0] * len(order)))
+    n_val = int(round(fractions[1] * len(order)))
+    return {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+
+
 def split_items(ids: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """``cold-item``: the items in a seeded random order, cut by ``fractions`` (:func:`cut_in_three`)."""
     rng = np.random.default_rng([seed, 1])
     order = rng.permutation(len(ids))
-    n_train = int(round(fractions[0] * len(ids)))
-    n_val = int(round(fractions[1] * len(ids)))
-    cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    return {part: sort_ids(ids[idx]).astype(object) for part, idx in cuts.items()}
+    return {part: sort_ids(ids[idx]).astype(object) for part, idx in cut_in_three(order, fractions).items()}
 
 
 def split_items_by_time(ratings, ids: np.ndarray, fractions: Sequence[float], seed: int) -> tuple[dict, int]:
@@ -355,9 +384,8 @@ def split_items_by_time(ratings, ids: np.ndarray, fractions: Sequence[float], se
         raise CinefuseError("cold-item-time: every item of the split needs at least one rating")
     tie = np.random.default_rng([seed, 4]).random(len(ids))
     order = np.lexsort((tie, when.astype(np.int64)))
-    n_train = int(round(fractions[0] * len(ids)))
-    n_val = int(round(fractions[1] * len(ids)))
-    cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    cuts = cut_in_three(order, fractions)
+    n_train = len(cuts["train"])
     cut = int(when[order[n_train]]) if n_train < len(ids) else int(when.max()) + 1
     return {part: sort_ids(ids[idx]).astype(object) for part, idx in cuts.items()}, cut
 

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from cinefuse.genres import pairwise_jaccard_distance
+
 ACCURACY_METRICS = ("P", "R", "HR", "nDCG", "MRR", "gnDCG")
 BEYOND_METRICS = ("Cov", "Div", "Nov")
 METRIC_LABELS = {
@@ -99,99 +101,26 @@ def build_relevance(
     threshold: float = 4.0,
 ) -> Relevance:
     """Relevance for ``query_ids`` against ``candidate_ids`` from raw ratings
-    (users (n,), items (n,) str, ratings (n,)). A repeated (user, item) keeps its last rating."""
-    import pandas as pd
+    (users (n,), items (n,) str, ratings (n,)). A repeated (user, item) keeps its last rating.
 
-    users = np.asarray(users)
-    items = np.asarray(items)
-    ratings = np.asarray(ratings, dtype=np.float32)
+    Steps: the likes coded by user and item (:func:`_coded_likes`), the liked (user, candidate)
+    table (:func:`_liked_table`), each user's likes ranked by rating and the ideal DCG with each
+    rank left out (:func:`_ranked_likes`), the scorable (query, user) pairs (:func:`_query_pairs`)
+    and the rank each pair leaves out (:func:`_drop_ranks`)."""
     query_ids = np.asarray(query_ids, dtype=str)
     candidate_ids = np.asarray(candidate_ids, dtype=str)
     n_q, n_c = len(query_ids), len(candidate_ids)
-
-    liked = ratings >= threshold
-    users, items, ratings = users[liked], items[liked], ratings[liked]
-    items = items if items.dtype == object else items.astype(str).astype(object)
-    # codes in ascending user order (as np.unique's inverse), by hashing instead of sorting
-    user_code = pd.factorize(users, sort=True)[0].astype(np.int64)
-    n_users = int(user_code.max()) + 1 if user_code.size else 0
-
-    # one hash pass over the ratings' items; candidates and queries are looked up among the
-    # distinct items only (a catalogue, not a rating log)
-    item_code, distinct = pd.factorize(items)
-    item_code = item_code.astype(np.int64)
-
-    def rows_in(ids):
-        where = np.append(index_of(ids, np.asarray(distinct, dtype=object)), -1)  # code -1 (missing) -> -1
-        return where[item_code]
-
+    user_code, n_users, ratings, rows_in = _coded_likes(users, items, ratings, threshold)
     cand_of_rating = rows_in(candidate_ids)
     query_of_rating = rows_in(query_ids)
     query_self = index_of(candidate_ids, query_ids)  # the query's own candidate row, or -1
 
-    # liked (user, candidate) lookup table, last rating of a repeated pair wins
-    in_cand = cand_of_rating >= 0
-    keys = user_code[in_cand] * n_c + cand_of_rating[in_cand]
-    vals = ratings[in_cand]
-    rev_unique_keys, rev_first = np.unique(keys[::-1], return_index=True)
-    liked_keys = rev_unique_keys
-    liked_ratings = vals[::-1][rev_first]
-    liked_users = liked_keys // max(n_c, 1)
-
-    # per user: how many candidates liked, and the top (k_max + 1) ratings among them
-    n_liked_cand = np.bincount(liked_users, minlength=n_users)
-    import scipy.sparse as sp
-
-    # liked_keys are sorted user-major, so each row's columns are already sorted and unique
-    liked_rows = sp.csr_array(
-        (np.arange(1, liked_keys.size + 1, dtype=np.float64), liked_keys - liked_users * n_c,
-         np.concatenate([[0], np.cumsum(n_liked_cand)])),
-        shape=(n_users, n_c))
-    # the liked table by user, then rating descending (ties in table order): one stable sort of
-    # a (user, rating level) code, already in user order so the sort has little to do
-    levels = np.sort(pd.unique(liked_ratings))
-    level_code = liked_users * max(levels.size, 1) + (levels.size - 1 - np.searchsorted(levels, liked_ratings))
-    order = np.argsort(level_code, kind="stable")
-    su, sr, code_sorted = liked_users[order], liked_ratings[order], level_code[order]
-    start = np.concatenate([[0], np.cumsum(n_liked_cand)[:-1]]) if n_users else np.zeros(0, np.int64)
-    rank_in_user = np.arange(su.size) - start[su] if su.size else np.zeros(0, np.int64)
-    top = np.full((n_users, k_max + 1), np.nan, dtype=np.float32)
-    keep = rank_in_user <= k_max
-    top[su[keep], rank_in_user[keep]] = sr[keep]
-    # graded gain of each of those ratings, 0 past the user's likes, and the ideal DCG with each
-    # rank d left out (rank j of the ideal list is u's rank j, or j + 1 once past d), summed rank
-    # by rank in the order the metric pass once summed them per pair
-    top_wide = top.astype(np.float64)
-    top_gain = np.where(np.isnan(top_wide), 0.0, np.exp2(np.nan_to_num(top_wide)) - 1.0)
-    disc = discounts(k_max)
-    drops = np.arange(k_max + 2)
-    ideal_dcg = np.zeros((n_users, k_max + 2, k_max))
-    acc = np.zeros((n_users, k_max + 2))
-    for j in range(k_max):
-        acc += top_gain[:, j + (j >= drops)] * disc[j]
-        ideal_dcg[:, :, j] = acc
-
-    # (query, user) pairs: u liked q (q need not be a candidate)
-    in_query = query_of_rating >= 0
-    # reversed so np.unique's first occurrence is the last rating, as in the lookup table
-    pq_all = query_of_rating[in_query][::-1]
-    pu_all = user_code[in_query][::-1]
-    pr_all = ratings[in_query][::-1]
-    # user-major order: a chunk's lookups sweep the user-sorted liked table (cache friendly)
-    pair_code, first = np.unique(pu_all * max(n_q, 1) + pq_all, return_index=True)
-    pq, pu, pr = pq_all[first], pu_all[first], pr_all[first]
-    q_is_cand = query_self[pq] >= 0
-    n_rel = n_liked_cand[pu] - q_is_cand.astype(np.int64) if pu.size else np.zeros(0, np.int64)
-    scorable = n_rel > 0
-    pairs_without = int((~scorable).sum())
-    pq, pu, pr, n_rel, q_is_cand = pq[scorable], pu[scorable], pr[scorable], n_rel[scorable], q_is_cand[scorable]
-
-    # q's own rating is left out of u's ideal list once (q is in R's pool only when it is a
-    # candidate), at u's first rank holding that rating: the count of u's liked candidates rated
-    # higher, found in the (user, rating descending) order of the liked table
-    pr_level = levels.size - 1 - np.clip(np.searchsorted(levels, pr), 0, max(levels.size - 1, 0))
-    higher = np.searchsorted(code_sorted, pu * max(levels.size, 1) + pr_level) - start[pu] if pu.size else pu
-    drop_at = np.where(q_is_cand, np.minimum(higher, k_max + 1), k_max + 1)
+    liked_keys, liked_ratings, liked_users, n_liked_cand, liked_rows = _liked_table(
+        user_code, cand_of_rating, ratings, n_users, n_c)
+    levels, code_sorted, start, ideal_dcg = _ranked_likes(liked_users, liked_ratings, n_liked_cand, n_users, k_max)
+    pq, pu, pr, n_rel, q_is_cand, pairs_without = _query_pairs(
+        query_of_rating, user_code, ratings, query_self, n_liked_cand, n_q)
+    drop_at = _drop_ranks(levels, code_sorted, start, pu, pr, q_is_cand, k_max)
 
     return Relevance(
         n_queries=n_q,
@@ -210,6 +139,120 @@ def build_relevance(
         liked_rows=liked_rows,
         counts={"users": n_users, "pairs": int(pq.size), "pairs_without_relevant": pairs_without},
     )
+
+
+def _coded_likes(users, items, ratings, threshold: float):
+    """The likes (rating >= ``threshold``) with users coded in ascending user order (as
+    np.unique's inverse, by hashing instead of sorting); returns ``(user codes, number of users,
+    liked ratings, rows_in)`` where ``rows_in(ids)`` maps each liked rating to the row of its item
+    in ``ids`` (-1: not there)."""
+    import pandas as pd
+
+    users = np.asarray(users)
+    items = np.asarray(items)
+    ratings = np.asarray(ratings, dtype=np.float32)
+    liked = ratings >= threshold
+    users, items, ratings = users[liked], items[liked], ratings[liked]
+    items = items if items.dtype == object else items.astype(str).astype(object)
+    user_code = pd.factorize(users, sort=True)[0].astype(np.int64)
+    n_users = int(user_code.max()) + 1 if user_code.size else 0
+
+    # one hash pass over the ratings' items; candidates and queries are looked up among the
+    # distinct items only (a catalogue, not a rating log)
+    item_code, distinct = pd.factorize(items)
+    item_code = item_code.astype(np.int64)
+
+    def rows_in(ids):
+        where = np.append(index_of(ids, np.asarray(distinct, dtype=object)), -1)  # code -1 (missing) -> -1
+        return where[item_code]
+
+    return user_code, n_users, ratings, rows_in
+
+
+def _liked_table(user_code, cand_of_rating, ratings, n_users: int, n_c: int):
+    """The liked (user, candidate) lookup table, the last rating of a repeated pair winning:
+    ``(keys user * n_c + candidate, sorted; their ratings; their users; liked candidates per
+    user; the table as a sparse user x candidate matrix of 1-based table positions)``."""
+    import scipy.sparse as sp
+
+    in_cand = cand_of_rating >= 0
+    keys = user_code[in_cand] * n_c + cand_of_rating[in_cand]
+    vals = ratings[in_cand]
+    rev_unique_keys, rev_first = np.unique(keys[::-1], return_index=True)
+    liked_keys = rev_unique_keys
+    liked_ratings = vals[::-1][rev_first]
+    liked_users = liked_keys // max(n_c, 1)
+    n_liked_cand = np.bincount(liked_users, minlength=n_users)
+    # liked_keys are sorted user-major, so each row's columns are already sorted and unique
+    liked_rows = sp.csr_array(
+        (np.arange(1, liked_keys.size + 1, dtype=np.float64), liked_keys - liked_users * n_c,
+         np.concatenate([[0], np.cumsum(n_liked_cand)])),
+        shape=(n_users, n_c))
+    return liked_keys, liked_ratings, liked_users, n_liked_cand, liked_rows
+
+
+def _ranked_likes(liked_users, liked_ratings, n_liked_cand, n_users: int, k_max: int):
+    """Each user's likes by rating descending: ``(rating levels, the sorted (user, level) codes,
+    each user's first position in them, ideal DCG (users, k_max + 2, k_max))``."""
+    import pandas as pd
+
+    # the liked table by user, then rating descending (ties in table order): one stable sort of
+    # a (user, rating level) code, already in user order so the sort has little to do
+    levels = np.sort(pd.unique(liked_ratings))
+    level_code = liked_users * max(levels.size, 1) + (levels.size - 1 - np.searchsorted(levels, liked_ratings))
+    order = np.argsort(level_code, kind="stable")
+    su, sr, code_sorted = liked_users[order], liked_ratings[order], level_code[order]
+    start = np.concatenate([[0], np.cumsum(n_liked_cand)[:-1]]) if n_users else np.zeros(0, np.int64)
+    rank_in_user = np.arange(su.size) - start[su] if su.size else np.zeros(0, np.int64)
+    top = np.full((n_users, k_max + 1), np.nan, dtype=np.float32)
+    keep = rank_in_user <= k_max
+    top[su[keep], rank_in_user[keep]] = sr[keep]
+    return levels, code_sorted, start, _ideal_dcg(top, n_users, k_max)
+
+
+def _ideal_dcg(top: np.ndarray, n_users: int, k_max: int) -> np.ndarray:
+    """Graded gain of each user's top (k_max + 1) ratings (``top``, NaN past the user's likes:
+    gain 0) and the ideal DCG with each rank d left out (rank j of the ideal list is u's rank j,
+    or j + 1 once past d), summed rank by rank in the order the metric pass once summed them per
+    pair."""
+    top_wide = top.astype(np.float64)
+    top_gain = np.where(np.isnan(top_wide), 0.0, np.exp2(np.nan_to_num(top_wide)) - 1.0)
+    disc = discounts(k_max)
+    drops = np.arange(k_max + 2)
+    ideal_dcg = np.zeros((n_users, k_max + 2, k_max))
+    acc = np.zeros((n_users, k_max + 2))
+    for j in range(k_max):
+        acc += top_gain[:, j + (j >= drops)] * disc[j]
+        ideal_dcg[:, :, j] = acc
+    return ideal_dcg
+
+
+def _query_pairs(query_of_rating, user_code, ratings, query_self, n_liked_cand, n_q: int):
+    """The (query, user) pairs where u liked q (q need not be a candidate) and u liked some other
+    candidate: ``(query, user, rating, relevant count, whether q is a candidate, pairs dropped for
+    having no relevant candidate)``."""
+    in_query = query_of_rating >= 0
+    # reversed so np.unique's first occurrence is the last rating, as in the lookup table
+    pq_all = query_of_rating[in_query][::-1]
+    pu_all = user_code[in_query][::-1]
+    pr_all = ratings[in_query][::-1]
+    # user-major order: a chunk's lookups sweep the user-sorted liked table (cache friendly)
+    pair_code, first = np.unique(pu_all * max(n_q, 1) + pq_all, return_index=True)
+    pq, pu, pr = pq_all[first], pu_all[first], pr_all[first]
+    q_is_cand = query_self[pq] >= 0
+    n_rel = n_liked_cand[pu] - q_is_cand.astype(np.int64) if pu.size else np.zeros(0, np.int64)
+    scorable = n_rel > 0
+    pairs_without = int((~scorable).sum())
+    return pq[scorable], pu[scorable], pr[scorable], n_rel[scorable], q_is_cand[scorable], pairs_without
+
+
+def _drop_ranks(levels, code_sorted, start, pu, pr, q_is_cand, k_max: int) -> np.ndarray:
+    """q's own rating is left out of u's ideal list once (q is in R's pool only when it is a
+    candidate), at u's first rank holding that rating: the count of u's liked candidates rated
+    higher, found in the (user, rating descending) order of the liked table; k_max + 1: none."""
+    pr_level = levels.size - 1 - np.clip(np.searchsorted(levels, pr), 0, max(levels.size - 1, 0))
+    higher = np.searchsorted(code_sorted, pu * max(levels.size, 1) + pr_level) - start[pu] if pu.size else pu
+    return np.where(q_is_cand, np.minimum(higher, k_max + 1), k_max + 1)
 
 
 def discounts(k: int) -> np.ndarray:
@@ -338,10 +381,7 @@ def genre_diversity_at(topk: np.ndarray, genres: np.ndarray, ks, chunk: int = 81
         lists = topk[lo : lo + chunk, :k_max]
         valid = lists >= 0
         g = genres[np.where(valid, lists, 0)] * valid[..., None]
-        inter = np.matmul(g, g.transpose(0, 2, 1))
-        size = g.sum(axis=2)
-        union = size[:, :, None] + size[:, None, :] - inter
-        distance = np.where(union > 0, 1.0 - inter / np.where(union > 0, union, 1.0), 0.0)
+        distance = pairwise_jaccard_distance(g)
         both = valid[:, :, None] & valid[:, None, :] & upper
         for k in ks:
             if k < 2:
