@@ -1,5 +1,7 @@
 """The house rules of the layout (DESIGN.md, Layout): no two files of ``cinefuse/`` import each
-other, over a chain of any length, and no private ``_name`` is imported from another file.
+other, over a chain of any length, no private ``_name`` is imported from another file, no
+function is longer than 80 lines and no module longer than 500 (a newcomer reads a function in
+one screen and a module in one sitting).
 
 The import graph is read with ``ast`` from the source, so imports inside functions count as
 much as those at the top (a lazy import still ties the two files together). Only explicit
@@ -150,6 +152,57 @@ def test_checker_finds_private_names_but_not_dunders(tmp_path):
         "b.py": "from pkg import __version__\n\ndef f():\n    from .a import _x\n    return _x\n",
     })
     assert private_imports(pkg) == ["pkg/b.py:4 imports _x from pkg.a"]
+
+
+MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 500
+# Functions allowed past MAX_FUNCTION_LINES, each with its reason (at most two; none today).
+LONG_FUNCTIONS: dict[str, str] = {}
+# TODO-h1/h2: split by helpers h1 (fuse/train.py) and h2 (evaluate/score.py) on their branches;
+# the lead removes this list at merge, and the rule then holds for every file.
+TODO_SPLIT_ELSEWHERE = ("cinefuse/fuse/train.py", "cinefuse/evaluate/score.py")
+
+
+def oversized(package: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """``file: N lines`` for each module over MAX_MODULE_LINES and ``file:line name: N lines``
+    for each function (or method) over MAX_FUNCTION_LINES, from its ``def`` line to its last line
+    (decorators not counted), in ``package``, leaving out the files in ``skip`` (paths from the
+    package's parent) and the functions named in LONG_FUNCTIONS (``file:name``)."""
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package.parent).as_posix()
+        if where in skip:
+            continue
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            out.append(f"{where}: {len(text.splitlines())} lines (at most {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES and f"{where}:{node.name}" not in LONG_FUNCTIONS:
+                    out.append(f"{where}:{node.lineno} {node.name}: {lines} lines (at most {MAX_FUNCTION_LINES})")
+    return out
+
+
+def test_no_function_over_80_lines_and_no_module_over_500():
+    assert len(LONG_FUNCTIONS) <= 2, "at most two long functions may be named as exceptions"
+    found = oversized(PACKAGE, skip=TODO_SPLIT_ELSEWHERE)
+    assert not found, "split into named steps or modules that say their job: " + "; ".join(found)
+
+
+def test_size_checker_finds_a_long_function_and_a_long_module(tmp_path):
+    def lines(indent: str, count: int) -> str:
+        return "".join(f"{indent}x{k} = {k}\n" for k in range(count))
+
+    pkg = _tree(tmp_path, {
+        "__init__.py": "",
+        "short.py": "def f():\n" + lines("    ", MAX_FUNCTION_LINES - 1),  # exactly the limit
+        "long.py": "class C:\n    def g(self):\n" + lines("        ", MAX_FUNCTION_LINES),  # one over
+        "big.py": "\n" * MAX_MODULE_LINES + "z = 1\n",
+    })
+    assert oversized(pkg) == [f"pkg/big.py: {MAX_MODULE_LINES + 1} lines (at most {MAX_MODULE_LINES})",
+                              f"pkg/long.py:2 g: {MAX_FUNCTION_LINES + 1} lines (at most {MAX_FUNCTION_LINES})"]
+    assert oversized(pkg, skip=("pkg/big.py", "pkg/long.py")) == []
 
 
 @pytest.mark.parametrize("room", ["metrics", "evaluate", "fuse"])
