@@ -122,7 +122,7 @@ def test_popularity_baseline_ties_follow_the_tie_order():
 
 
 def test_every_row_interval_equals_a_direct_numpy_bootstrap_of_its_per_query_values():
-    from test_eval_metrics import brute_force_per_query
+    from test_metrics_metrics import brute_force_per_query
 
     ids, ratings = popular_low_ids(seed=3)
     es = build_eval_set(ratings, ids, ids, k_max=10, tie_seed=0)

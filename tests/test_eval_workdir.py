@@ -121,7 +121,7 @@ def test_cold_item_evaluation_end_to_end(workdir):
 
 
 def numpy_row(fa, test_ids, workdir, k=10):
-    from test_eval_metrics import brute_force
+    from test_metrics_metrics import brute_force
 
     cands = sorted(test_ids, key=int)
     cands = [cands[i] for i in np.random.default_rng(0).permutation(len(cands))]
