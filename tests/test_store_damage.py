@@ -17,24 +17,15 @@ from hypothesis import strategies as st
 
 from cinefuse.cli import main as cli_main
 from cinefuse.errors import StoreError
-from cinefuse.store import FeatureBlock, StoreWriter, open_store
+from cinefuse.store import open_store
 from cinefuse.store.manifest import read_manifest
 from cinefuse.store.verify import check_shard_bytes, verify_store
-
-
-def make_store(root: Path, shards: int = 5) -> Path:
-    writer = StoreWriter(root, {"damage": True})
-    rng = np.random.default_rng(0)
-    for k in range(shards):
-        ids = [f"{k}-{i}" for i in range(40)]
-        writer.write_shard(ids, {"visual/a": FeatureBlock(rng.standard_normal((40, 256)).astype(np.float32),
-                                                          np.ones(40, bool), ["ok"] * 40)})
-    return root
+from fixtures import make_store
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("pristine") / "store")
+    return make_store(tmp_path_factory.mktemp("pristine") / "store", {"damage": True}, (40,) * 5, dim=256)
 
 
 def damage(store: Path) -> dict[str, str]:

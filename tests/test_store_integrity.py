@@ -12,29 +12,19 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fixtures import make_store  # noqa: E402
 from fuse_fixtures import write_synthetic_store  # noqa: E402
 
 from cinefuse.cli import main as cli_main  # noqa: E402
 from cinefuse.errors import StoreError  # noqa: E402
-from cinefuse.store import FeatureBlock, StoreWriter, open_store  # noqa: E402
+from cinefuse.store import StoreWriter, open_store  # noqa: E402
 from cinefuse.store.manifest import read_manifest  # noqa: E402
 from cinefuse.store.s3 import push  # noqa: E402
 
 CONFIG = {"integrity": True}
-
-
-def make_store(root: Path) -> Path:
-    writer = StoreWriter(root, CONFIG)
-    rng = np.random.default_rng(3)
-    for k in range(3):
-        ids = [f"{k}-{i}" for i in range(20)]
-        writer.write_shard(ids, {"visual/a": FeatureBlock(rng.standard_normal((20, 16)).astype(np.float32),
-                                                          np.ones(20, bool), ["ok"] * 20)})
-    return root
 
 
 def flip_data_byte(path: Path, dataset: str) -> None:
@@ -57,7 +47,7 @@ def digest(path: Path) -> str:
 
 
 def test_changed_bytes_stop_reader_info_and_resume(tmp_path, capsys):
-    root = make_store(tmp_path / "store")
+    root = make_store(tmp_path / "store", CONFIG, seed=3)
     before = open_store(root).load_feature_set("visual/a")  # verified and remembered in this process
     shard = root / "shard-00001.h5"
     expected = read_manifest(root).shard("shard-00001.h5").sha256
@@ -105,7 +95,7 @@ def test_fuse_stops_with_exit_2_on_a_changed_shard(tmp_path):
 
 @pytest.mark.s3
 def test_changed_object_on_s3_stops_the_reader(tmp_path, s3_server):
-    local = make_store(tmp_path / "store")
+    local = make_store(tmp_path / "store", CONFIG, seed=3)
     uri = f"s3://{s3_server.bucket}/integrity"
     push(local, uri, s3_server.endpoint_url)
     shard = local / "shard-00002.h5"

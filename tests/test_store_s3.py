@@ -9,26 +9,12 @@ import pytest
 
 from cinefuse.cli import main as cli_main
 from cinefuse.errors import StoreError
-from cinefuse.store import FeatureBlock, StoreWriter, open_store
+from cinefuse.store import open_store
 from cinefuse.store.s3 import push
 from cinefuse.store.verify import verify_store
+from fixtures import make_store
 
 pytestmark = pytest.mark.s3
-
-
-def make_store(root, rows_per_shard=(30, 20), dim=64, seed=0):
-    writer = StoreWriter(root, {"s3": True})
-    rng = np.random.default_rng(seed)
-    start = 0
-    for rows in rows_per_shard:
-        ids = [str(i) for i in range(start, start + rows)]
-        writer.write_shard(ids, {
-            "visual/a": FeatureBlock(rng.standard_normal((rows, dim)).astype(np.float16), np.ones(rows, bool), ["ok"] * rows),
-            "text/t": FeatureBlock(rng.standard_normal((rows, 8)).astype(np.float32), rng.random(rows) > 0.3,
-                                   ["ok"] * rows),
-        })
-        start += rows
-    return root
 
 
 def files_of(root):
@@ -36,7 +22,7 @@ def files_of(root):
 
 
 def test_push_pull_and_read_directly(tmp_path, s3_server):
-    local = make_store(tmp_path / "local")
+    local = make_store(tmp_path / "local", {"s3": True}, (30, 20), dim=64, dtype=np.float16, running_ids=True, text_set=True)
     uri = f"s3://{s3_server.bucket}/stores/demo"
     assert cli_main(["store", "push", str(local), uri, "--endpoint-url", s3_server.endpoint_url]) == 0
     keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_server.bucket)["Contents"])
@@ -69,7 +55,7 @@ def test_missing_remote_store_is_a_clear_error(s3_server):
 
 def test_server_stopped_mid_upload_leaves_no_partial_object(tmp_path, s3_server):
     # one shard of about 12 MB, sent as 5 MB parts
-    local = make_store(tmp_path / "big", rows_per_shard=(6000,), dim=1024, seed=1)
+    local = make_store(tmp_path / "big", {"s3": True}, (6000,), dim=1024, seed=1, dtype=np.float16, running_ids=True, text_set=True)
     shard = local / "shard-00000.h5"
     assert shard.stat().st_size > 11 << 20
     uri = f"s3://{s3_server.bucket}/big"
