@@ -33,7 +33,7 @@ def write_store(root: str | Path, config: dict, shards: Iterable[tuple[Sequence[
 
     writer = StoreWriter(root, config)
     for ids, blocks in shards:
-        writer.write_shard(list(ids), blocks)
+        writer.write_shard(ids, blocks)
     return Path(root)
 
 

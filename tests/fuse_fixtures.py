@@ -12,30 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from fixtures import write_movielens_csv, write_store
 
 CLUSTER_GENRES = [["Action", "Adventure"], ["Comedy", "Romance"], ["Horror", "Thriller"], ["Documentary", "War"]]
 
 
 def write_movielens(root: Path, n_items: int, clusters: np.ndarray, n_users: int, seed: int) -> tuple[Path, Path]:
     rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
     n_clusters = int(clusters.max()) + 1
-    lines = ["movieId,title,genres"]
-    for i in range(n_items):
-        lines.append(f"{i + 1},Film {i + 1} ({1980 + i % 40}),{'|'.join(CLUSTER_GENRES[clusters[i] % 4])}")
-    (root / "movies.csv").write_text("\n".join(lines) + "\n")
-    rows = ["userId,movieId,rating,timestamp"]
+    movies = [(i + 1, f"Film {i + 1} ({1980 + i % 40})", CLUSTER_GENRES[clusters[i] % 4]) for i in range(n_items)]
+    rows = []
     for u in range(n_users):
         fav = u % n_clusters
         hate = (fav + 1 + (u // n_clusters) % (n_clusters - 1)) % n_clusters
         liked = rng.choice(np.flatnonzero(clusters == fav), size=min(8, int((clusters == fav).sum())), replace=False)
         hated = rng.choice(np.flatnonzero(clusters == hate), size=min(5, int((clusters == hate).sum())), replace=False)
-        for i in liked:
-            rows.append(f"{u + 1},{i + 1},5.0,{1000 + u}")
-        for i in hated:
-            rows.append(f"{u + 1},{i + 1},1.0,{1000 + u}")
-    (root / "ratings.csv").write_text("\n".join(rows) + "\n")
-    return root / "ratings.csv", root / "movies.csv"
+        rows += [(u + 1, i + 1, 5.0, 1000 + u) for i in liked] + [(u + 1, i + 1, 1.0, 1000 + u) for i in hated]
+    return write_movielens_csv(root, movies, rows)
 
 
 def write_synthetic_store(root: Path, n_items: int = 160, n_users: int = 120, seed: int = 0,
@@ -45,7 +38,7 @@ def write_synthetic_store(root: Path, n_items: int = 160, n_users: int = 120, se
 
     ``bad_rows``: {feature set: {"invalid": [rows], "nan": [rows]}} rows written invalid or with NaN.
     """
-    from cinefuse.store import FeatureBlock, StoreWriter
+    from cinefuse.store import FeatureBlock
 
     rng = np.random.default_rng(seed)
     dims = dims or {"visual/effnet": 24, "visual/lowlevel": 6, "audio/logmel_stats": 8, "text/minilm": 12}
@@ -69,7 +62,7 @@ def write_synthetic_store(root: Path, n_items: int = 160, n_users: int = 120, se
         pattern = rng.normal(size=(n_clusters, 10, 2)).astype(np.float32)
         mel[:, :, :2] += signal * pattern[clusters]
         data["audio/logmel_seq"] = mel
-    writer = StoreWriter(root / "store", config={"synthetic": True, "seed": seed})
+    parts = []
     bounds = np.linspace(0, n_items, shards + 1).astype(int)
     bad_rows = bad_rows or {}
     for s in range(shards):
@@ -92,7 +85,8 @@ def write_synthetic_store(root: Path, n_items: int = 160, n_users: int = 120, se
                 lengths = np.full(hi - lo, part.shape[1], np.int32)
                 lengths[::3] = part.shape[1] // 2
             blocks[name] = FeatureBlock(part, valid, status, lengths, {"backbone": "synthetic"})
-        writer.write_shard(ids[lo:hi], blocks)
+        parts.append((ids[lo:hi], blocks))
+    write_store(root / "store", {"synthetic": True, "seed": seed}, parts)
     ratings, movies = write_movielens(root / "ml", n_items, clusters, n_users, seed)
     return {"store": str(root / "store"), "ratings": str(ratings), "movies": str(movies), "clusters": clusters,
             "ids": ids}

@@ -207,18 +207,17 @@ def test_strata_split_the_scored_queries_at_the_median_rating_count():
 
 def test_baseline_rows_only_for_raw_sets_with_valid_rows(tmp_path):
     from cinefuse.evaluate.score import baseline_rows
-    from cinefuse.store import FeatureBlock, StoreWriter, open_store
+    from cinefuse.store import FeatureBlock, open_store
+    from fixtures import ok_block, write_store
 
     ids, ratings = popular_low_ids(n_items=40, seed=6)
     n = len(ids)
     rng = np.random.default_rng(0)
-    writer = StoreWriter(tmp_path / "store", config={"test": "valid"})
-    ok, none = np.ones(n, bool), np.zeros(n, bool)
-    writer.write_shard(ids.tolist(), {
-        "text/minilm": FeatureBlock(rng.standard_normal((n, 6)).astype(np.float32), ok, ["ok"] * n),
-        "meta/year": FeatureBlock(year_like(ids), ok, ["ok"] * n),
-        "visual/effnet": FeatureBlock(np.zeros((n, 5), np.float32), none, ["failed"] * n),
-    })
+    write_store(tmp_path / "store", {"test": "valid"}, [(ids.tolist(), {
+        "text/minilm": ok_block(rng.standard_normal((n, 6)).astype(np.float32)),
+        "meta/year": ok_block(year_like(ids)),
+        "visual/effnet": FeatureBlock(np.zeros((n, 5), np.float32), np.zeros(n, bool), ["failed"] * n),
+    })])
     es = build_eval_set(ratings, ids, ids, k_max=10)
     job = SimpleNamespace(ks=KS, protocol="cold-item", store=open_store(tmp_path / "store"), config=None)
     notes: list[str] = []

@@ -19,38 +19,27 @@ GENRES = [["Action", "Thriller"], ["Drama", "Romance"], ["Comedy", "Family"], ["
 def write_catalogue(root):
     """Items in 4 genre groups; each user likes items of one group and dislikes others.
     text/minilm carries the group (planted), meta/year is noise."""
+    from fixtures import ok_block, write_movielens_csv, write_store
+
     rng = np.random.default_rng(7)
     ids = [str(i * 3 + 1) for i in range(N_ITEMS)]  # non-contiguous, multi-digit ids
     group = np.arange(N_ITEMS) % N_GROUPS
     ml = root / "ml"
     ml.mkdir()
-    with open(ml / "movies.csv", "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["movieId", "title", "genres"])
-        for i, g in zip(ids, group):
-            w.writerow([i, f"Film {i} ({1950 + int(i) % 60})", "|".join(GENRES[g])])
-    with open(ml / "ratings.csv", "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["userId", "movieId", "rating", "timestamp"])
-        for u in range(N_USERS):
-            g = u % N_GROUPS
-            mine = np.flatnonzero(group == g)
-            for i in rng.choice(mine, size=14, replace=False):
-                w.writerow([u + 1, ids[i], rng.choice([4.0, 4.5, 5.0]), 1000 + u])
-            for i in rng.choice(np.flatnonzero(group != g), size=6, replace=False):
-                w.writerow([u + 1, ids[i], rng.choice([0.5, 1.0, 2.0]), 1000 + u])
-
-    from cinefuse.store import FeatureBlock, StoreWriter
+    rows = []
+    for u in range(N_USERS):
+        g = u % N_GROUPS
+        mine = np.flatnonzero(group == g)
+        rows += [(u + 1, ids[i], rng.choice([4.0, 4.5, 5.0]), 1000 + u)
+                 for i in rng.choice(mine, size=14, replace=False)]
+        rows += [(u + 1, ids[i], rng.choice([0.5, 1.0, 2.0]), 1000 + u)
+                 for i in rng.choice(np.flatnonzero(group != g), size=6, replace=False)]
+    write_movielens_csv(ml, [(i, f"Film {i} ({1950 + int(i) % 60})", GENRES[g]) for i, g in zip(ids, group)], rows)
 
     planted = np.eye(N_GROUPS, dtype=np.float32)[group] * 2.0 + 0.3 * rng.standard_normal((N_ITEMS, N_GROUPS))
     text = np.concatenate([planted, 0.3 * rng.standard_normal((N_ITEMS, 12))], axis=1).astype(np.float32)
     year = rng.standard_normal((N_ITEMS, 3)).astype(np.float32)
-    writer = StoreWriter(root / "store", config={"test": "eval"})
-    ok = ["ok"] * N_ITEMS
-    writer.write_shard(ids, {
-        "text/minilm": FeatureBlock(text, np.ones(N_ITEMS, bool), ok),
-        "meta/year": FeatureBlock(year, np.ones(N_ITEMS, bool), ok),
-    })
+    write_store(root / "store", {"test": "eval"}, [(ids, {"text/minilm": ok_block(text), "meta/year": ok_block(year)})])
     return ids, group, ml
 
 

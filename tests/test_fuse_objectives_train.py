@@ -28,7 +28,7 @@ GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Drama", "Fanta
 
 
 def write_taste_store(root: Path, n_items: int = 200, n_users: int = 160, seed: int = 0) -> dict:
-    from cinefuse.store import FeatureBlock, StoreWriter
+    from fixtures import ok_block, write_movielens_csv, write_store
 
     rng = np.random.default_rng(seed)
     taste = np.arange(n_items) % N_TASTES
@@ -40,24 +40,20 @@ def write_taste_store(root: Path, n_items: int = 200, n_users: int = 160, seed: 
     taste_x = rng.normal(size=(N_TASTES, 16)).astype(np.float32)[taste] + rng.normal(scale=0.7, size=(n_items, 16))
     genre_x = 1.5 * multi_hot @ rng.normal(size=(len(GENRES), 16)) + rng.normal(scale=0.3, size=(n_items, 16))
     ids = [str(i + 1) for i in range(n_items)]
-    writer = StoreWriter(root / "store", config={"synthetic": "taste", "seed": seed})
-    blocks = {name: FeatureBlock(x.astype(np.float32), np.ones(n_items, bool), ["ok"] * n_items, None,
-                                 {"backbone": "synthetic"})
+    blocks = {name: ok_block(x.astype(np.float32), attrs={"backbone": "synthetic"})
               for name, x in (("text/minilm", taste_x), ("visual/effnet", genre_x))}
-    writer.write_shard(ids, blocks)
+    write_store(root / "store", {"synthetic": "taste", "seed": seed}, [(ids, blocks)])
     ml = root / "ml"
-    ml.mkdir(parents=True, exist_ok=True)
-    (ml / "movies.csv").write_text("movieId,title,genres\n" + "".join(
-        f"{i + 1},Film {i + 1} (2000),{'|'.join(GENRES[g] for g in genres[i])}\n" for i in range(n_items)))
+    movies = [(i + 1, f"Film {i + 1} (2000)", [GENRES[g] for g in genres[i]]) for i in range(n_items)]
     # every item is released at its own time; its ratings come after it
     release = rng.permutation(n_items) * 100
-    rows = ["userId,movieId,rating,timestamp"]
+    rows = []
     for u in range(n_users):
         liked = rng.choice(np.flatnonzero(taste == u % N_TASTES), size=12, replace=False)
         seen = rng.choice(np.flatnonzero(taste != u % N_TASTES), size=4, replace=False)
-        for i, r in [(i, 5.0) for i in liked] + [(i, 3.0) for i in seen]:
-            rows.append(f"{u + 1},{i + 1},{r},{release[i] + int(rng.integers(0, 3000))}")
-    (ml / "ratings.csv").write_text("\n".join(rows) + "\n")
+        rows += [(u + 1, i + 1, r, release[i] + int(rng.integers(0, 3000)))
+                 for i, r in [(i, 5.0) for i in liked] + [(i, 3.0) for i in seen]]
+    write_movielens_csv(ml, movies, rows)
     return {"store": str(root / "store"), "ratings": str(ml / "ratings.csv"), "movies": str(ml / "movies.csv"),
             "taste": taste, "ids": ids}
 

@@ -13,15 +13,14 @@ import pytest
 
 from cinefuse.cli import main as cli_main
 from cinefuse.errors import StoreError
-from cinefuse.store import FeatureBlock, StoreWriter, open_store
+from cinefuse.store import open_store
 from cinefuse.store.s3 import pull, push
 from cinefuse.store.verify import verify_store
+from fixtures import ok_block, write_store
 
 
 def real_store(root: Path) -> Path:
-    writer = StoreWriter(root, {"hostile": True})
-    writer.write_shard(["a", "b"], {"visual/a": FeatureBlock(np.ones((2, 3), np.float32), np.ones(2, bool), ["ok"] * 2)})
-    return root
+    return write_store(root, {"hostile": True}, [(["a", "b"], {"visual/a": ok_block(np.ones((2, 3), np.float32))})])
 
 
 def refusal(where: str, name: str) -> str:

@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from cinefuse.store import FeatureBlock, StoreWriter
 from cinefuse.store.s3 import pull, push
+import fixtures
 
 
 @contextlib.contextmanager
@@ -23,11 +23,9 @@ def umask(mask: int):
 
 
 def write_store(root):
-    writer = StoreWriter(root, {"modes": True})
-    for k in range(2):
-        ids = [f"{k}-{i}" for i in range(5)]
-        writer.write_shard(ids, {"visual/a": FeatureBlock(np.zeros((5, 3), np.float32), np.ones(5, bool), ["ok"] * 5)})
-    return root
+    block = fixtures.ok_block(np.zeros((5, 3), np.float32))
+    shards = [([f"{k}-{i}" for i in range(5)], {"visual/a": block}) for k in range(2)]
+    return fixtures.write_store(root, {"modes": True}, shards)
 
 
 def modes(root) -> dict[str, int]:

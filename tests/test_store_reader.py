@@ -10,6 +10,7 @@ import pytest
 from cinefuse.store import FeatureBlock, StoreWriter, open_store
 from cinefuse.store import reader as reader_module
 from cinefuse.store.manifest import read_manifest, sha256_file
+from fixtures import ok_block, write_store
 
 
 def write_random_store(root, seed=0, shards=12):
@@ -121,10 +122,8 @@ def test_chunked_and_compressed_datasets_are_read_by_hdf5(tmp_path):
 
 @pytest.mark.parametrize("rows", [1, 7])
 def test_single_row_and_small_shards(tmp_path, rows):
-    writer = StoreWriter(tmp_path, {"small": rows})
-    for k in range(3):
-        ids = [f"{k}.{i}" for i in range(rows)]
-        writer.write_shard(ids, {"text/t": FeatureBlock(np.full((rows, 2), k, np.float16), np.ones(rows, bool), ["ok"] * rows)})
+    write_store(tmp_path, {"small": rows}, [([f"{k}.{i}" for i in range(rows)],
+                                             {"text/t": ok_block(np.full((rows, 2), k, np.float16))}) for k in range(3)])
     fa = open_store(tmp_path).load_feature_set("text/t")
     assert fa.ids.tolist() == [f"{k}.{i}" for k in range(3) for i in range(rows)]
     assert fa.data[:, 0].tolist() == [k for k in range(3) for _ in range(rows)]
