@@ -3,6 +3,10 @@
 - ``shared_data``: the real media and MovieLens files in ``../shared/data`` (or
   ``$CINEFUSE_SHARED_DATA``); tests that need them skip with a reason when absent.
 - ``s3_server``: a real moto S3 server on 127.0.0.1 (threaded, real HTTP), with a bucket made.
+
+Plain helpers every stage's tests share (a store written through the real writer, a random
+store, MovieLens CSV files) live in ``fixtures.py``; stage-specific data in ``fuse_fixtures.py``
+and ``media_fixtures.py``.
 """
 
 from __future__ import annotations
