@@ -45,6 +45,7 @@ from cinefuse.protocols import SPLIT_PROTOCOLS
 
 SOURCES = ("co-like", "disagree", "random", "coverage")
 PARTS = ("train", "val", "test")
+FRACTIONS = (0.7, 0.15, 0.15)  # the default cut of the items into PARTS (:func:`cut_in_three`)
 
 
 @dataclass
@@ -406,7 +407,7 @@ def _remap(ps: PairSet, index: pd.Index) -> PairSet:
 
 
 def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, protocol: str, seed: int,
-               fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> Split:
+               fractions: Sequence[float] = FRACTIONS) -> Split:
     """``cold-item``: items split 70/15/15 and pairs built within each part (no pair crosses parts);
     ``cold-item-time``: the same with the newest items cold and the training pairs built from the
     ratings before the cut only (:func:`split_items_by_time`).
