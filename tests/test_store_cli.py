@@ -9,18 +9,16 @@ import sys
 import numpy as np
 
 from cinefuse.cli import main as cli_main
-from cinefuse.store import FeatureBlock, StoreWriter
+from cinefuse.store import FeatureBlock
+from fixtures import ok_block, write_store
 
 
 def test_info_json_and_table(tmp_path, capsys):
-    writer = StoreWriter(tmp_path, {"cli": 1})
-    writer.write_shard(["a", "b", "c"], {
+    write_store(tmp_path, {"cli": 1}, [(["a", "b", "c"], {
         "visual/effnet": FeatureBlock(np.zeros((3, 4), np.float16), np.array([1, 0, 1], bool), ["ok", "no video", "ok"],
                                       attrs={"backbone": "efficientnet_lite0"}),
-        "audio/seq": FeatureBlock(np.zeros((3, 5, 2), np.float32), np.ones(3, bool), ["ok"] * 3, lengths=np.array([5, 2, 0])),
-    })
-    writer.write_shard(["d"], {"visual/effnet": FeatureBlock(np.ones((1, 4), np.float16), np.ones(1, bool), ["ok"],
-                                                           attrs={"backbone": "efficientnet_lite0"})})
+        "audio/seq": ok_block(np.zeros((3, 5, 2), np.float32), lengths=np.array([5, 2, 0])),
+    }), (["d"], {"visual/effnet": ok_block(np.ones((1, 4), np.float16), attrs={"backbone": "efficientnet_lite0"})})])
     assert cli_main(["store", "info", str(tmp_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["shards"] == 2 and info["rows"] == 4 and info["ids"] == 4
