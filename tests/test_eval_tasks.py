@@ -58,4 +58,8 @@ def test_rank_content_ranks_the_candidates_rows_as_queries():
     unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     q = unit[[position[i] for i in es.query_ids.tolist()]]
     expected = brute_force(q @ unit.T, es.self_index, 5)
-    assert np.array_equal(ITEM_TO_ITEM.rank_content(es, matrix, 5, itemknn_cbf), expected)
+    shuffled = np.random.default_rng(5).permutation(len(ids))  # rows in any id order
+    by_id = {c: matrix[i] for c, i in position.items()}
+    table = np.stack([by_id[i] for i in es.candidate_ids[shuffled].tolist()])
+    got = ITEM_TO_ITEM.rank_content(es, es.candidate_ids[shuffled], table, 5, itemknn_cbf)
+    assert np.array_equal(got, expected)

@@ -95,14 +95,12 @@ def raw_feature_rows(job, es, notes: list[str] | None, task=ITEM_TO_ITEM) -> lis
     rows, matrices = [], []
     for name in raw_sets:
         start = time.perf_counter()
-        pooled = pooled_rows(table.features[name], table.lengths.get(name), table.valid[name])
-        matrix = np.where((take >= 0)[:, None], pooled[np.maximum(take, 0)], 0.0).astype(np.float32)
-        matrices.append(matrix)
-        topk = task.rank_content(es, matrix, max(job.ks), itemknn_cbf)
+        matrices.append(pooled_rows(table.features[name], table.lengths.get(name), table.valid[name]))
+        topk = task.rank_content(es, table.ids, matrices[-1], max(job.ks), itemknn_cbf)
         rows.append(score_row(f"cosine {name}", "itemknn-cbf", topk, es, job.ks, None, start, task=task))
     if len(matrices) > 1:
         start = time.perf_counter()
-        topk = task.rank_content(es, concatenate_sets(matrices), max(job.ks), itemknn_cbf)
+        topk = task.rank_content(es, table.ids, concatenate_sets(matrices), max(job.ks), itemknn_cbf)
         rows.append(score_row("cosine all concatenated", "itemknn-cbf", topk, es, job.ks, None, start,
                               note=" + ".join(raw_sets), task=task))
     return rows

@@ -30,8 +30,10 @@ class Task(Protocol):
         """(Q, k) candidate rows of ``es`` for every query by a model's embeddings ``emb`` (rows
         in ``ids`` order), plus ``weight`` * ``prior`` of the candidate when a prior is given."""
 
-    def rank_content(self, es: EvalSet, matrix: np.ndarray, k: int, knn: Knn) -> np.ndarray:
-        """(Q, k) lists by raw features: ``matrix`` holds one row per candidate of ``es``."""
+    def rank_content(self, es: EvalSet, ids: np.ndarray, features: np.ndarray, k: int, knn: Knn) -> np.ndarray:
+        """(Q, k) lists by raw features (rows in ``ids`` order: every item of the store table, so
+        a task may score from items that are not candidates, such as a user's history), ranked
+        by ``knn`` (cosine ItemKNN-CBF)."""
 
     def score(self, topk: np.ndarray, es: EvalSet, ks) -> tuple[dict[str, float], PerQuery]:
         """The metrics of the lists and the per-query values they average."""

@@ -35,7 +35,8 @@ class ItemToItem:
         qv, cv = prior_vectors(emb, prior, weight)
         return rank_vectors(ids, qv, cv, es, k, normalise=False)
 
-    def rank_content(self, es: EvalSet, matrix: np.ndarray, k: int, knn) -> np.ndarray:
+    def rank_content(self, es: EvalSet, ids, features: np.ndarray, k: int, knn) -> np.ndarray:
+        matrix = candidate_rows(es, ids, features)
         position = {c: i for i, c in enumerate(es.candidate_ids.tolist())}
         return knn(matrix[[position[i] for i in es.query_ids.tolist()]], matrix, k, es.self_index)
 
@@ -92,6 +93,14 @@ def protocol_pool(job, notes: list[str]) -> list[str]:
     if split.get("protocol") == "pair":
         notes.append("split.json is a pair split: its test items may appear in training pairs (not cold)")
     return pool
+
+
+def candidate_rows(es: EvalSet, ids, features: np.ndarray) -> np.ndarray:
+    """(C, D) rows of ``features`` (rows in ``ids`` order) for ``es``'s candidates; a candidate
+    missing from ``ids`` gets a zero row (cosine 0 with everything)."""
+    row = {i: r for r, i in enumerate(np.asarray(ids, dtype=str).tolist())}
+    take = np.array([row.get(i, -1) for i in es.candidate_ids.tolist()], dtype=np.int64)
+    return np.where((take >= 0)[:, None], features[np.maximum(take, 0)], 0.0).astype(np.float32)
 
 
 def evaluate_embeddings(ids: np.ndarray, emb: np.ndarray, es: EvalSet, ks, block_size: int = 1024) -> dict[str, float]:
