@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from cinefuse.errors import CinefuseError
-from cinefuse.metrics.ties import TIE_BREAKS, device_tie_order, tie_order, tie_permutation, validation_tie_key
-
+from cinefuse.metrics.ties import (
+    TIE_BREAKS,
+    device_tie_order,
+    tie_order,
+    tie_permutation,
+    validation_tie_key,
+)
 
 IDS = np.array(["10", "2", "33", "1", "b", "a", "7"])
 

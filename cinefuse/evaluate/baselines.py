@@ -16,7 +16,12 @@ from cinefuse.evaluate.results import Row
 from cinefuse.evaluate.rows import score_row
 from cinefuse.evaluate.tasks.item_to_item import ITEM_TO_ITEM
 from cinefuse.fuse.config import FuseConfig, as_config
-from cinefuse.metrics.ranking import l2_normalise, random_top_k, top_k_by_score, top_k_cosine
+from cinefuse.metrics.ranking import (
+    l2_normalise,
+    random_top_k,
+    top_k_by_score,
+    top_k_cosine,
+)
 
 
 def pooled_rows(data: np.ndarray, lengths: np.ndarray | None, valid: np.ndarray) -> np.ndarray:

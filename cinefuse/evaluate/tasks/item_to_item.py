@@ -16,7 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.evaluate.evalset import EvalSet, build_eval_set, score_lists, score_lists_per_query
+from cinefuse.evaluate.evalset import (
+    EvalSet,
+    build_eval_set,
+    score_lists,
+    score_lists_per_query,
+)
 from cinefuse.evaluate.verdict import popularity_strata
 from cinefuse.metrics.ranking import l2_normalise, top_k_cosine
 
