@@ -13,10 +13,10 @@
    cosine; never over ``meta/genres``, its pair labels), co-like, history, distill, each with the
    item-prior head; model selection by validation nDCG@10; the prior weight chosen on validation.
 3. Every model (and ``<model>+prior``) and every raw-feature cosine baseline ranks the unseen test
-   items (queries and candidates), ties in a seeded random order, with the pinned nDCG@10 /
-   HR@10 (``metrics.device_ranking``), a 95% bootstrap interval over queries and the paired
-   bootstrap of the best trained row against the best raw row (``honest_rows``, the one function
-   to swap for evaluate's ``Results.verdict`` / ``row.ci`` / ``row.per_query`` once they land).
+   items (queries and candidates), ties in a seeded random order, as ``cinefuse evaluate`` scores
+   them (``evaluate.run.evaluate_run``): the pinned nDCG@10 / HR@10, a 95% bootstrap interval over
+   queries (``row.ci``) and evaluate's paired bootstrap of the best trained row against the best
+   raw row (``evaluate.verdict.paired_comparison``).
 
 Writes benchmarks/results/quality.json (top-level ``ratio_best_trained_vs_best_raw``,
 ``ratio_text_trained_vs_raw_minilm``, ``paired_ci_low``, ``tie_break``, the table, the time of
@@ -86,84 +86,47 @@ def write_genres(data: Path, store: Path) -> str:
     return f"written ({len(vocab)} genres)"
 
 
-def honest_rows(workdir: Path, store: Path, data: Path, summaries: dict) -> tuple[list[dict], dict]:
+def honest_rows(workdir: Path, summaries: dict) -> tuple[list[dict], dict, object]:
     """Every trained model (plain cosine and ``+prior``) and every raw cosine baseline on the
-    test items, nDCG@10 / HR@10 with random ties (one seeded key for all rows), 95% intervals,
-    and per-query nDCG@10 for paired comparisons. (Evaluate's Results will carry the same.)"""
-    import jax
-    import numpy as np
+    test items, as evaluate scores them (``cinefuse.evaluate.run.evaluate_run``: random ties
+    seeded by ``TIE_SEED``, 95% intervals, per-query values): (bench rows, counts, results)."""
+    from cinefuse.evaluate.run import evaluate_run
 
-    from cinefuse.datasets.movielens import load_ratings
-    from cinefuse.evaluate.baselines import concatenate_sets, pooled_rows
-    from cinefuse.fuse.embed import embed_items, item_priors
-    from cinefuse.metrics.bootstrap import bootstrap_interval
-    from cinefuse.metrics.device_ranking import per_query_ndcg_hr
-    from cinefuse.metrics.likes import like_matrix
-    from cinefuse.store import open_store
-
-    split = json.loads((workdir / "split.json").read_text())
-    table = open_store(store).load(sorted({s for sets in MODALITY_SETS.values() for s in sets}))
-    models = {}
-    for name in summaries:
-        ids, emb = embed_items(workdir, name)
-        models[name] = (ids, emb, item_priors(workdir, name))
-    common = set(split["test"])
-    for ids, _, _ in models.values():
-        common &= set(ids.tolist())
-    test = [i for i in split["test"] if i in common]
-    r = load_ratings(data)
-    likes = like_matrix(r.user, r.item, r.rating, np.array(test, dtype=object)).X
-    likes = likes[np.asarray(likes.sum(axis=1)).ravel() >= 2].toarray() > 0
-    key = jax.random.PRNGKey(TIE_SEED)
-
-    def score(emb, prior=None, weight=0.0):
-        nd, hr, scored = per_query_ndcg_hr(emb, likes, key, k=10, prior=prior, weight=weight)
-        return np.asarray(nd, np.float64), np.asarray(hr, np.float64), np.asarray(scored)
-
-    rows, scored_mask = [], None
-    for name, (ids, emb, prior) in models.items():
-        pos = {i: k for k, i in enumerate(ids.tolist())}
-        take = [pos[i] for i in test]
-        s = summaries[name]
-        rows.append({"name": name, "kind": "model", "objective": s["objective"], **dict(zip(
-            ("nd", "hr", "scored"), score(emb[take])))})
-        if prior is not None:
-            w = float(s.get("prior_weight", 0.0))
-            rows.append({"name": f"{name}+prior", "kind": "model", "objective": s["objective"], "prior_weight": w,
-                         **dict(zip(("nd", "hr", "scored"), score(emb[take], prior[take], w))),
-                         # does the validation choice carry? test nDCG@10 at every weight tried
-                         "test_by_weight": {wt: float(score(emb[take], prior[take], float(wt))[0].sum())
-                                            for wt in s.get("prior_weight_scan", {})}})
-    pos = {i: k for k, i in enumerate(table.ids.tolist())}
-    take = [pos[i] for i in test]
-    raw = {}
-    for name in table.features:
-        raw[name] = pooled_rows(table.features[name], table.lengths.get(name), table.valid[name])[take]
-        rows.append({"name": f"cosine {name}", "kind": "raw", **dict(zip(("nd", "hr", "scored"), score(raw[name])))})
-    rows.append({"name": "cosine all concatenated", "kind": "raw", **dict(zip(
-        ("nd", "hr", "scored"), score(concatenate_sets(list(raw.values())))))})
-    scored_mask = rows[0]["scored"]
-    for row in rows:  # the same items are scored by every row (the likes decide, not the model)
-        assert (row["scored"] == scored_mask).all()
-        nd, hr = row["nd"][scored_mask], row["hr"][scored_mask]
-        row["per_query"] = nd
-        row["nDCG@10"], row["HR@10"] = float(nd.mean()), float(hr.mean())
-        iv, ih = bootstrap_interval(nd, seed=0), bootstrap_interval(hr, seed=0)
-        row["ci"] = {"nDCG@10": [iv.low, iv.high], "HR@10": [ih.low, ih.high]}
-        if "test_by_weight" in row:
-            row["test_by_weight"] = {w: v / int(scored_mask.sum()) for w, v in row["test_by_weight"].items()}
-        del row["nd"], row["hr"], row["scored"]
-    counts = {"test_items": len(test), "queries_scored": int(scored_mask.sum()), "users": int(likes.shape[0])}
-    return rows, counts
+    ev = evaluate_run(workdir, ks=(10,), tie_seed=TIE_SEED, progress=False)
+    rows = [bench_row(r, summaries, ev) for r in ev.results.rows if r.kind in ("model", "itemknn-cbf")]
+    counts = {"test_items": ev.results.counts["candidates"],
+              "queries_scored": int(ev.results.rows[0].per_query.scored.sum()), **ev.results.counts}
+    return rows, counts, ev.results
 
 
-def verdict(best_model: dict, best_raw: dict) -> dict:
-    from cinefuse.metrics.bootstrap import paired_bootstrap
+def bench_row(row, summaries: dict, ev=None) -> dict:
+    """One evaluate row as the benchmark's table holds it; a ``+prior`` row also gets the test
+    nDCG@10 at every prior weight its validation tried (``ev``: the evaluation that made it)."""
+    out = {"name": row.name, "kind": "model" if row.kind == "model" else "raw"}
+    if row.kind == "model":
+        out["objective"] = row.objective
+    model = row.name.removesuffix("+prior")
+    if row.name.endswith("+prior"):
+        s = summaries[model]
+        out["prior_weight"] = float(s.get("prior_weight", 0.0))
+        if ev is not None:
+            m = ev.models[model]
+            out["test_by_weight"] = {wt: ev.task.score(ev.task.rank(ev.es, m.ids, m.emb, 10, prior=m.prior,
+                                                                    weight=float(wt)), ev.es, (10,))[0]["nDCG@10"]
+                                     for wt in s.get("prior_weight_scan", {})}
+    out.update({"per_query": row.per_query.of("nDCG@10"), "nDCG@10": float(row.metrics["nDCG@10"]),
+                "HR@10": float(row.metrics["HR@10"]), "ci": row.ci})
+    return out
 
-    pair = paired_bootstrap(best_model["per_query"], best_raw["per_query"], seed=0)
-    return {"metric": "nDCG@10", "best_model": best_model["name"], "best_baseline": best_raw["name"],
-            "model_value": best_model["nDCG@10"], "baseline_value": best_raw["nDCG@10"], "diff": pair.mean,
-            "ci_low": pair.low, "ci_high": pair.high, "p_better": pair.share_above_zero}
+
+def verdict(results, best_model: dict, best_raw: dict) -> dict:
+    """evaluate's paired comparison of two rows of ``results`` (by name), in the benchmark's keys."""
+    from cinefuse.evaluate.verdict import paired_comparison
+
+    c = paired_comparison(results.row(best_model["name"]), results.row(best_raw["name"]), "nDCG@10")
+    return {"metric": "nDCG@10", "best_model": c["a"], "best_baseline": c["b"], "model_value": c["a_value"],
+            "baseline_value": c["b_value"], "diff": c["diff"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+            "p_better": c["p_better"]}
 
 
 def main() -> int:
@@ -229,7 +192,7 @@ def main() -> int:
         by_objective[s["objective"]] = by_objective.get(s["objective"], 0.0) + s["train_seconds"] / s["group_size"]
 
     start = time.perf_counter()
-    rows, counts = honest_rows(workdir, work / "store", data, summaries)
+    rows, counts, results = honest_rows(workdir, summaries)
     timings["evaluate_seconds"] = time.perf_counter() - start
     models = [r for r in rows if r["kind"] == "model"]
     raw = [r for r in rows if r["kind"] == "raw"]
@@ -238,7 +201,7 @@ def main() -> int:
     text_models = [r for r in models if r["name"].split("+")[0].endswith("-text-concat-mlp")]
     raw_minilm = next(r for r in raw if r["name"] == "cosine text/minilm")
     best_text = max(text_models, key=lambda r: r["nDCG@10"]) if text_models else None
-    v = verdict(best_model, best_raw)
+    v = verdict(results, best_model, best_raw)
     plain = [r for r in models if "+prior" not in r["name"]]
     best_plain = max(plain, key=lambda r: r["nDCG@10"])
     text_plain = [r for r in text_models if "+prior" not in r["name"]]
@@ -261,7 +224,7 @@ def main() -> int:
         "without_prior": {
             "best_model": best_plain["name"],
             "ratio_best_trained_vs_best_raw": best_plain["nDCG@10"] / best_raw["nDCG@10"],
-            "paired": verdict(best_plain, best_raw),
+            "paired": verdict(results, best_plain, best_raw),
             "best_text_model": best_text_plain["name"] if best_text_plain else None,
             "ratio_text_trained_vs_raw_minilm": (best_text_plain["nDCG@10"] / raw_minilm["nDCG@10"])
             if best_text_plain else None},

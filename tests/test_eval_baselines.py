@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from cinefuse.evaluate.baselines import concatenate_sets, itemknn_cbf, pooled_rows, popularity_baseline, random_baseline
-from cinefuse.evaluate.score import build_eval_set, evaluate_embeddings, parse_ks, score_lists
+from cinefuse.evaluate.evalset import build_eval_set, score_lists
+from cinefuse.evaluate.results import parse_ks
+from cinefuse.evaluate.tasks.item_to_item import evaluate_embeddings
 from cinefuse.errors import CinefuseError
 
 

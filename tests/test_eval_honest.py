@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 
 from cinefuse.evaluate.baselines import itemknn_cbf, popularity_baseline
-from cinefuse.evaluate.score import (
-    Results,
-    attach_verdict,
-    build_eval_set,
-    popularity_strata,
-    rank_embeddings,
-    score_row,
-    tie_order,
-)
+from cinefuse.evaluate.evalset import build_eval_set
+from cinefuse.evaluate.results import Results
+from cinefuse.evaluate.rows import score_row
+from cinefuse.evaluate.tasks.item_to_item import rank_embeddings
+from cinefuse.evaluate.verdict import attach_verdict, popularity_strata
+from cinefuse.metrics.ties import tie_order
 from cinefuse.metrics.bootstrap import N_RESAMPLES, paired_bootstrap
 
 KS = (1, 5, 10)
@@ -206,7 +203,7 @@ def test_strata_split_the_scored_queries_at_the_median_rating_count():
 
 
 def test_baseline_rows_only_for_raw_sets_with_valid_rows(tmp_path):
-    from cinefuse.evaluate.score import baseline_rows
+    from cinefuse.evaluate.baselines import baseline_rows
     from cinefuse.store import FeatureBlock, open_store
     from fixtures import ok_block, write_store
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from cinefuse.evaluate.score import Results, Row
+from cinefuse.evaluate.results import Results, Row
 from cinefuse.evaluate.report import format_markdown, format_table, plot_training_curves, write_report
 
 

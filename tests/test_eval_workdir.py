@@ -65,7 +65,7 @@ def workdir(tmp_path_factory):
 
 def test_cold_item_evaluation_end_to_end(workdir):
     from cinefuse.fuse.embed import list_models
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
     from cinefuse.store import open_store
 
     results = run_evaluate(workdir, ks=(1, 5, 10), progress=False)
@@ -134,7 +134,9 @@ def numpy_row(fa, test_ids, workdir, k=10):
 def test_model_row_equals_ranking_its_stored_embeddings(workdir):
     """The model's metrics are exactly those of cosine over the fused embeddings it wrote."""
     from cinefuse.datasets.movielens import load_movies, load_ratings
-    from cinefuse.evaluate.score import build_eval_set, evaluate_embeddings, run_evaluate
+    from cinefuse.evaluate.evalset import build_eval_set
+    from cinefuse.evaluate.run import run_evaluate
+    from cinefuse.evaluate.tasks.item_to_item import evaluate_embeddings
     from cinefuse.store import open_store
 
     results = run_evaluate(workdir, ks=(1, 3), protocol="thesis", progress=False)
@@ -215,3 +217,13 @@ def test_cli_errors_are_clear(tmp_path, capsys):
         f"`cinefuse fuse --workdir {tmp_path} ...`\n")
     assert cli_main(["recommend", "--workdir", str(tmp_path), "--item", "1"]) == 2
     assert "is not a fuse workdir" in capsys.readouterr().err
+
+
+def test_model_rows_carry_the_run_records_modalities_and_objective(workdir):
+    from cinefuse.evaluate.run import run_evaluate
+
+    results = run_evaluate(workdir, ks=(1, 10), write=False, progress=False)
+    models = [r for r in results.rows if r.kind == "model"]
+    assert models and all((r.modalities, r.objective) == ("full", "thesis") for r in models)
+    assert all((r.modalities, r.objective) == (None, None) for r in results.rows if r.kind != "model")
+    assert "modalities" not in results.to_json()["rows"][0]  # in memory only: results.json unchanged

@@ -8,7 +8,8 @@ import pytest
 
 from cinefuse.metrics.metrics import accuracy_metrics, build_relevance
 from cinefuse.metrics.ranking import top_k_cosine
-from cinefuse.metrics.device_ranking import ndcg_hr_at_k, per_query_ndcg_hr, tie_order, top_k_lists
+from cinefuse.metrics.device_ranking import ndcg_hr_at_k, per_query_ndcg_hr, top_k_lists
+from cinefuse.metrics.ties import device_tie_order as tie_order
 
 
 def tied_case(seed=0, n=40, n_users=25, d=3):

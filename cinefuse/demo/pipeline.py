@@ -12,7 +12,7 @@ Layout of the workdir::
     W/collection/    videos, movies.csv, ratings.csv, manifest.csv, genres.csv (cinefuse.demo.collection)
     W/store/         the extracted features (cinefuse.store)
     W/fuse/          the fuse workdir: config.json, split.json, pairs.npz, runs/<model>/...
-    W/fuse/evaluation/cold-item/   results.md/.csv/.json and plots (cinefuse.evaluate.score)
+    W/fuse/evaluation/cold-item/   results.md/.csv/.json and plots (cinefuse.evaluate.run)
     W/report.md, W/modalities.png, W/demo.json   the demo's own report and verdict
 """
 
@@ -73,14 +73,6 @@ class DemoConfig:
         """The modality sets the fuse grid trains, in the grid's order."""
         return tuple(self.fuse.get("grid", {}).get("modalities", ()))
 
-    def modality_of(self, model: str) -> str | None:
-        """The grid modality set in a model name (``<loss>-<distance>-<modalities>-<head>`` under the
-        thesis objective, ``<objective>-<modalities>-<head>`` otherwise)."""
-        for m in self.modality_sets():
-            if f"-{m}-" in model:
-                return m
-        return None
-
     def to_json(self) -> dict:
         record = asdict(self)
         record["collection"] = self.collection.to_json()
@@ -94,7 +86,7 @@ class DemoResult:
     report: Path
     verdict: dict                     # {"metric", "full", "singles", "paired": {rival: interval}, "fusion_wins", ...}
     seconds: dict                     # stage -> wall seconds
-    results: object = None            # cinefuse.evaluate.score.Results
+    results: object = None            # cinefuse.evaluate.results.Results
     missing: list = field(default_factory=list)   # stages that could not run, and why
 
 
@@ -133,7 +125,7 @@ def run_demo(workdir: str | Path, config: DemoConfig | None = None, log=None) ->
     seconds["fuse"] = time.perf_counter() - t
 
     t = stage("evaluating cold-item recommendations")
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
 
     results = run_evaluate(fuse_dir, ks=config.ks, protocol="cold-item", progress=config.progress)
     seconds["evaluate"] = time.perf_counter() - t
@@ -191,7 +183,7 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
     ``beats_point`` when the full model's mean is merely above each rival's. The best row of each
     modality set over the whole grid is reported beside it.
     """
-    from cinefuse.evaluate.score import paired_comparison
+    from cinefuse.evaluate.verdict import paired_comparison
 
     loss = config.fuse.get("loss", {})
     kind, distance = loss.get("kind", "triplet"), loss.get("distance", "cosine")
@@ -217,7 +209,7 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
                         "ci_high": c["ci_high"], "p_better": c["p_better"], "beats": c["beats"]}
     best = {}
     for m in config.modality_sets():
-        set_rows = [r for r in results.rows if r.kind == "model" and config.modality_of(r.name) == m]
+        set_rows = [r for r in results.rows if r.kind == "model" and r.modalities == m]
         if set_rows:
             top = max(set_rows, key=lambda r: r.metrics[metric] if r.metrics.get(metric) is not None else -1.0)
             best[m] = {"model": top.name, metric: float(top.metrics[metric])}

@@ -49,8 +49,8 @@ def plot_modalities(results, config, metric: str, path: Path) -> None:
     for row in results.rows:
         if row.kind != "model":
             continue
-        mods = config.modality_of(row.name)
-        if mods is None:
+        mods = row.modalities  # the run record's modality set
+        if mods not in config.modality_sets():
             continue
         variant = row.name.replace(f"-{mods}-", "-")
         groups.setdefault(variant, {})[mods] = float(row.metrics[metric])

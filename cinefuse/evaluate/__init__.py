@@ -1,6 +1,12 @@
-"""evaluate: scores a fuse workdir (``cinefuse.evaluate.score``) against the baselines
-(``baselines``), writes the tables and plots (``report``), answers ``recommend`` and holds the
-``evaluate`` / ``recommend`` commands (``cli``).
+"""evaluate: scores a fuse workdir against the baselines and writes the tables and plots.
+
+- ``run``: ``run_evaluate``, the whole evaluation over a job loaded once (``job``).
+- ``tasks``: what a query, its candidates and its scoring are (``tasks/item_to_item.py``).
+- ``evalset``: the eval set (queries, candidates in tie order, relevance); ``results``: rows and
+  the table; ``rows``: ``score_row`` and the model rows; ``baselines``: the baseline rows;
+  ``verdict``: paired verdict and strata; ``fused``: the fused-embedding writer.
+- ``report``: tables and plots; ``recommend`` and ``index``: answering ``recommend``; ``cli`` and
+  ``index_cli``: the commands.
 
 It stands above fuse: it embeds with ``cinefuse.fuse`` and scores with ``cinefuse.metrics``;
 fuse never imports it.

@@ -79,7 +79,7 @@ def register(subparsers) -> None:
 def run_evaluate_command(args) -> int:
     import json
 
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
     from cinefuse.evaluate.report import format_table
 
     store = args.store

@@ -2,8 +2,8 @@
 past what an exact scan answers quickly.
 
 Vectors are L2-normalised and searched by inner product, so scores are cosines as in
-``cinefuse.metrics.ranking.top_k_cosine``. Rows are the items in cinefuse's id order
-(``id_sort_key``), and results are re-sorted by (score, row) on the host, so the exact (flat)
+``cinefuse.metrics.ranking.top_k_cosine``. Rows are the items in the tie order the caller
+holds them in (``recommend``: ``cinefuse.metrics.ties`` rule ``"id"``), and results are re-sorted by (score, row) on the host, so the exact (flat)
 index gives the same lists, ties included, as the exact ranking. The kind follows the catalogue's
 size (``choose_kind``):
 

@@ -7,6 +7,8 @@ embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
 ``build_recommend_index`` writes a faiss index over them (``W/index/<model>``,
 ``cinefuse.evaluate.index``); ``recommend`` answers through it when it is there and newer than
 the model (approximate past 100k items: the output names the index), else by the exact scan.
+Both answer with ties broken by id order (``cinefuse.metrics.ties``, rule ``"id"``): one item's
+neighbours need no seeded order, while evaluate's tables break ties in a seeded random order.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.evaluate.score import data_sources, safe_set_name
+from cinefuse.evaluate.fused import safe_set_name
+from cinefuse.evaluate.job import data_sources
 from cinefuse.fuse.config import FuseConfig
 from cinefuse.fuse.workdir import Workdir, read_json
-from cinefuse.metrics.ranking import id_sort_key, top_k_cosine
+from cinefuse.metrics.ranking import top_k_cosine
+from cinefuse.metrics.ties import tie_permutation
 from cinefuse.protocols import EVAL_PROTOCOLS
 
 
@@ -77,10 +81,10 @@ def load_embeddings(workdir: Path, model: str) -> tuple[np.ndarray, np.ndarray, 
             fa = store.load_feature_set(name)
             keep = np.asarray(fa.valid, bool)
             return np.asarray(fa.ids, dtype=str)[keep], np.asarray(fa.data, np.float32)[keep], f"{location} ({name})"
-    from cinefuse.fuse.embed import embed_items
+    from cinefuse.fuse.embed import load_embedded
 
-    ids, emb = embed_items(workdir, model)
-    return np.asarray(ids, dtype=str), np.asarray(emb, np.float32), f"embedded now with {model}"
+    loaded = load_embedded(workdir, model)
+    return np.asarray(loaded.ids, dtype=str), np.asarray(loaded.emb, np.float32), f"embedded now with {model}"
 
 
 def titles_for(config: FuseConfig, movies=None) -> dict[str, str]:
@@ -137,7 +141,7 @@ def build_recommend_index(workdir, model: str | None = None, kind: str = "auto")
     wd = Workdir(workdir)
     model = _chosen_model(wd, model)
     ids, emb, source = load_embeddings(wd.root, model)
-    order = id_sort_key(ids)  # rows in id order, the exact ranking's tie order
+    order = tie_permutation(ids, "id")  # rows in id order, the exact scan's tie order
     index, record = build_index(emb[order], kind)
     record.update({"model": model, "source": source})
     write_index(wd.index_dir(model), index, ids[order], record)
@@ -175,7 +179,7 @@ def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=
         return Recommendation(item, titles.get(item), model, str(wd.index_dir(model)),
                               _ranked(ids, rows[0], scores[0], titles), item_index.record)
     ids, emb, source = load_embeddings(workdir, model)
-    order = id_sort_key(ids)  # ties broken by id, as in evaluate
+    order = tie_permutation(ids, "id")  # ties by id (evaluate's default is a seeded random order)
     ids, emb = ids[order], emb[order]
     where = np.flatnonzero(ids == item)
     if where.size == 0:

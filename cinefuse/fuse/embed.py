@@ -94,3 +94,34 @@ def _apply_model(workdir, model: str, table, batch: int, with_prior: bool):
         return ft.ids.astype(str), None, prior
     emb = np.concatenate(out) if out else np.zeros((0, model_cfg.embed_dim), np.float32)
     return ft.ids.astype(str), emb.astype(np.float32), None
+
+
+# ---- replaced by h1 at merge: the contract evaluate codes against (h2's stand-in) ---------------
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass
+class EmbeddedModel:
+    """A trained model's items, embeddings and prior, loaded once."""
+
+    name: str
+    ids: np.ndarray                 # (N,) object
+    emb: np.ndarray                 # (N, E) float32, L2-normalised
+    prior: np.ndarray | None        # (N,) float32, None without the prior head
+    prior_weight: float | None      # from summary.json
+    counts: dict                    # {"items", "embedded", "left_out"}
+    record: RunRecord
+
+
+def load_embedded(workdir, model: str, table=None, batch: int = 4096) -> EmbeddedModel:
+    """Stand-in built from ``embed_items`` / ``item_priors`` (replaced by h1 at merge)."""
+    ids, emb = embed_items(workdir, model, table=table, batch=batch)
+    counts = dict(last_embed_counts)
+    prior = item_priors(workdir, model, table=table, batch=batch)
+    wd = Workdir(workdir)
+    try:
+        weight = wd.summary(model).get("prior_weight")
+    except CinefuseError:
+        weight = None
+    return EmbeddedModel(model, np.asarray(ids, dtype=object), np.asarray(emb, np.float32), prior,
+                         None if weight is None else float(weight), counts, wd.run_record(model))

@@ -7,9 +7,10 @@ an empty R are not scored; averaged per (q, u), then over the queries with a sco
 is :func:`cinefuse.metrics.metrics.accuracy_metrics` restricted to nDCG and HR.
 
 Score = cosine(q, c) + ``weight`` * ``prior``(c). Ties are broken by a seeded pseudo-random order
-of the candidates, never by position: the candidates are permuted by
-``jax.random.permutation(key)``, ``lax.top_k`` (which keeps the lower index among equal values)
-runs in the permuted order, and its picks are mapped back. ``likes`` is the dense (U, N) like
+of the candidates, never by position: the candidates are permuted by ``cinefuse.metrics.ties.
+device_tie_order(key)`` (validation's key: ``ties.validation_tie_key(seed)``), ``lax.top_k``
+(which keeps the lower index among equal values) runs in the permuted order, and its picks are
+mapped back. ``likes`` is the dense (U, N) like
 matrix of the N items (``LikeMatrix.X.toarray()``; only users with two or more likes among them
 can ever be scored, so the caller may drop the others). Queries run ``block`` at a time under
 ``lax.map`` so the (U, block, K) hit tensor bounds memory.
@@ -22,10 +23,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-
-def tie_order(key, n: int):
-    """The seeded candidate order ties follow: position p of the ranking pass holds item perm[p]."""
-    return jax.random.permutation(key, n)
+from cinefuse.metrics.ties import device_tie_order
 
 
 def top_k_lists(emb, k: int, key, prior=None, weight=0.0):
@@ -37,7 +35,7 @@ def top_k_lists(emb, k: int, key, prior=None, weight=0.0):
     if prior is not None:
         scores = scores + weight * prior[None, :]
     scores = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, scores)
-    perm = tie_order(key, n)
+    perm = device_tie_order(key, n)
     values, where = jax.lax.top_k(scores[:, perm], min(k, n))
     lists = jnp.where(jnp.isfinite(values), perm[where], -1)       # the query's own -inf slot is no candidate
     return jnp.pad(lists, ((0, 0), (0, k - lists.shape[1])), constant_values=-1)

@@ -3,7 +3,8 @@
 The score matrix of one block (block_size x C) is the largest thing ever held, so a 27,000 x
 27,000 ranking never materialises 2.9 GB of scores on the host. The query itself is excluded,
 and ties are broken by candidate position: ``lax.top_k`` keeps the lower index first among
-equal values, so callers that order candidates by id (``sort_ids``) get ties broken by id.
+equal values, so the order callers hold candidates in is the tie rule (``cinefuse.metrics.ties``:
+a seeded permutation of the id order, or the id order itself).
 """
 
 from __future__ import annotations

@@ -1,0 +1,98 @@
+"""The job of one evaluation: the workdir's run, its data, the protocol and cut-offs
+(:func:`open_job`, every user mistake a clear error before any work), and every trained model
+loaded once (:func:`load_models`: ids, embeddings and prior in one ``fuse.embed.load_embedded``
+each, the feature sets they need read from the store once)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cinefuse.errors import CinefuseError
+from cinefuse.evaluate.results import parse_ks
+from cinefuse.fuse.config import FuseConfig
+from cinefuse.fuse.workdir import Workdir
+from cinefuse.protocols import EVAL_PROTOCOLS
+
+
+@dataclass
+class Job:
+    """One evaluation: the workdir's run, its data, the protocol and cut-offs."""
+
+    wd: Workdir
+    config: FuseConfig
+    protocol: str
+    ks: tuple[int, ...]
+    threshold: float
+    models: list[str]
+    ratings: Any            # cinefuse.datasets.movielens.Ratings
+    movies: Any             # Movies or None
+    store: Any              # the feature store the models read
+
+
+def data_sources(config: FuseConfig, store=None, ratings=None, movies=None, endpoint_url=None) -> dict[str, str | None]:
+    """Where the run's store, ratings and movies live: each override, else the fuse config's."""
+    d = config.data
+
+    def pick(override, recorded):
+        if override is not None:
+            return str(override)
+        return str(recorded) if recorded else None
+
+    return {"store": pick(store, d.store), "ratings": pick(ratings, d.ratings), "movies": pick(movies, d.movies),
+            "endpoint_url": pick(endpoint_url, d.endpoint_url)}
+
+
+def open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_url) -> Job:
+    """The run's config and data, every user mistake a clear error before any work."""
+    from cinefuse.datasets.movielens import load_movies, load_ratings
+    from cinefuse.store import open_store
+
+    wd = Workdir(workdir)
+    ks = parse_ks(ks)
+    if protocol not in EVAL_PROTOCOLS:
+        raise CinefuseError(f"unknown protocol {protocol!r}; choose one of {', '.join(EVAL_PROTOCOLS)}")
+    wd.check()
+    config = wd.config()
+    sources = data_sources(config, store, ratings, movies, endpoint_url)
+    if threshold is None:  # the like threshold the pairs were built with
+        threshold = float(config.pairs.like_threshold)
+    for key in ("store", "ratings"):
+        if sources[key] is None:
+            raise CinefuseError(f"{wd.root}/config.json names no {key}; pass --{key} PATH")
+    models = wd.models()
+    if not models:
+        raise CinefuseError(f"{wd.root} holds no trained model under runs/; train first with `cinefuse fuse`")
+    return Job(wd, config, protocol, ks, threshold, models, load_ratings(sources["ratings"]),
+               load_movies(sources["movies"]) if sources["movies"] else None,
+               open_store(sources["store"], endpoint_url=sources["endpoint_url"]))
+
+
+def load_models(job: Job, bar) -> tuple[dict, dict[str, float]]:
+    """Every trained model loaded once (name -> ``EmbeddedModel``) and the seconds each took, the
+    shared store read charged evenly."""
+    from cinefuse.fuse.embed import load_embedded
+
+    start = time.perf_counter()
+    table = shared_table(job)
+    load_seconds = (time.perf_counter() - start) / len(job.models)
+    models, seconds = {}, {}
+    for model in job.models:
+        start = time.perf_counter() - load_seconds
+        models[model] = load_embedded(job.wd.root, model, table=table)
+        seconds[model] = time.perf_counter() - start
+        bar.update(1)
+    return models, seconds
+
+
+def shared_table(job: Job):
+    """One store read holding every feature set any model needs (None: let each model load)."""
+    names: list[str] = []
+    for model in job.models:
+        try:
+            sets = job.wd.run_record(model).feature_sets
+        except (CinefuseError, KeyError):
+            return None
+        names += [n for n in sets if n not in names]
+    return job.store.load(names) if names else None
