@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from cinefuse.atomic import atomic_write
 from cinefuse.errors import StoreError
 from cinefuse.locks import guard
@@ -78,6 +80,12 @@ class ShardRecord:
                 feature_sets=dict(raw["feature_sets"]),
                 created=str(raw.get("created", "")),
             )
+            for meta in record.feature_sets.values():
+                shape = [int(x) for x in meta["shape"]]
+                if min(shape, default=0) < 0 or np.dtype(str(meta["dtype"])).kind != "f":
+                    raise ValueError(f"feature set shape {shape} or dtype {meta['dtype']!r} is not a store's")
+            if record.rows < 0 or record.bytes < 0:
+                raise ValueError("negative rows or bytes")
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"manifest shard entry is malformed ({exc!r}): {raw!r}") from exc
         if not SHARD_NAME.match(record.name):
