@@ -69,7 +69,13 @@ def s3_client(endpoint_url: str | None = None, *, connect_timeout: float = 10, r
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+    try:
+        return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+    except ValueError:  # botocore: "Invalid endpoint: URL"
+        shown = redact_url(endpoint_url or "")
+        if "@" in shown and "://" not in shown:  # user:password@host, no scheme
+            shown = "***@" + shown.rsplit("@", 1)[1]
+        raise StoreError(f"cannot use the S3 endpoint {shown}: not a URL like http://127.0.0.1:9000") from None
 
 
 def _s3_errors():
