@@ -13,10 +13,11 @@ time; or a file left empty by a process killed while creating it) is stale: the 
 removes it and takes the folder. A holder on another host cannot be checked from here and is
 treated as alive; the message says which file to delete if that process is gone.
 
-Every check and create happens under an ``flock`` of a guard file (``.cinefuse.lock.guard``, or
-the store's ``.manifest.lock``), so a stale lock is taken over by one process only and a holder
-is never judged while another is being created. The guard is opened without following links
-and never written. A folder may have holders that keep no lock file (the store's writers, which
+Every check and create happens under an ``flock`` of a guard (the folder itself, or the file
+``.cinefuse.lock.guard`` where the filesystem cannot lock a folder, or the store's
+``.manifest.lock``), so a stale lock is taken over by one process only and a holder is never
+judged while another is being created. A guard file is opened without following links and never
+written; with the folder as its guard, a released lock leaves the folder as it found it. A folder may have holders that keep no lock file (the store's writers, which
 add shards side by side and are known by their temp files): ``others`` names a live one, checked
 under the guard, and such a holder checks :func:`live_holder` under the same guard before it
 starts. Nested use in one process (a holder taking the same folder again) is a no-op.
@@ -130,13 +131,43 @@ def guard(path: str | os.PathLike) -> Iterator[None]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise CinefuseError(f"{path} is not a regular file; remove it")
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
+        with _flocked(fd):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def folder_guard(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` of the folder itself, so the folder gets no file beyond the lock
+    while it is held; where the filesystem refuses a lock on a folder (NFS emulates ``flock``
+    with write locks, which a folder cannot take), the file ``.cinefuse.lock.guard`` instead."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+        else:
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+    finally:
+        os.close(fd)
+    with guard(folder / GUARD_NAME):
+        yield
 
 
 def read_holder(path: Path) -> tuple[Holder | None, os.stat_result | None]:
@@ -188,12 +219,12 @@ class FolderLock:
     folder: Path
     what: str
     name: str = LOCK_NAME
-    guard_name: str = GUARD_NAME
+    guard_name: str | None = None  # None: the folder itself (see folder_guard)
     others: Callable[[], Holder | None] | None = None  # a live holder keeping no lock file
     path: Path | None = None  # our lock file while held (None: not held, or nested in our own)
 
     def acquire(self) -> "FolderLock":
-        with guard(self.folder / self.guard_name):
+        with guard(self.folder / self.guard_name) if self.guard_name else folder_guard(self.folder):
             path = self.folder / self.name
             holder = live_holder(self.folder, self.name)
             if holder is not None:
@@ -229,7 +260,7 @@ class FolderLock:
         self.release()
 
 
-def hold(folder: str | os.PathLike, what: str, *, guard_name: str = GUARD_NAME,
+def hold(folder: str | os.PathLike, what: str, *, guard_name: str | None = None,
          others: Callable[[], Holder | None] | None = None) -> FolderLock:
     """The lock on ``folder`` (which must exist), taken on ``with``: ``what`` is the line the
     next process reads (e.g. ``"cinefuse fuse"``). Raises :class:`LockedError` naming the holder

@@ -78,7 +78,7 @@ def test_second_holder_stops_at_once_naming_the_first(tmp_path):
     assert not (tmp_path / LOCK_NAME).exists()
     with hold(tmp_path, "the next run") as lock:  # free again
         assert lock_json(tmp_path)["pid"] == os.getpid()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [GUARD_NAME]
+    assert list(tmp_path.iterdir()) == []  # the folder is its own guard: released, nothing is left
 
 
 def test_lock_of_a_sigkilled_holder_is_taken_over(tmp_path):
@@ -160,8 +160,31 @@ def test_links_at_the_lock_or_guard_name_are_refused_and_never_followed(tmp_path
         target = outside / f"target-of-{name}"
         (folder / name).symlink_to(target)
         with pytest.raises(CinefuseError, match="is a symbolic link"):
-            hold(folder, "mine").acquire()
+            hold(folder, "mine", guard_name=GUARD_NAME).acquire()  # a guard file, as on NFS
         assert not target.exists()  # never created through the link
         for left in folder.iterdir():
             left.unlink()
     assert list(outside.iterdir()) == []
+
+
+def test_judging_and_creating_happen_under_the_guard(tmp_path):
+    """While the guard is held (here by the test), another process can neither judge a stale lock
+    nor create its own: it waits, then wins once the guard is free."""
+    from cinefuse.locks import folder_guard
+
+    write_lock(tmp_path, pid=999_999_999, what="a killed run")
+    with folder_guard(tmp_path):
+        child = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), "waiter"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                child.wait(timeout=2)
+            assert lock_json(tmp_path)["what"] == "a killed run"  # neither removed nor replaced meanwhile
+        except BaseException:
+            stop(child)
+            raise
+    try:
+        assert child.stdout.readline() == "held\n"
+        assert lock_json(tmp_path)["what"] == "waiter"
+    finally:
+        stop(child)
