@@ -196,12 +196,12 @@ def require_no_store(root: Path, advice: str) -> None:
 
 
 def unmake_root(root: Path) -> None:
-    """Undo :func:`prepare_root` after a failed run that made the folder: its lock files go, and
-    the folder too if nothing else is in it."""
-    for name in (LOCK_NAME, FOLDER_LOCK + ".guard"):
-        with contextlib.suppress(FileNotFoundError):
-            (root / name).unlink()
+    """Undo :func:`prepare_root` after a failed run that made the folder: when nothing but the
+    lock's guard is in it (a run that got further, or another process's lock, keeps it), the
+    guard and the folder go."""
     with contextlib.suppress(OSError):
+        if [p.name for p in root.iterdir()] == [LOCK_NAME]:
+            (root / LOCK_NAME).unlink()
         root.rmdir()
 
 
