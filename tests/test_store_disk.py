@@ -97,3 +97,24 @@ def test_merge_onto_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, disk,
     assert err.count("\n") == 1 and err.startswith(
         f"cinefuse store: error: no space left in {dest}: copying shard {big.name} of {src} needs {big.bytes:,} bytes (")
     assert not dest.exists()
+
+
+@pytest.mark.s3
+def test_pull_onto_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, disk, s3_server):
+    from cinefuse.store.s3 import pull, push
+
+    src = tmp_path / "src"
+    writer = StoreWriter(src, {"disk": 1})
+    writer.write_shard(["a"], features(1))
+    writer.write_shard([f"i{k}" for k in range(800)], features(800, value=2.0))
+    uri = f"s3://{s3_server.bucket}/full"
+    push(src, uri, s3_server.endpoint_url)
+    dest = disk / "pulled"
+    big = read_manifest(src).shards[1]
+    with pytest.raises(DiskFullError, match=f"^no space left in {dest}: shard {big.name} of {uri} needs {big.bytes:,} bytes"):
+        pull(uri, dest, s3_server.endpoint_url)
+    assert sorted(p.name for p in dest.iterdir()) == [".manifest.lock", "shard-00000.h5"]  # no manifest, no temp
+    # room made: the next pull keeps the shard already checked in place and finishes
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    assert pull(uri, dest, s3_server.endpoint_url)["skipped"] == 1
+    assert open_store(dest).load_feature_set("visual/a").ids.tolist() == ["a"] + [f"i{k}" for k in range(800)]
