@@ -17,10 +17,12 @@ Every check and create happens under an ``flock`` of a guard (the folder itself,
 ``.cinefuse.lock.guard`` where the filesystem cannot lock a folder, or the store's
 ``.manifest.lock``), so a stale lock is taken over by one process only and a holder is never
 judged while another is being created. A guard file is opened without following links and never
-written; with the folder as its guard, a released lock leaves the folder as it found it. A folder may have holders that keep no lock file (the store's writers, which
-add shards side by side and are known by their temp files): ``others`` names a live one, checked
-under the guard, and such a holder checks :func:`live_holder` under the same guard before it
-starts. Nested use in one process (a holder taking the same folder again) is a no-op.
+written; with the folder as its guard, a released lock leaves the folder as it found it.
+
+A folder may have holders that keep no lock file (the store's writers, which add shards side by
+side and are known by their temp files): ``others`` names a live one, checked under the guard,
+and such a holder checks :func:`live_holder` under the same guard before it starts. Nested use
+in one process (a holder taking the same folder again) is a no-op.
 
 Ground floor: imports nothing of cinefuse but the errors.
 """
