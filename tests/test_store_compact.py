@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cinefuse.cli import main as cli_main
 from cinefuse.store import FeatureBlock, StoreWriter, open_store
@@ -129,3 +130,27 @@ def test_size_limit_splits_a_run(tmp_path):
     assert [s.rows for s in after.shards[:4]] == [unique_rows(range(k, k + 3)) for k in (0, 3, 6, 9)]
     assert len(after.shards) == 4 + 1 + 3 + 1 + 2
     assert everything(tmp_path / "dest") == before
+
+
+def test_a_rewrite_that_reads_back_different_is_refused_and_changes_nothing(tmp_path, monkeypatch):
+    import cinefuse.store.combine as combine
+    from cinefuse.errors import StoreError
+
+    root = small_shards(tmp_path / "store")
+    before, files_before = everything(root), files(root)
+    real = combine.write_shard_file
+
+    def one_value_off(path, ids, blocks, config_hash):  # a writer (or disk) that changes one stored value
+        data = blocks["visual/a"].data.copy()
+        data[3, 5] += np.float16(1)
+        blocks = {**blocks, "visual/a": FeatureBlock(data, blocks["visual/a"].valid, blocks["visual/a"].status,
+                                                     attrs=blocks["visual/a"].attrs)}
+        return real(path, ids, blocks, config_hash)
+
+    monkeypatch.setattr(combine, "write_shard_file", one_value_off)
+    first = read_manifest(root).shards[0].name
+    with pytest.raises(StoreError, match=f"^compacted shard for {first}\\.\\.shard-\\d+\\.h5 did not read back equal "
+                                         r"\(visual/a\); nothing was changed$"):
+        compact_store(str(root), target_mb=512)
+    assert files(root) == files_before and everything(root) == before
+    assert verify_store(root).ok and verify_store(root).leftovers == []

@@ -149,7 +149,7 @@ def test_a_changed_source_shard_stops_the_merge_and_leaves_nothing(tmp_path):
     dest = tmp_path / "merged"
     with pytest.raises(StoreError, match=f"^shard shard-00001.h5 of store {b} has changed since it was committed"):
         merge_stores([str(a), str(b)], str(dest))
-    assert list(dest.iterdir()) == []  # the copies already staged were removed
+    assert not dest.exists()  # the copies already staged were removed, and the folder the merge made
 
 
 @pytest.mark.s3
@@ -168,3 +168,32 @@ def test_hostile_source_manifest_is_refused(tmp_path, s3_server):
         f"{uri}/manifest.json names shard '../../escaped.h5', which is not a store shard name (shard-NNNNN.h5, no "
         "folders): the manifest is damaged or was not written by cinefuse; refusing to read or write any path it names")
     assert not list(tmp_path.rglob("escaped.h5")) and not (tmp_path / "x").exists()
+
+
+MERGE = """
+import sys
+from cinefuse.store.combine import merge_stores
+merge_stores(sys.argv[2:], sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("point", ["shard-renamed", "manifest.json-temp-written"])
+def test_a_killed_merge_is_redone_by_the_next_run(tmp_path, one_run, point):
+    import os
+    import socket
+
+    a = run_node(tmp_path / "node0", 0, 2)
+    b = run_node(tmp_path / "node1", 1, 2)
+    dest = tmp_path / "merged"
+    env = dict(os.environ, CINEFUSE_STORE_FAULT=f"{point}:kill")
+    result = subprocess.run([sys.executable, "-c", MERGE, str(dest), str(a), str(b)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == -9 and result.stdout == f"fault {point}\n", result.stderr[-1000:]
+    left = sorted(p.name for p in dest.iterdir())
+    assert "manifest.json" not in left and ".cinefuse.lock" in left and len([n for n in left if n.endswith(".h5")]) == 8
+    (dest / f".tmp-{socket.gethostname()}-999999999-0badc0de.h5").write_bytes(b"half a copy")  # a dead copier's
+    assert cli_main(["store", "merge", str(a), str(b), str(dest)]) == 0  # no files to delete by hand first
+    assert content(dest) == one_run
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [".manifest.lock", "manifest.json"] + [f"shard-{i:05d}.h5" for i in range(8)])
+    assert verify_store(dest).ok

@@ -43,7 +43,7 @@ def test_push_pull_and_read_directly(tmp_path, s3_server):
     assert files_of(pulled) == files_of(local)
 
     # a second push skips shards already there with the same sha256
-    assert push(local, uri, s3_server.endpoint_url) == {"uploaded": 0, "skipped": 2, "bytes": 0, "shards": 2}
+    assert push(local, uri, s3_server.endpoint_url) == {"uploaded": 0, "skipped": 2, "bytes": 0, "shards": 2, "removed": 0}
 
 
 def test_missing_remote_store_is_a_clear_error(s3_server):

@@ -4,7 +4,11 @@
 Both stage every new shard file in the destination folder, check it (a copied shard against its
 recorded sha256, a rewritten shard by reading it back and comparing every row), and then commit
 all of them with one manifest write (:func:`cinefuse.store.writer.commit_shards`): killed at any
-point, the destination is as it was, and leftovers are removed by the next writer.
+point, the destination is as it was, and leftovers are removed by the next writer. Both hold the
+destination exclusively (:func:`cinefuse.store.manifest.store_lock`): a second merge, compaction,
+pull or writer on it stops at once naming the first. A destination holding only what a killed
+merge or compaction left (temp files, shards no manifest names, its stale lock) counts as empty:
+the rerun removes those files and starts again.
 
 Repeated ids follow the store's one rule: for a feature set, the later shard in manifest order
 wins. A merge lists the shards of SRC1, then SRC2, ...: an id in several sources is read from the
@@ -14,17 +18,25 @@ last source named. A compaction keeps the manifest order, so it never changes wh
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
+from cinefuse.atomic import disk_full, is_disk_full, require_free
 from cinefuse.errors import StoreError
 from cinefuse.store.integrity import changed_message
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
-from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord, manifest_lock, read_manifest
+from cinefuse.store.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardRecord,
+    manifest_lock,
+    read_manifest,
+)
 from cinefuse.store.reader import FeatureArray, Store, open_shard_file, open_store
 from cinefuse.store.shard import FeatureBlock, write_shard_file
 from cinefuse.store.writer import (
@@ -34,7 +46,9 @@ from cinefuse.store.writer import (
     keep_committed,
     prepare_root,
     remove_leftovers,
-    temp_shard_path,
+    require_no_store,
+    store_lock,
+    unmake_root,
 )
 
 DEFAULT_COMPACT_MB = 512
@@ -46,7 +60,7 @@ class Source:
 
     location: str
     manifest: Manifest
-    fetch: Callable[[ShardRecord, Path], None]
+    fetch: Callable[[ShardRecord, BinaryIO], None]  # writes the shard's bytes into an open file
 
 
 def open_source(location: str, endpoint_url: str | None = None) -> Source:
@@ -58,7 +72,7 @@ def open_source(location: str, endpoint_url: str | None = None) -> Source:
         manifest = Manifest.from_bytes(
             get_object_bytes(client, bucket, join_key(prefix, MANIFEST_NAME), location), f"{location}/{MANIFEST_NAME}")
 
-        def fetch(record: ShardRecord, target: Path) -> None:
+        def fetch(record: ShardRecord, target: BinaryIO) -> None:
             download_to(client, bucket, join_key(prefix, record.name), target)
 
         return Source(location, manifest, fetch)
@@ -67,9 +81,10 @@ def open_source(location: str, endpoint_url: str | None = None) -> Source:
         raise StoreError(f"{root} is not a cinefuse store: it has no {MANIFEST_NAME}")
     manifest = read_manifest(root)
 
-    def copy(record: ShardRecord, target: Path) -> None:
+    def copy(record: ShardRecord, target: BinaryIO) -> None:
         try:
-            shutil.copyfile(root / record.name, target)
+            with open(root / record.name, "rb") as source:
+                shutil.copyfileobj(source, target, 16 << 20)
         except FileNotFoundError:
             raise StoreError(f"shard {record.name} of store {root} is missing; run `cinefuse store verify {root}`") from None
 
@@ -96,12 +111,17 @@ def check_configs(sources: list[Source]) -> None:
 def stage_copy(source: Source, record: ShardRecord, dest: Path) -> StagedShard:
     """Copy one shard into ``dest`` under a temporary name; its bytes must hash to the recorded
     sha256, which the merged manifest then keeps."""
-    staged = StagedShard(temp_shard_path(dest), record.rows, record.config_hash, record.feature_sets)
+    what = f"copying shard {record.name} of {source.location}"
+    require_free(dest, record.bytes, what)
+    staged = StagedShard.create(dest, record.rows, record.config_hash, record.feature_sets)
     try:
-        source.fetch(record, staged.temp)
+        with os.fdopen(os.dup(staged.fd), "wb") as handle:  # the staged descriptor stays open to seal
+            source.fetch(record, handle)
         staged.seal()
-    except BaseException:
+    except BaseException as exc:
         discard([staged])
+        if is_disk_full(exc) or is_disk_full(exc.__cause__):
+            raise disk_full(dest, record.bytes, what) from None
         raise
     if staged.bytes != record.bytes or staged.sha256 != record.sha256:
         discard([staged])
@@ -110,14 +130,18 @@ def stage_copy(source: Source, record: ShardRecord, dest: Path) -> StagedShard:
 
 
 def empty_destination(dest: str, sources: list[str]) -> Path:
+    """The destination's path, once it is known not to be S3, a source, or a used folder (a
+    folder holding only a killed run's leftovers is not used: see :func:`require_no_store`)."""
     if is_s3_uri(dest):
         raise StoreError(f"cannot write directly to {dest}: write to a local folder, then `cinefuse store push LOCAL {dest}`")
     path = Path(dest)
     for source in sources:
         if not is_s3_uri(source) and Path(source).resolve() == path.resolve():
             raise StoreError(f"{dest} is both a source and the destination; merge into a new folder")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
         raise StoreError(f"{dest} already exists and is not empty; merge or compact into a new folder")
+    if path.is_dir():
+        require_no_store(path, "merge or compact into a new folder")
     return path
 
 
@@ -129,18 +153,25 @@ def merge_stores(sources: list[str], dest: str, endpoint_url: str | None = None)
     root = empty_destination(dest, sources)
     opened = [open_source(location, endpoint_url) for location in sources]
     check_configs(opened)  # before the destination is made: a refused merge leaves no trace
+    created = not root.exists()
     prepare_root(root)
     staged: list[StagedShard] = []
     configs: dict[str, dict] = {}
     try:
-        for source in opened:
-            for record in source.manifest.shards:
-                staged.append(stage_copy(source, record, root))
-            configs.update({h: c for h, c in source.manifest.configs.items()
-                            if any(r.config_hash == h for r in source.manifest.shards)})
-        commit_shards(root, staged, configs)
+        with store_lock(root, "cinefuse store merge"):
+            with manifest_lock(root):
+                require_no_store(root, "merge or compact into a new folder")
+                remove_leftovers(root)
+            for source in opened:
+                for record in source.manifest.shards:
+                    staged.append(stage_copy(source, record, root))
+                configs.update({h: c for h, c in source.manifest.configs.items()
+                                if any(r.config_hash == h for r in source.manifest.shards)})
+            commit_shards(root, staged, configs)
     except BaseException:
         discard(staged)
+        if created:
+            unmake_root(root)
         raise
     store = open_store(root)
     repeated = {name: int(info.rows - len(store.ids(name))) for name, info in store.feature_sets().items()}
@@ -187,9 +218,9 @@ def stage_rewrite(root: Path, store: Store, group: list[ShardRecord]) -> StagedS
     and compare every dataset with the rows it was written from."""
     ids, blocks = rows_of_group(store, group)
     record = group[0]
-    staged = StagedShard(temp_shard_path(root), len(ids), record.config_hash, {})
+    staged = StagedShard.create(root, len(ids), record.config_hash)
     try:
-        staged.feature_sets = write_shard_file(staged.temp, ids, blocks, record.config_hash)
+        staged.feature_sets = write_shard_file(staged.target, ids, blocks, record.config_hash)
         staged.seal()
         check = ShardRecord(name="staged", rows=len(ids), sha256=staged.sha256, bytes=staged.bytes,
                             config_hash=record.config_hash, feature_sets=staged.feature_sets)
@@ -203,8 +234,10 @@ def stage_rewrite(root: Path, store: Store, group: list[ShardRecord]) -> StagedS
             if not same:
                 raise StoreError(f"compacted shard for {group[0].name}..{group[-1].name} did not read back equal "
                                  f"({name}); nothing was changed")
-    except BaseException:
+    except BaseException as exc:
         discard([staged])
+        if is_disk_full(exc):
+            raise disk_full(root, sum(r.bytes for r in group), f"compacting {group[0].name}..{group[-1].name}") from None
         raise
     return staged
 
@@ -219,11 +252,31 @@ def compact_store(src: str, dest: str | None = None, *, target_mb: float = DEFAU
     in_place = dest is None
     if in_place and is_s3_uri(src):
         raise StoreError(f"cannot compact {src} in place: compact into a local folder (DEST), then push it")
-    store = open_store(src, endpoint_url=endpoint_url)
-    root = Path(src) if in_place else prepare_root(empty_destination(dest, [src]))
     if in_place:
-        with manifest_lock(root):
-            remove_leftovers(root)
+        root = Path(src)
+        if not (root / MANIFEST_NAME).is_file():
+            raise StoreError(f"{root} is not a cinefuse store: it has no {MANIFEST_NAME}")
+        created = False
+    else:
+        root = empty_destination(dest, [src])
+        created = not root.exists()
+    store = None if in_place else open_store(src, endpoint_url=endpoint_url)
+    prepare_root(root)
+    try:
+        with store_lock(root, "cinefuse store compact"):
+            with manifest_lock(root):
+                if not in_place:
+                    require_no_store(root, "merge or compact into a new folder")
+                remove_leftovers(root)
+            store = store or open_store(src, endpoint_url=endpoint_url)  # in place: as it is now, held
+            return _compact(store, src, root, in_place, target_mb, endpoint_url)
+    except BaseException:
+        if created:
+            unmake_root(root)
+        raise
+
+
+def _compact(store: Store, src: str, root: Path, in_place: bool, target_mb: float, endpoint_url: str | None) -> dict:
     source = open_source(src, endpoint_url)
     groups = plan_groups(store, int(target_mb * (1 << 20)))
     staged: list[StagedShard] = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable, Iterable
 
 from cinefuse.errors import StoreError
 from cinefuse.store.manifest import ShardRecord, sha256_file
@@ -81,3 +82,26 @@ def check_shard_data(record: ShardRecord, data: bytes, location: str) -> bytes:
     if digest != record.sha256:
         raise StoreError(changed_message(record.name, location, digest, record.sha256))
     return data
+
+
+def check_recorded_shapes(record: ShardRecord, location: str, shape_of: Callable[[str], tuple | None],
+                          names: Iterable[str] | None = None) -> None:
+    """Before anything is allocated from a manifest's numbers: the shard's ``ids`` must hold
+    ``record.rows`` rows and each recorded feature set (or only ``names``) the recorded shape, as
+    the shard itself says (``shape_of(dataset key)``: its shape, or None when absent). A manifest
+    whose counts were inflated, or that belongs to other shards, stops here with one line instead
+    of a gigantic allocation."""
+    ids = shape_of("ids")
+    if ids != (record.rows,):
+        held = "no ids" if ids is None else f"{ids[0] if ids else 0} ids"
+        raise StoreError(
+            f"manifest of store {location} says shard {record.name} holds {record.rows} rows, the shard holds {held}; "
+            f"the manifest is damaged: run `cinefuse store verify {location}`")
+    for name in record.feature_sets if names is None else [n for n in names if n in record.feature_sets]:
+        expected = (record.rows,) + tuple(int(x) for x in record.feature_sets[name]["shape"])
+        shape = shape_of(f"features/{name}/data")
+        if shape != expected:
+            held = "no such data" if shape is None else f"data of shape {tuple(shape)}"
+            raise StoreError(
+                f"manifest of store {location} says feature set {name} of shard {record.name} is {expected}, the shard "
+                f"holds {held}; the manifest is damaged: run `cinefuse store verify {location}`")

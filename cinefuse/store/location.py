@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from cinefuse.errors import StoreError
+
+# scheme://user:password@host... : everything between "//" and "@" is a secret
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s\"']*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``
+    (``http://user:pw@host:9000/b`` -> ``http://***@host:9000/b``): what any message that may
+    quote an endpoint URL prints."""
+    return _USERINFO.sub(r"\g<scheme>***@", str(text))
 
 
 def is_s3_uri(location: str) -> bool:

@@ -1,25 +1,29 @@
 """``manifest.json``: the list of committed shards. A shard that is not in it does not exist.
 
-The manifest is rewritten whole and atomically (temp file, fsync, rename, fsync of the folder),
-under an exclusive file lock so several writer processes on one machine can commit shards to the
-same store. Readers never take the lock: they see the old manifest or the new one, never half.
+The manifest is rewritten whole and atomically (temp file created exclusively next to it, fsync,
+rename, fsync of the folder: :func:`cinefuse.atomic.atomic_write`), under an exclusive ``flock``
+of ``.manifest.lock`` so several writer processes on one machine can commit shards to the same
+store. Readers never take the lock: they see the old manifest or the new one, never half.
+The store as a whole is held by merge, compact, pull, import and ``--overwrite`` with
+:func:`cinefuse.store.writer.store_lock`, whose guard is this same ``.manifest.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
+from cinefuse.atomic import atomic_write
 from cinefuse.errors import StoreError
+from cinefuse.locks import guard
 from cinefuse.store.faults import fault_point
 
 FORMAT_NAME = "cinefuse-store"
@@ -76,6 +80,12 @@ class ShardRecord:
                 feature_sets=dict(raw["feature_sets"]),
                 created=str(raw.get("created", "")),
             )
+            for meta in record.feature_sets.values():
+                shape = [int(x) for x in meta["shape"]]
+                if min(shape, default=0) < 0 or np.dtype(str(meta["dtype"])).kind != "f":
+                    raise ValueError(f"feature set shape {shape} or dtype {meta['dtype']!r} is not a store's")
+            if record.rows < 0 or record.bytes < 0:
+                raise ValueError("negative rows or bytes")
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"manifest shard entry is malformed ({exc!r}): {raw!r}") from exc
         if not SHARD_NAME.match(record.name):
@@ -144,34 +154,10 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one.
-
-    The temp file is created with mode 0666 and the kernel applies the umask, like every other
-    file the store writes (``mkstemp`` would make it 0600, unreadable to a group sharing it).
-    """
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        fault_point(f"{path.name}-temp-written")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    """Write ``data`` to ``path`` so that a reader sees either the old file or the new one (the
+    crash point ``<name>-temp-written`` sits between the complete temp file and the rename)."""
+    atomic_write(path, data, before_rename=lambda: fault_point(f"{path.name}-temp-written"))
 
 
 def read_manifest(root: Path) -> Manifest:
@@ -191,10 +177,10 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
 
 @contextlib.contextmanager
 def manifest_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock for a read-modify-write of the manifest, across processes on one host."""
-    with open(root / LOCK_NAME, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """Exclusive lock for a read-modify-write of the manifest, across processes on one host (an
+    ``flock`` of ``.manifest.lock``, never through a link). Never take :func:`store_lock` inside
+    it (nor create a writer's temp shard): the store lock's guard is the same file, and a second
+    ``flock`` of it from this process would wait forever."""
+    with guard(Path(root) / LOCK_NAME):
+        yield
+

@@ -136,6 +136,17 @@ def write_shard_file(path: Path, ids: list[str], features: dict[str, FeatureBloc
     return summary
 
 
+def estimate_shard_bytes(ids: list[str], features: dict[str, FeatureBlock]) -> int:
+    """About how many bytes :func:`write_shard_file` writes for these rows (data, masks, strings,
+    plus 64 KiB of HDF5 metadata): what a full disk is checked against before writing."""
+    rows = len(ids)
+    total = rows * max((len(i.encode("utf-8")) for i in ids), default=1) + (64 << 10)
+    for block in features.values():
+        status = max((len(str(s).encode("utf-8")) for s in block.status), default=1)
+        total += int(np.asarray(block.data).nbytes) + rows * (1 + status + (4 if block.lengths is not None else 0))
+    return total
+
+
 def shard_feature_names(h5: h5py.File) -> list[str]:
     names: list[str] = []
     features = h5.get("features")

@@ -1,9 +1,10 @@
 """Check every shard of a store against its manifest and say which is damaged and why.
 
 Per shard: present, size and sha256 as recorded, opens as HDF5, ``ids`` count equals the
-recorded rows, each recorded feature set has readable ``data``/``valid``/``status`` (and
-``lengths``) of consistent shapes. Files the manifest does not name are reported as leftovers
-(they do not belong to the store and no reader looks at them), not as damage.
+recorded rows and no id repeats within the shard, each recorded feature set has readable
+``data``/``valid``/``status`` (and ``lengths``) of consistent shapes. Files the manifest does not name are reported as leftovers
+(they do not belong to the store and no reader looks at them), not as damage; lock files are not
+reported.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import h5py
 import numpy as np
 
 from cinefuse.errors import StoreError
+from cinefuse.locks import LOCK_NAME as FOLDER_LOCK
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
-from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord
+from cinefuse.store.manifest import LOCK_NAME, MANIFEST_NAME, Manifest, ShardRecord
 from cinefuse.store.shard import READ_ERRORS, read_ids
 
 
@@ -77,6 +79,12 @@ def check_shard_contents(record: ShardRecord, data: bytes) -> str:
             ids = read_ids(h5)
             if ids.shape != (record.rows,):
                 return f"holds {ids.shape[0]} ids, manifest says {record.rows} rows"
+            unique, counts = np.unique(ids, return_counts=True)
+            if len(unique) != len(ids):
+                repeated = unique[counts > 1]
+                return (f"id {str(repeated[0])!r} appears {int(counts.max())} times in the shard"
+                        + (f" ({len(repeated)} ids repeated)" if len(repeated) > 1 else "")
+                        + "; ids must be unique within a shard")
             for name, meta in record.feature_sets.items():
                 if f"features/{name}" not in h5:
                     return f"feature set {name} is recorded in the manifest but absent"
@@ -144,6 +152,6 @@ def verify_store(location: str | os.PathLike, endpoint_url: str | None = None) -
             continue
         reason = check_shard_bytes(record, data)
         report.shards.append(ShardCheck(record.name, reason == "ok", reason))
-    known = {r.name for r in manifest.shards} | {MANIFEST_NAME, ".manifest.lock"}
-    report.leftovers = [name for name in present if name not in known]
+    known = {r.name for r in manifest.shards} | {MANIFEST_NAME, LOCK_NAME}
+    report.leftovers = [name for name in present if name not in known and not name.startswith(FOLDER_LOCK)]
     return report
