@@ -321,7 +321,7 @@ def test_a_new_store_from_the_files_ids_or_an_id_list(tmp_path, capsys):
     write_csv_columns(source, ids, data)
     root = tmp_path / "new"
     assert cli_main(["store", "import", str(root), str(source), "--name", "visual/x", "--ids-from", str(source)]) == 0
-    assert "new store, its items are the file's ids" in capsys.readouterr().out
+    assert "; new store, its items the 10 ids of f.csv\n" in capsys.readouterr().out
     fa = open_store(root).load_feature_set("visual/x")
     assert fa.ids.tolist() == ids and fa.data.tobytes() == np.where(
         np.isfinite(data).all(1)[:, None], data, 0).astype(np.float32).tobytes()
@@ -329,6 +329,7 @@ def test_a_new_store_from_the_files_ids_or_an_id_list(tmp_path, capsys):
     listed.write_text("m0\nm1\nzz\n\n")
     other = tmp_path / "other"
     assert cli_main(["store", "import", str(other), str(source), "--name", "visual/x", "--ids-from", str(listed)]) == 0
+    assert "; new store, its items the 3 ids of ids.txt\n" in capsys.readouterr().out
     fa = open_store(other).load_feature_set("visual/x")
     assert fa.ids.tolist() == ["m0", "m1", "zz"] and fa.valid.tolist() == [True, False, False]
     assert fa.status.tolist() == ["ok", "missing: not in f.csv", "missing: not in f.csv"]

@@ -127,7 +127,7 @@ def _import(args: argparse.Namespace) -> int:
           f"{_layout_text(result.layout)}) "
           f"into {result.shard}: {result.dimension} dims, {result.dtype}"
           + (f"; replaced {', '.join(result.replaced)}" if result.replaced else "")
-          + ("; new store, its items are the file's ids" if result.created_store else ""))
+          + (f"; new store, its items the {result.items} ids of {result.items_from}" if result.created_store else ""))
     print(f"  coverage: {result.valid} of {result.items} store items hold a valid row ({_pct(result.valid, result.items)}); "
           f"{result.items - result.matched} not in the file, {result.invalid_rows} with NaN or Inf")
     if result.unknown_ids:

@@ -63,7 +63,8 @@ class ImportResult:
     format: str
     layout: dict[str, Any]
     ignored_columns: list[str] = field(default_factory=list)
-    created_store: bool = False
+    created_store: bool = False   # a new store, its items named by ``items_from``
+    items_from: str = ""
     replaced: list[str] = field(default_factory=list)
 
 
@@ -192,6 +193,7 @@ def import_features(store: str | os.PathLike, source: str | os.PathLike, name: s
         file_rows=len(parsed.ids), matched=int(known.sum()), unknown_ids=len(unknown), invalid_rows=invalid,
         dimension=int(parsed.data.shape[1]), dtype=dtype, source_sha256=parsed.sha256, format=parsed.format,
         layout=parsed.layout, ignored_columns=parsed.ignored, created_store=created,
+        items_from=Path(ids_from).name if created and ids_from else "",
     )
     if len(holders) == 1 and holders[0].config_hash == digest:
         result.shard = holders[0].name
@@ -237,4 +239,4 @@ def import_provenance(manifest: Manifest) -> dict[str, dict[str, Any]]:
         if is_import_config(config):
             for set_name in record.feature_sets:
                 out[set_name] = dict(config["import"])
-    return out
+    return dict(sorted(out.items()))
