@@ -283,7 +283,8 @@ def main() -> int:
     parser.add_argument("--require", choices=["any", "all"], default="any",
                         help="any: [data] require = \"any\" (items train on the modalities they have); "
                         "all: the key left out (today's rule: items holding every set)")
-    parser.add_argument("--subset", type=int, help="smoke test: N movies with MMTF features and N without")
+    parser.add_argument("--subset", type=int, help="smoke test: N movies with MMTF features and N without "
+                        "(give it its own --work: a store holds the items it was built with)")
     parser.add_argument("--out", default=str(RESULTS / "trailers.json"), help="the JSON to write")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args()

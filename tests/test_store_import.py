@@ -409,3 +409,21 @@ def test_the_published_trailer_files_import_as_they_are(tmp_path, shared_data, c
     assert verify_store(root).ok
     out = capsys.readouterr().out
     assert "8622 of the file's 13373 ids are not store items: skipped" in out
+
+
+def test_empty_cells_nulls_and_empty_vectors_are_invalid_rows(tmp_path, capsys):
+    root = make_store(tmp_path / "store")
+    cells = tmp_path / "cells.csv"
+    cells.write_text("id,a,b\nm0,1,2\nm1,,2\nm2,3,4\n")
+    vectors = tmp_path / "vectors.csv"
+    vectors.write_text('id,v\nm0,"1,2"\nm1,""\nm2,"[3, 4]"\n')
+    nulls = tmp_path / "nulls.json"
+    nulls.write_text('{"m0": [1, 2], "m1": [null, 2], "m2": [3, 4], "m3": null}')
+    for k, source in enumerate((cells, vectors, nulls)):
+        assert cli_main(["store", "import", str(root), str(source), "--name", f"visual/s{k}"]) == 0
+        fa = open_store(root).load_feature_set(f"visual/s{k}")
+        at = {i: r for r, i in enumerate(fa.ids.tolist())}
+        assert [bool(fa.valid[at[i]]) for i in ("m0", "m1", "m2", "m3")] == [True, False, True, False]
+        assert fa.status[at["m1"]] == f"invalid: NaN or Inf in {source.name}"
+        assert fa.data[at["m2"]].tolist() == [3.0, 4.0] and fa.data[at["m1"]].tolist() == [0.0, 0.0]
+    assert fa.status[at["m3"]] == "invalid: NaN or Inf in nulls.json"  # listed with null: in the file, no vector
