@@ -419,7 +419,12 @@ def test_empty_cells_nulls_and_empty_vectors_are_invalid_rows(tmp_path, capsys):
     vectors.write_text('id,v\nm0,"1,2"\nm1,""\nm2,"[3, 4]"\n')
     nulls = tmp_path / "nulls.json"
     nulls.write_text('{"m0": [1, 2], "m1": [null, 2], "m2": [3, 4], "m3": null}')
-    for k, source in enumerate((cells, vectors, nulls)):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lists = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"id": ["m0", "m1", "m2", "m3"], "v": [[1.0, 2.0], [None, 2.0], [3.0, 4.0], None]}), lists)
+    for k, source in enumerate((cells, vectors, lists, nulls)):
         assert cli_main(["store", "import", str(root), str(source), "--name", f"visual/s{k}"]) == 0
         fa = open_store(root).load_feature_set(f"visual/s{k}")
         at = {i: r for r, i in enumerate(fa.ids.tolist())}
@@ -427,3 +432,7 @@ def test_empty_cells_nulls_and_empty_vectors_are_invalid_rows(tmp_path, capsys):
         assert fa.status[at["m1"]] == f"invalid: NaN or Inf in {source.name}"
         assert fa.data[at["m2"]].tolist() == [3.0, 4.0] and fa.data[at["m1"]].tolist() == [0.0, 0.0]
     assert fa.status[at["m3"]] == "invalid: NaN or Inf in nulls.json"  # listed with null: in the file, no vector
+    ragged = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table({"id": ["m0", "m1"], "v": [[1.0, 2.0], [1.0, 2.0, 3.0]]}), ragged)
+    assert import_error(capsys, root, ragged, "--name", "visual/r") == (
+        "ragged.parquet: the row of id 'm1' has 3 values where the first row has 2; every row needs the same dimension")
