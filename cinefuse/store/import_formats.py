@@ -226,7 +226,7 @@ def _table_to_parsed(frame, path: Path, options: ReadOptions, fmt: str, sha: str
     id_column = options.id_column or names[0]
     if id_column not in names:
         raise CinefuseError(f"{path.name} has no column {id_column!r}; its columns: {', '.join(names)}")
-    ids = frame[id_column].astype(str).str.strip().to_numpy(dtype=str)
+    ids = np.array(frame[id_column].astype(str).str.strip().tolist(), dtype=str)
     if len(frame) == 0:
         return ParsedFile(ids, np.zeros((0, 0)), fmt, {}, sha)
     rest = [n for n in names if n != id_column]
@@ -236,10 +236,10 @@ def _table_to_parsed(frame, path: Path, options: ReadOptions, fmt: str, sha: str
         data = split_vectors(frame[vector].astype(str).tolist(), ids, path.name, vector)
         layout = {"id_column": id_column, "vector_column": vector}
     else:
-        cells = frame[dims].astype(str).to_numpy(dtype=str)
-        flat = to_float(cells.reshape(-1), path.name,
-                        lambda k: f"id {ids[k // len(dims)]}, column {dims[k % len(dims)]}")
-        data = flat.reshape(len(ids), len(dims))
+        data = np.empty((len(ids), len(dims)))
+        for j, name in enumerate(dims):  # a column at a time: memory stays one column of text
+            data[:, j] = to_float(np.array(frame[name].astype(str).tolist(), dtype=str), path.name,
+                                  lambda k, name=name: f"id {ids[k]}, column {name}")
         layout = {"id_column": id_column, "columns": dims}
     return ParsedFile(ids, data, fmt, layout, sha, ignored)
 
@@ -278,7 +278,8 @@ def _read_parquet(path: Path, options: ReadOptions, fmt: str) -> ParsedFile:
                                                      or pa.types.is_large_list(table.schema.field(n).type))]
     vector = options.vector_column or (lists[0] if len(lists) == 1 and not options.columns else None)
     if vector is None or id_column not in names:
-        frame = table.to_pandas().astype(str).replace({"nan": "", "None": ""})
+        frame = table.to_pandas()
+        frame = frame.astype(object).where(frame.notna(), "").astype(str)  # a null cell is an empty one
         return _table_to_parsed(frame, path, options, fmt, sha256_file(path))
     if vector not in names:
         raise CinefuseError(f"{path.name} has no column {vector!r}; its columns: {', '.join(names)}")
