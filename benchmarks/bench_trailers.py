@@ -331,6 +331,7 @@ def main() -> int:
         "items_with_trailer_features": coverage["any_trailer_set"],
         "trailer_coverage": coverage,
         "require": args.require,
+        "table": head["table"],  # of the task above; every task's table is under "tasks"
         "scope": ("every item with at least one of the model's sets" if args.require == "any" else
                   "items holding every set of the grid (require = all): all evaluated items have trailer features"),
         "tasks": tasks,
