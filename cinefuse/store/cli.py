@@ -1,4 +1,4 @@
-"""``cinefuse store info | verify | push | pull | merge | compact``."""
+"""``cinefuse store info | verify | import | push | pull | merge | compact``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def register(subparsers) -> None:
         command.add_argument("--json", action="store_true", help="print JSON instead of text")
         command.add_argument("--endpoint-url", help=ENDPOINT_HELP)
         command.set_defaults(handler=handler)
+
+    _register_import(sub)
 
     push = sub.add_parser("push", help="upload a local store to S3",
                           description="Upload a local store to s3://bucket/prefix: shards first (multipart, "
@@ -71,20 +73,104 @@ def register(subparsers) -> None:
     compact.set_defaults(handler=_compact)
 
 
+def _register_import(sub) -> None:
+    command = sub.add_parser(
+        "import", help="bring precomputed per-item features into a store as a feature set",
+        description="Import precomputed per-item features (CSV/TSV, NPY + ids, NPZ, Parquet, JSON, a folder of "
+        "<id>.json) into a local store as the feature set --name, one row per store item: items the file lacks "
+        "are valid=false ('missing: not in FILE'), NaN/Inf rows are invalid. Committed atomically with its "
+        "sha256 and provenance; importing the same file again changes nothing, a changed file replaces the set. "
+        "File ids that are not store items are skipped (--unknown-ids error refuses the file). A new store "
+        "needs --ids-from: its items are the ids of that file.")
+    command.add_argument("store", help="local store folder")
+    command.add_argument("source", help="the feature file, or a folder of <id>.json files")
+    command.add_argument("--name", required=True, help="feature set name <modality>/<name>, e.g. visual/mmtf_aesthetic")
+    command.add_argument("--description", default="", help="what the features are, kept as provenance")
+    command.add_argument("--format", choices=["csv", "tsv", "npy", "npz", "parquet", "json", "json-dir"],
+                         help="the file's format (default: from its extension)")
+    command.add_argument("--id-column", help="CSV/TSV/Parquet: the id column (default: the first); JSON records: the id field")
+    command.add_argument("--vector-column", help="the column (or JSON field) holding each item's delimited vector")
+    command.add_argument("--columns", help="comma-separated dimension columns (default: every numeric column)")
+    command.add_argument("--delimiter", help="CSV field delimiter (default ',' for .csv, tab for .tsv)")
+    command.add_argument("--ids", help="NPY: the ids, one a line in row order (or an .npy of ids)")
+    command.add_argument("--ids-key", default="ids", help="NPZ: the array of ids (default 'ids')")
+    command.add_argument("--data-key", help="NPZ: the feature array (default: the one other array)")
+    command.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored dtype (default float32)")
+    command.add_argument("--unknown-ids", choices=["skip", "error"], default="skip",
+                         help="file ids that are not store items: skip them (default) or refuse the file")
+    command.add_argument("--ids-from", metavar="PATH",
+                         help="a new store's items: the imported file itself, or a text file of ids, one a line")
+    command.add_argument("--json", action="store_true", help="print the result as JSON")
+    command.set_defaults(handler=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from cinefuse.store.import_formats import ReadOptions
+    from cinefuse.store.importer import import_features
+
+    options = ReadOptions(format=args.format, id_column=args.id_column, vector_column=args.vector_column,
+                          columns=[c.strip() for c in args.columns.split(",")] if args.columns else None,
+                          delimiter=args.delimiter, ids=args.ids, ids_key=args.ids_key, data_key=args.data_key)
+    result = import_features(args.store, args.source, args.name, args.description, options, dtype=args.dtype,
+                             unknown_ids=args.unknown_ids, ids_from=args.ids_from)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return 0
+    source = args.source.rstrip("/").rsplit("/", 1)[-1]
+    if not result.changed:
+        print(f"{result.name} in {result.store} is already imported from {source} (sha256 {result.source_sha256[:12]}, "
+              f"same options): nothing changed")
+        return 0
+    print(f"imported {result.name} from {source} (sha256 {result.source_sha256[:12]}, {result.format}: "
+          f"{_layout_text(result.layout)}) "
+          f"into {result.shard}: {result.dimension} dims, {result.dtype}"
+          + (f"; replaced {', '.join(result.replaced)}" if result.replaced else "")
+          + (f"; new store, its items the {result.items} ids of {result.items_from}" if result.created_store else ""))
+    print(f"  coverage: {result.valid} of {result.items} store items hold a valid row ({_pct(result.valid, result.items)}); "
+          f"{result.items - result.matched} not in the file, {result.invalid_rows} with NaN or Inf")
+    if result.unknown_ids:
+        print(f"  {result.unknown_ids} of the file's {result.file_rows} ids are not store items: skipped "
+              "(--unknown-ids error refuses such a file)")
+    if result.ignored_columns:
+        print(f"  columns not used: {', '.join(result.ignored_columns)}")
+    return 0
+
+
+def _layout_text(layout: dict) -> str:
+    """``{"id_column": "itemId", "columns": ["f1", ..., "f7"]}`` -> ``id column itemId, columns f1..f7``."""
+    parts = []
+    for key, value in layout.items():
+        if isinstance(value, list):
+            value = ",".join(value) if len(value) < 5 else f"{value[0]}..{value[-1]}"
+        parts.append(f"{key.replace('_', ' ')} {value!r}" if key == "delimiter" else f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
 def _info(args: argparse.Namespace) -> int:
     from cinefuse.store import open_store
+    from cinefuse.store.importer import import_provenance, store_items
 
     store = open_store(args.store, endpoint_url=args.endpoint_url)
     sets = store.feature_sets()
     ids = store.ids() if store.manifest.shards else []
+    items = len(store_items(store))
     summary = {
         "location": store.location,
         "format_version": store.manifest.format_version,
         "shards": len(store.manifest.shards),
         "rows": store.manifest.total_rows,
         "ids": len(ids),
+        "items": items,
         "configs": sorted(store.manifest.configs),
         "feature_sets": {},
+        "coverage": {},
+        "imported": import_provenance(store.manifest),
     }
     for name, info in sets.items():
         valid = store.count_valid(name)
@@ -92,19 +178,25 @@ def _info(args: argparse.Namespace) -> int:
             "shape": list(info.shape), "dtype": info.dtype, "kind": info.kind, "rows": info.rows,
             "valid": valid, "backbone": info.attrs.get("backbone", ""),
         }
+        summary["coverage"][name] = {"valid": valid, "items": items, "fraction": round(valid / items, 6) if items else 0.0}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"store    {summary['location']}  (format v{summary['format_version']})")
-    print(f"shards   {summary['shards']}   rows {summary['rows']}   ids {summary['ids']}   configs {len(summary['configs'])}")
+    print(f"shards   {summary['shards']}   rows {summary['rows']}   ids {summary['ids']}   items {items}   "
+          f"configs {len(summary['configs'])}")
     if not sets:
         print("feature sets: none")
         return 0
     width = max(len(n) for n in sets)
-    print(f"{'feature set':<{width}}  {'shape':<14} {'dtype':<8} {'rows':>7} {'valid':>7}  backbone")
+    print(f"{'feature set':<{width}}  {'shape':<14} {'dtype':<8} {'rows':>7} {'valid':>7} {'coverage':>8}  backbone")
     for name, row in summary["feature_sets"].items():
         shape = "x".join(str(x) for x in row["shape"])
-        print(f"{name:<{width}}  {shape:<14} {row['dtype']:<8} {row['rows']:>7} {row['valid']:>7}  {row['backbone']}")
+        print(f"{name:<{width}}  {shape:<14} {row['dtype']:<8} {row['rows']:>7} {row['valid']:>7} "
+              f"{_pct(row['valid'], items):>8}  {row['backbone']}")
+    for name, source in summary["imported"].items():
+        print(f"imported {name}: {source['source']} (sha256 {source['source_sha256'][:12]}, {source['format']}, "
+              f"{source['dtype']})" + (f": {source['description']}" if source.get("description") else ""))
     return 0
 
 
