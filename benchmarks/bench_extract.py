@@ -92,7 +92,7 @@ def write_manifest(folder: Path, copies: int) -> Path:
 
 
 def decode_only(config, items, extractor) -> float:
-    from cinefuse.extract.pipeline import ItemDataset, make_loader
+    from cinefuse.extract.reader import ItemDataset, make_loader
 
     started = time.perf_counter()
     count = sum(1 for _ in make_loader(config, ItemDataset(items, extractor.plan)))
@@ -144,7 +144,8 @@ def media_figures(args) -> dict:
     from cinefuse.extract import backbones as registry
     from cinefuse.extract.config import ExtractConfig
     from cinefuse.extract.inputs import load_manifest
-    from cinefuse.extract.pipeline import Extractor, decode_item
+    from cinefuse.extract.mapper import Extractor
+    from cinefuse.extract.reader import decode_item
     from cinefuse.extract.run import run_extract
 
     # 1. decoding target, in a child process pinned to one core

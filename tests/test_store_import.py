@@ -283,9 +283,9 @@ def _sha(path: Path) -> str:
 
 def run_import(root: Path, source: Path, fault: str | None = None):
     env = dict(os.environ)
-    env.pop("CINEFUSE_STORE_FAULT", None)
+    env.pop("CINEFUSE_FAULT", None)
     if fault:
-        env["CINEFUSE_STORE_FAULT"] = fault
+        env["CINEFUSE_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "cinefuse", "store", "import", str(root), str(source),
                            "--name", "visual/x"], capture_output=True, text=True, timeout=120, env=env)
 

@@ -109,7 +109,7 @@ def test_merge_into_a_held_destination_is_refused(tmp_path):
 
 def test_a_live_writer_stops_a_compaction_and_they_never_mix(tmp_path):
     root = small_store(tmp_path / "store")
-    env = dict(os.environ, CINEFUSE_STORE_FAULT="shard-temp-written:pause:2")
+    env = dict(os.environ, CINEFUSE_FAULT="shard-temp-written:pause:2")
     live = subprocess.Popen([sys.executable, "-c", WRITE, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:

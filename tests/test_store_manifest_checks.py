@@ -85,8 +85,6 @@ except CinefuseError as exc:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="needs the one call in store/reader.py listed in helper h6's report; "
-                   "remove this mark when it is there")
 def test_loading_a_store_with_an_inflated_count_is_one_line(tmp_path):
     root = make_store(tmp_path / "store")
     edit_manifest(root, lambda shard: shard.update(rows=INFLATED))

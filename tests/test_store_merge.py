@@ -185,7 +185,7 @@ def test_a_killed_merge_is_redone_by_the_next_run(tmp_path, one_run, point):
     a = run_node(tmp_path / "node0", 0, 2)
     b = run_node(tmp_path / "node1", 1, 2)
     dest = tmp_path / "merged"
-    env = dict(os.environ, CINEFUSE_STORE_FAULT=f"{point}:kill")
+    env = dict(os.environ, CINEFUSE_FAULT=f"{point}:kill")
     result = subprocess.run([sys.executable, "-c", MERGE, str(dest), str(a), str(b)], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == -9 and result.stdout == f"fault {point}\n", result.stderr[-1000:]

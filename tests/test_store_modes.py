@@ -48,4 +48,4 @@ def test_pulled_store_follows_the_umask(tmp_path, s3_server):
     push(local, uri, s3_server.endpoint_url)
     with umask(0o027):
         pull(uri, tmp_path / "pulled", s3_server.endpoint_url)
-    assert modes(tmp_path / "pulled") == {"manifest.json": 0o640, "shard-00000.h5": 0o640, "shard-00001.h5": 0o640}
+    assert modes(tmp_path / "pulled") == {".manifest.lock": 0o640, "manifest.json": 0o640, "shard-00000.h5": 0o640, "shard-00001.h5": 0o640}

@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from cinefuse.errors import CinefuseError, StoreError
-from cinefuse.store.faults import fault_point
+from cinefuse.faults import fault_point
 from cinefuse.store.import_formats import ParsedFile, ReadOptions, check_unique, read_features, read_id_list
 from cinefuse.store.location import is_s3_uri
 from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord, config_hash, manifest_lock, read_manifest
 from cinefuse.store.shard import FeatureBlock, check_feature_set_name, validate_block, write_shard_file
-from cinefuse.store.writer import StagedShard, commit_shards, discard, prepare_root, remove_leftovers, temp_shard_path
+from cinefuse.store.writer import StagedShard, commit_shards, discard, prepare_root, remove_leftovers, store_lock
 
 DTYPES = ("float32", "float16")
 UNKNOWN_IDS = ("skip", "error")
@@ -216,17 +216,18 @@ def commit_import(root: Path, items: np.ndarray, name: str, block: FeatureBlock,
     manifest write: the old set or the new one, never neither)."""
     validate_block(name, block, len(items))
     root = prepare_root(root)
-    with manifest_lock(root):
-        remove_leftovers(root)
-    staged = StagedShard(temp_shard_path(root), len(items), digest, {})
-    try:
-        staged.feature_sets = write_shard_file(staged.temp, items.tolist(), {name: block}, digest)
-        staged.seal()
-        fault_point("shard-temp-written")
-        (record,) = commit_shards(root, [staged], {digest: config}, replace=replace)
-    except BaseException:
-        discard([staged])
-        raise
+    with store_lock(root, "cinefuse store import"):
+        with manifest_lock(root):
+            remove_leftovers(root)
+        staged = StagedShard.create(root, len(items), digest, {})
+        try:
+            staged.feature_sets = write_shard_file(staged.target, items.tolist(), {name: block}, digest)
+            staged.seal()
+            fault_point("shard-temp-written")
+            (record,) = commit_shards(root, [staged], {digest: config}, replace=replace)
+        except BaseException:
+            discard([staged])
+            raise
     return record
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from cinefuse.atomic import atomic_write
 from cinefuse.errors import StoreError
 from cinefuse.locks import guard
-from cinefuse.store.faults import fault_point
+from cinefuse.faults import fault_point
 
 FORMAT_NAME = "cinefuse-store"
 FORMAT_VERSION = 1

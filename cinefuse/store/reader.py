@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from cinefuse.errors import StoreError
-from cinefuse.store.integrity import check_local_shard, check_shard_data
+from cinefuse.store.integrity import check_local_shard, check_recorded_shapes, check_shard_data
 from cinefuse.store.location import is_s3_uri, join_key, split_s3_uri
 from cinefuse.store.manifest import MANIFEST_NAME, Manifest, ShardRecord
 from cinefuse.store.shard import READ_ERRORS
@@ -194,8 +194,14 @@ class Store:
             if not wanted[name]:
                 self._require(name)  # the "not in store" error when the store lacks it
                 raise StoreError(f"feature set {name!r} is in none of the shards asked for")
-        outputs = {name: _Output.allocate(name, wanted[name]) for name in names}
         touched = [r for r in pool if any(name in r.feature_sets for name in names)]
+        for record in touched:  # the manifest's counts, checked against each shard before any allocation
+            with self._shard(record) as shard:
+                try:
+                    check_recorded_shapes(record, self.location, shard.shape, names)
+                except READ_ERRORS as exc:
+                    raise self._damaged(record, exc) from exc
+        outputs = {name: _Output.allocate(name, wanted[name]) for name in names}
         for record in touched:
             with self._shard(record) as shard:
                 try:

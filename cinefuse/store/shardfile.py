@@ -79,6 +79,11 @@ class ShardFile:
         self._layout[key] = entry
         return entry
 
+    def shape(self, key: str) -> tuple | None:
+        """Dataset ``key``'s shape as the shard records it, None when absent."""
+        entry = self._dataset(key)
+        return None if entry is None else entry.shape
+
     def has(self, key: str) -> bool:
         return self._dataset(key) is not None
 

@@ -42,7 +42,7 @@ from cinefuse.atomic import (
 from cinefuse.errors import StoreError
 from cinefuse.locks import LOCK_NAME as FOLDER_LOCK
 from cinefuse.locks import FolderLock, Holder, hold, live_holder, locked_error
-from cinefuse.store.faults import fault_point
+from cinefuse.faults import fault_point
 from cinefuse.store.integrity import check_local_shard, remember_verified
 from cinefuse.store.location import is_s3_uri
 from cinefuse.store.manifest import (
