@@ -129,8 +129,8 @@ def test_bad_ratings_stop_the_run_with_counts_and_examples(tmp_path):
     with pytest.raises(CinefuseError) as err:
         load_ratings(path)
     assert str(err.value) == (
-        f"ratings file {path}: 5 row(s) with a bad rating (1 no user or item id, 1 not a number, 1 infinite, "
-        "1 negative, 1 above 5) and 1 (user, item) pair(s) rated differently on 2 rows; e.g. line 3: user 1, item 3, "
+        f"ratings file {path}: 5 bad row(s) (1 without a user or item id, 1 rating not a number, "
+        "1 rating infinite, 1 rating negative, 1 rating above 5) and 1 (user, item) pair(s) rated differently on 2 rows; e.g. line 3: user 1, item 3, "
         "rating nan; line 4: user 2, item 1, rating -1; line 5: user 2, item 5, rating inf; line 6: user 3, item 1, "
         "rating 1e+308; line 11: user 5, item nan, rating 3; user 3, item 2 rated 4 (line 7), 2 (line 8). Fix the "
         "file, or choose --on-bad-ratings drop (drop those rows) or keep-last (drop the bad rows, keep the latest "
@@ -146,8 +146,8 @@ def test_bad_ratings_drop_and_keep_last_say_what_they_did(tmp_path):
     assert list(zip(r.user.tolist(), r.item.tolist(), r.rating.tolist(), r.timestamp.tolist())) == [
         (1, "1", 4.0, 10), (4, "4", 3.0, 1)]
     assert said == r.notes == [
-        f"ratings file {path}: dropped 5 row(s) with a bad rating (1 no user or item id, 1 not a number, 1 infinite, "
-        "1 negative, 1 above 5) (--on-bad-ratings drop)",
+        f"ratings file {path}: dropped 5 bad row(s) (1 without a user or item id, 1 rating not a number, "
+        "1 rating infinite, 1 rating negative, 1 rating above 5) (--on-bad-ratings drop)",
         f"ratings file {path}: dropped every row of 1 (user, item) pair(s) rated differently on 2 rows "
         "(--on-bad-ratings drop)",
         f"ratings file {path}: 1 row(s) repeating an earlier (user, item, rating) row kept once"]
@@ -175,10 +175,10 @@ def test_ratings_beyond_float32_are_out_of_range_in_any_file(tmp_path):
     path = write(tmp_path / "scores.txt", "user,item,score\n1,a,7.5\n2,b,1e308\n")
     with pytest.raises(CinefuseError) as err:
         load_ratings(path)
-    assert str(err.value).startswith(f"ratings file {path}: 1 row(s) with a bad rating (1 above 3.40282e+38); "
+    assert str(err.value).startswith(f"ratings file {path}: 1 bad row(s) (1 rating above 3.40282e+38); "
                                      "e.g. line 3: user 2, item b, rating 1e+308. Fix the file")
     assert load_ratings(path, max_rating=10, on_bad_ratings="drop", log=lambda m: None).rating.tolist() == [7.5]
-    with pytest.raises(CinefuseError, match=r"2 row\(s\) with a bad rating \(2 above 5\)"):
+    with pytest.raises(CinefuseError, match=r"2 bad row\(s\) \(2 rating above 5\)"):
         load_ratings(path, max_rating=5)
 
 
@@ -278,6 +278,6 @@ def test_unreadable_and_empty_ratings_files(tmp_path):
     assert str(err.value) == (f"cannot read ratings file {quoted} as ','-separated (Error tokenizing data. C error: EOF "
                               "inside string starting at row 1); check the separator (--ratings-sep)")
     short = write(tmp_path / "short.csv", "1,2,3\n4,5\n6,7,8\n")  # a row without its rating is a bad row
-    with pytest.raises(CinefuseError, match=r"short.csv: 1 row\(s\) with a bad rating \(1 not a number\); e.g. "
+    with pytest.raises(CinefuseError, match=r"short.csv: 1 bad row\(s\) \(1 rating not a number\); e.g. "
                                             r"line 2: user 4, item 5, rating nan\. Fix the file"):
         load_ratings(short, sep=",")

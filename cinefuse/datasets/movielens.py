@@ -171,7 +171,7 @@ def load_ratings(path: str | Path, *, sep: str | None = None, columns: str | Seq
             print(note, file=sys.stderr)
         else:
             log(note)
-    return Ratings(user=user, item=df["item"].astype(str).str.strip().to_numpy(object),
+    return Ratings(user=user, item=df["item"].astype(str).to_numpy(object),
                    rating=df["rating"].to_numpy(np.float32), timestamp=timestamp, notes=notes)
 
 

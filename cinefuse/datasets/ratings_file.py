@@ -16,10 +16,12 @@ for a file without a header), else by position (``user item rating [timestamp]``
 - a (user, item) pair rated more than once with different ratings is a conflicting duplicate;
   rows repeating a pair with the same rating are kept once under every policy (saying so).
 
-``"error"`` (the default) stops with one line: the counts and examples with their line numbers (the
-first row of each kind of bad value, the first two conflicting pairs). ``"drop"`` drops the bad rows and every row of a conflicting pair; ``"keep-last"`` drops
-the bad rows and keeps the latest row of a conflicting pair (the largest timestamp, file order
-among equal ones or without timestamps). Both say what they did.
+``"error"`` (the default) stops with one line: the counts and examples with their line numbers
+(the first row of each kind of bad value, the first two conflicting pairs). ``"drop"`` drops the
+bad rows and every row of a conflicting pair; ``"keep-last"`` drops the bad rows and keeps the
+latest row of a conflicting pair (the largest timestamp; the last in the file among equal ones or
+without timestamps). Both say what they did. Line numbers count the header and assume no blank
+lines.
 """
 
 from __future__ import annotations
@@ -184,12 +186,14 @@ def read_ratings_frame(file: Path, layout: Layout) -> pd.DataFrame:
             df = pd.read_csv(file, dtype=str, na_values={layout.positions[r]: na[r] for r in roles}, **kw)
             df = df.rename(columns={layout.positions[r]: r for r in roles})
             df = _coerce(df)
+            df["item"] = df["item"].str.strip()
             df["line"] = np.arange(len(df), dtype=np.int64) + 1 + bool(layout.header)
             return df
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CinefuseError(f"cannot read ratings file {file} as {layout.sep_name}-separated "
                             f"({str(exc).strip().splitlines()[-1]}); check the separator (--ratings-sep)") from exc
     df = df.rename(columns={layout.positions[r]: r for r in roles})
+    df["item"] = df["item"].str.strip()
     df["line"] = np.arange(len(df), dtype=np.int64) + 1 + bool(layout.header)
     return df
 
@@ -216,9 +220,10 @@ def bad_values(df: pd.DataFrame, max_rating: float) -> tuple[np.ndarray, dict[st
     """(mask of rows with a bad value, count per kind, examples: the first row of each kind, in
     file order)."""
     r = df["rating"].to_numpy(np.float64)
-    ids_missing = df["user"].isna().to_numpy() | df["item"].isna().to_numpy() | (df["item"].astype(str).str.strip() == "").to_numpy()
-    kinds = [("no user or item id", ids_missing), ("not a number", np.isnan(r)), ("infinite", np.isinf(r)),
-             ("negative", r < 0), (f"above {_fmt(max_rating)}", np.isfinite(r) & (r > max_rating))]
+    ids_missing = df["user"].isna().to_numpy() | df["item"].isna().to_numpy() | (df["item"] == "").to_numpy()
+    kinds = [("without a user or item id", ids_missing), ("rating not a number", np.isnan(r)),
+             ("rating infinite", np.isinf(r)), ("rating negative", r < 0),
+             (f"rating above {_fmt(max_rating)}", np.isfinite(r) & (r > max_rating))]
     bad = np.zeros(len(df), bool)
     counts, examples = {}, []
     for name, mask in kinds:
@@ -233,25 +238,39 @@ def bad_values(df: pd.DataFrame, max_rating: float) -> tuple[np.ndarray, dict[st
 
 def duplicates(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(rows of pairs rated differently on several rows, rows repeating an earlier identical row,
-    examples of the first)."""
+    examples of the first). One sort of a 64-bit (user, item) key finds the repeated pairs."""
     n = len(df)
-    user_codes = pd.factorize(df["user"])[0].astype(np.int64)
+    none = np.zeros(n, bool)
+    if n < 2:
+        return none, none.copy(), []
+    user = df["user"].to_numpy()
+    if df["user"].dtype != np.int64 or user.min() < 0:
+        user = pd.factorize(df["user"])[0]
     item_codes, items = pd.factorize(df["item"])
-    key = pd.Series(user_codes * max(1, len(items)) + item_codes)
-    dup = key.duplicated(keep=False).to_numpy()
-    if not dup.any():
-        return np.zeros(n, bool), np.zeros(n, bool), []
-    sub = pd.DataFrame({"key": key[dup].to_numpy(), "rating": df["rating"].to_numpy()[dup]}, index=np.flatnonzero(dup))
-    conflicting_keys = sub.groupby("key")["rating"].nunique()
-    conflicting_keys = conflicting_keys.index[conflicting_keys.to_numpy() > 1]
-    conflict = np.zeros(n, bool)
-    conflict[sub.index[sub["key"].isin(conflicting_keys)]] = True
-    repeat = pd.DataFrame({"key": key, "rating": df["rating"]}).duplicated(keep="first").to_numpy() & ~conflict
+    if int(user.max()) >= (1 << 62) // max(1, len(items)):
+        user = pd.factorize(user)[0]
+    key = user.astype(np.int64) * len(items) + item_codes
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
+    if not same.any():
+        return none, none.copy(), []
+    dup = np.zeros(n, bool)
+    dup[order[1:][same]] = True
+    dup[order[:-1][same]] = True
+    rows = np.flatnonzero(dup)
+    sub = pd.DataFrame({"key": key[rows], "rating": df["rating"].to_numpy()[rows], "row": rows})
+    spread = sub.groupby("key")["rating"].nunique()
+    conflicting_keys = spread.index[spread.to_numpy() > 1]
+    in_conflict = sub["key"].isin(conflicting_keys).to_numpy()
+    conflict = none.copy()
+    conflict[rows[in_conflict]] = True
+    repeat = none.copy()
+    repeat[rows[sub.duplicated(["key", "rating"], keep="first").to_numpy() & ~in_conflict]] = True
     examples = []
     for k in conflicting_keys[:2]:
-        rows = sub.index[sub["key"].to_numpy() == k]
-        first = df.iloc[rows[0]]
-        rated = ", ".join(f"{_fmt(df['rating'].iat[i])} (line {df['line'].iat[i]})" for i in rows[:4])
+        at = rows[sub["key"].to_numpy() == k]
+        first = df.iloc[at[0]]
+        rated = ", ".join(f"{_fmt(df['rating'].iat[i])} (line {df['line'].iat[i]})" for i in at[:4])
         examples.append(f"user {first['user']}, item {first['item']} rated {rated}")
     return conflict, repeat, examples
 
@@ -280,7 +299,7 @@ def validate(df: pd.DataFrame, file: Path, policy: str, max_rating: float) -> tu
     n_bad, n_pairs = int(bad.sum()), len({(u, i) for u, i in zip(good["user"][conflict], good["item"][conflict])})
     what = []
     if n_bad:
-        what.append(f"{n_bad} row(s) with a bad rating ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+        what.append(f"{n_bad} bad row(s) ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     if n_pairs:
         what.append(f"{n_pairs} (user, item) pair(s) rated differently on {int(conflict.sum())} rows")
     if what and policy == "error":
