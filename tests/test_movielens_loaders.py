@@ -281,3 +281,21 @@ def test_unreadable_and_empty_ratings_files(tmp_path):
     with pytest.raises(CinefuseError, match=r"short.csv: 1 bad row\(s\) \(1 rating not a number\); e.g. "
                                             r"line 2: user 4, item 5, rating nan\. Fix the file"):
         load_ratings(short, sep=",")
+
+
+def test_a_folder_with_another_ratings_file(tmp_path):
+    root = tmp_path / "mine"
+    write(root / "ratings.tsv", "196\t242\t3\t881250949\n")
+    write(root / "movies.csv", "movieId,title,genres\n242,Kolya (1996),Comedy\n")
+    assert load_ratings(root).item.tolist() == ["242"]
+    write(root / "ratings.txt", "1,2,3\n")
+    with pytest.raises(CinefuseError) as err:
+        load_ratings(root)
+    assert str(err.value) == f"{root} holds several ratings files (ratings.tsv, ratings.txt); pass one of them"
+    write(root / "ratings.csv", "userId,movieId,rating\n7,242,5\n")  # the release's own name wins
+    assert load_ratings(root).user.tolist() == [7]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CinefuseError) as err:
+        load_ratings(tmp_path / "empty")
+    assert str(err.value) == (f"{tmp_path / 'empty'} holds no ratings file (ratings.csv, u.data, ratings.dat or another "
+                              "ratings.* file); pass the unpacked ml-* folder or the ratings file itself")

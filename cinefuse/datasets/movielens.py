@@ -176,16 +176,20 @@ def load_ratings(path: str | Path, *, sep: str | None = None, columns: str | Seq
 
 
 def _ratings_file(path: str | Path) -> Path:
+    """The file itself, or in a folder the release's ratings file, else its one ``ratings.*`` file."""
     path = Path(path)
-    if path.is_dir():
-        file, _ = _resolve(path, 0)
-    elif not path.is_file():
+    if path.is_file():
+        return path
+    if not path.is_dir():
         raise CinefuseError(f"MovieLens file {path} does not exist")
-    else:
-        file = path
-    if not file.is_file():
-        raise CinefuseError(f"ratings file {file} does not exist")
-    return file
+    named = [path / names[0] for names in LAYOUTS.values() if (path / names[0]).is_file()]
+    found = named or sorted(p for p in path.glob("ratings.*") if p.is_file())
+    if len(found) == 1 or named:
+        return found[0]
+    if found:
+        raise CinefuseError(f"{path} holds several ratings files ({', '.join(p.name for p in found)}); pass one of them")
+    raise CinefuseError(f"{path} holds no ratings file (ratings.csv, u.data, ratings.dat or another ratings.* file); "
+                        "pass the unpacked ml-* folder or the ratings file itself")
 
 
 def _timestamps(df: pd.DataFrame, file: Path, required: bool, notes: list[str]) -> np.ndarray | None:
