@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--big-users", type=int, default=138000, help="users of the 20M-ratings run (0: skip)")
     parser.add_argument("--big-per-user", type=int, default=145)
     parser.add_argument("--big-repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "eval.json",
+                        help="the JSON to write (the Markdown goes beside it, same name, .md; default results/eval.json)")
     args = parser.parse_args()
 
     data = synthetic(args.items, args.users, args.ratings_per_user, args.dim)
@@ -147,9 +149,9 @@ def main() -> None:
         result["target_seconds_20m_ratings"] = 20.0
         result["at_20m"] = big
     result["load_average_1min"] = os.getloadavg()[0]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "eval.md").write_text(markdown(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
     print(json.dumps({k: v for k, v in result.items() if k not in ("at_2m", "at_20m")}, indent=2))
 
 

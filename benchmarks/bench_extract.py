@@ -15,6 +15,14 @@ pinned to one core, one FFmpeg thread), target < 1 s; peak RSS of the run, targe
 
     .venv/bin/python benchmarks/bench_extract.py [--repeats 3] [--copies 3] [--workers 1] [--device cpu]
 
+On a GPU, the visual path alone with another backbone (no MiniLM weights needed):
+
+    python benchmarks/bench_extract.py --device cuda --workers 16 --parts media --text tfidf \
+        --visual openclip:ViT-B-32/none,lowlevel --out benchmarks/results/extract-openclip-gpu.json
+
+``--visual``, ``--audio`` and ``--text`` (comma-separated backbone names, '' for none) replace the
+default config's lists for the media figures; the JSON records the lists used.
+
 Text-only extraction (``ratio_text_only_vs_minilm``, target >= 0.8): ``--text-items`` MovieLens
 items (ml-latest-small's first movies; text = title + their tags, as bench_quality builds it; no
 video) extracted end to end with the default config (``run_extract`` into a fresh store: manifest,
@@ -71,7 +79,8 @@ import json, resource, sys
 from cinefuse.extract.config import ExtractConfig
 from cinefuse.extract.run import run_extract
 summary = run_extract(ExtractConfig(manifest=sys.argv[1], store=sys.argv[2], workers=int(sys.argv[3]),
-                                    batch_size=int(sys.argv[4]), device=sys.argv[5], progress=False, shard_size=64))
+                                    batch_size=int(sys.argv[4]), device=sys.argv[5], progress=False, shard_size=64,
+                                    **json.loads(sys.argv[6])))
 main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 print(json.dumps({"main_gb": main, "largest_worker_gb": worker, "processed": summary["processed"]}))
@@ -120,8 +129,15 @@ def main() -> None:
     parser.add_argument("--text-items", type=int, default=TEXT_ITEMS, help="text-only items (MovieLens titles + tags)")
     parser.add_argument("--parts", choices=["all", "media", "text-only"], default="all",
                         help="which figures to measure; the others are kept from --out")
-    parser.add_argument("--out", type=Path, default=RESULTS / "extract.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "extract.json",
+                        help="the JSON to write (the Markdown goes beside it, same name, .md)")
+    names = lambda v: [x for x in v.split(",") if x]  # noqa: E731
+    parser.add_argument("--visual", type=names, default=None,
+                        help="visual backbones for the media figures, comma-separated (default: the config's)")
+    parser.add_argument("--audio", type=names, default=None, help="audio backbones ('' for none; default: the config's)")
+    parser.add_argument("--text", type=names, default=None, help="text backbones ('' for none; default: the config's)")
     args = parser.parse_args()
+    args.backbones = {k: getattr(args, k) for k in ("visual", "audio", "text") if getattr(args, k) is not None}
 
     result = json.loads(args.out.read_text()) if args.out.is_file() and args.parts != "all" else {}
     if args.parts in ("all", "media"):
@@ -159,7 +175,8 @@ def media_figures(args) -> dict:
         tmp = Path(tmp)
         manifest = write_manifest(tmp, args.copies)
         config = ExtractConfig(manifest=str(manifest), store=str(tmp / "store"), workers=args.workers,
-                               batch_size=args.batch_size, device=args.device, progress=False, shard_size=64)
+                               batch_size=args.batch_size, device=args.device, progress=False, shard_size=64,
+                               **args.backbones)
         items = load_manifest(manifest)
         extractor = Extractor(config, registry.build(config))
         extractor.fit_text(items)
@@ -172,7 +189,8 @@ def media_figures(args) -> dict:
         # peak memory of a plain default run, in a fresh process (main + its largest decoding worker;
         # forked workers share the parent's pages, so the sum over-counts: an upper bound)
         child = subprocess.run([sys.executable, "-c", PEAK_RSS, str(manifest), str(tmp / "rss"), str(args.workers),
-                                str(args.batch_size), args.device], capture_output=True, text=True, check=True, cwd=ROOT)
+                                str(args.batch_size), args.device, json.dumps(args.backbones)],
+                               capture_output=True, text=True, check=True, cwd=ROOT)
         rss = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"peak RSS: main {rss['main_gb']:.2f} GB, largest worker {rss['largest_worker_gb']:.2f} GB")
 
@@ -203,6 +221,7 @@ def media_figures(args) -> dict:
         "runs": {"decode": decode_rates, "forward": forward_rates, "end_to_end": e2e_rates},
         "items": len(items), "frames_per_item": frames / len(items), "workers": args.workers,
         "batch_size": args.batch_size, "device": args.device, "torch_threads": torch.get_num_threads(),
+        "backbones": {"visual": config.visual, "audio": config.audio, "text": config.text, "meta": config.meta},
         "targets": {"cpu_ratio_vs_serial_bound": 0.9, "gpu_ratio_vs_min": 0.8, "decode_16_frames_seconds": 1.0,
                     "peak_rss_gb": 4.0},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores{' + GPU' if gpu else ''}, shared and noisy",
@@ -279,7 +298,9 @@ def write_markdown(r: dict, path: Path) -> None:
     lines = [
         "## extract",
         "",
-        f"Default offline backbones (16 frames, EfficientNet-Lite0 + low-level, log-mel, MiniLM, TF-IDF, meta), "
+        ("Backbones (16 frames): " + "; ".join(f"{k} {', '.join(v) or 'none'}" for k, v in r["backbones"].items()) + ", "
+         if "backbones" in r else
+         "Default offline backbones (16 frames, EfficientNet-Lite0 + low-level, log-mel, MiniLM, TF-IDF, meta), ") +
         f"{r['items']} items (the 7 real videos of shared/data/media, repeated), {r['workers']} decoding worker(s), "
         f"batch {r['batch_size']} items, device {r['device']}, torch threads {r['torch_threads']}. "
         f"Medians of {len(r['runs']['decode'])} runs in one process. Machine: {r['machine']}; date {r['date']}. "

@@ -2,18 +2,23 @@
 the share of XLA's 2048^3 GEMM rate, and the 12-configuration grid vs one-after-another.
 
     .venv/bin/python benchmarks/bench_fuse.py [--items 2000] [--batch 256] [--repeats 5]
+    python benchmarks/bench_fuse.py --device cuda --torch-batches 1024,4096 --out benchmarks/results/fuse-gpu.json
 
 Same model (per-set MLP encoders -> concat-mlp head -> 64-d unit embedding, default sizes), same
 batch (256 triplets), same synthetic features (the default feature-set widths: 1280 + 10 visual,
-128 audio, 384 text), same loss (triplet, cosine, semi-hard in-batch mining), same device (CPU).
+128 audio, 384 text), same loss (triplet, cosine, semi-hard in-batch mining), same device (CPU; with
+``--device cuda`` every side runs on the GPU: JAX's GPU backend and PyTorch's CUDA tensors).
 - (a) cinefuse: ``GroupTrainer.multi_step`` (batches sampled on the device, ``lax.scan`` of 50 steps).
 - (b) idiomatic PyTorch: eager, tensors resident, ``torch.randint`` batches, vectorised mask mining,
-  ``torch.optim.AdamW`` with its CPU default (a Python loop over the parameter tensors) and
+  ``torch.optim.AdamW`` with its default (on CPU a Python loop over the parameter tensors; on CUDA
+  ``foreach``), float32 matmuls at PyTorch's default precision ("highest": no TF32) and
   ``nn.GELU()`` (exact erf GELU; flax's default, which (a) uses, is the tanh approximation).
 - (b') tuned PyTorch, as a performance-minded engineer writes it today: the same model with the
   tanh GELU (the same function as (a)), the forward and loss under ``torch.compile`` (inductor;
   the backward is compiled with it by AOTAutograd), ``AdamW(fused=True)`` (or ``foreach=True``
-  where fused is not supported on CPU: the JSON says which), ``clip_grad_norm_(foreach=True)``.
+  where fused is not supported on CPU: the JSON says which), ``clip_grad_norm_(foreach=True)``; on
+  CUDA its calls run with ``torch.set_float32_matmul_precision("high")`` (TF32, as JAX's default
+  precision on the GPU uses).
 - (c) thesis style: numpy batches copied to tensors each step, embeddings copied back to numpy, the
   distance row of each anchor computed vectorised in numpy (as the thesis did) and its negative
   chosen in a per-anchor Python loop, then the loss on the chosen negatives.
@@ -31,6 +36,8 @@ batch (256 triplets), same synthetic features (the default feature-set widths: 1
 - a batch sweep (``--batch-sweep``, default 16, 128, 512): (a) and (c) again at other batch sizes;
   16 is the thesis's own batch.
 - the grid: 12 configurations as 3 programs (one per modality set) vs 12 programs one after another.
+- ``--torch-batches`` (e.g. 1024,4096): (a), (b) and (b') again at other batch sizes, each with its
+  own warm-up and compile (``by_batch`` in the JSON, next to the ``--batch`` row).
 Pairs/s counts two training pairs (anchor-positive, anchor-negative) per triplet.
 The PyTorch code lives here only: cinefuse.fuse never imports torch.
 """
@@ -52,6 +59,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SETS = {"visual/effnet": 1280, "visual/lowlevel": 10, "audio/logmel_stats": 128, "text/minilm": 384}
 MODALITY_SETS = {"visual": ["visual/effnet", "visual/lowlevel"], "audio": ["audio/logmel_stats"], "text": ["text/minilm"]}
 TOKEN, HIDDEN, EMBED, MARGIN, NEG_MAX = 128, 256, 64, 0.2, 0.1
+TORCH_DEVICE = "cpu"  # --device: where every PyTorch tensor and model lives
+
+
+def torch_sync() -> None:
+    """Wait for queued CUDA work, so a timed call ends when its work does (no-op on CPU)."""
+    if TORCH_DEVICE != "cpu":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def synthetic(n_items: int, seed: int = 0):
@@ -92,7 +108,7 @@ def per_round_ratios(t_num, work_num, t_den, work_den) -> list[float]:
 def cinefuse_trainer(feats, bits, trip, batch, runs_spec, steps_per_call=50, model_kw=None, program="auto"):
     """A ``GroupTrainer`` over ``runs_spec`` [(loss, distance, modalities, feature sets)], which must
     share their feature sets (one grid group: one program)."""
-    from cinefuse.fuse.config import FuseConfig, LossConfig, ModelConfig, TrainConfig, DataConfig
+    from cinefuse.fuse.config import DataConfig, FuseConfig, LossConfig, ModelConfig, ObjectiveConfig, TrainConfig
     from cinefuse.fuse.features import FeatureTable
     from cinefuse.fuse.train import GroupTrainer, Prepared, RunSpec
 
@@ -101,7 +117,8 @@ def cinefuse_trainer(feats, bits, trip, batch, runs_spec, steps_per_call=50, mod
     table = FeatureTable(ids, dict(feats), {k: None for k in feats})
     arrays = {"ids": ids.astype(str), "train_triplets": trip, "val_pairs": np.concatenate([trip[:128, :2], trip[:128, ::2]]),
               "val_labels": np.r_[np.ones(128, np.int8), np.zeros(128, np.int8)]}
-    config = FuseConfig(data=DataConfig(modality_sets=MODALITY_SETS),
+    # the thesis objective (triplets + the [loss] section), no prior head: the model the PyTorch sides train
+    config = FuseConfig(data=DataConfig(modality_sets=MODALITY_SETS), objective=ObjectiveConfig(kind="thesis", prior=False),
                         train=TrainConfig(batch_size=batch, steps=10**6, steps_per_call=steps_per_call, eval_every=steps_per_call,
                                           checkpoint_every=steps_per_call, grid_program=program))
     runs = []
@@ -110,8 +127,10 @@ def cinefuse_trainer(feats, bits, trip, batch, runs_spec, steps_per_call=50, mod
         model = ModelConfig(**{"modalities": mods, "token_dim": TOKEN, "hidden": HIDDEN, "embed_dim": EMBED,
                                **(model_kw or {})})
         runs.append(RunSpec(f"{kind}-{distance}-{mods}", LossConfig(kind=kind, distance=distance, margin=None),
-                            model, list(sets), [1] * len(sets)))
-    data = Prepared(ids, table, bits[:, None], arrays, {})
+                            model, list(sets), [1] * len(sets), objective=config.objective))
+    val = min(n, 128)  # validation ranking is never timed; the trainer only needs its arrays
+    data = Prepared(ids, table, bits[:, None], arrays, {}, train_rows=np.arange(n), val_rows=np.arange(val),
+                    val_likes=np.ones((2, val), bool))
     return GroupTrainer(config, runs, data, Path("."), log=lambda m: None)
 
 
@@ -226,7 +245,7 @@ def torch_model(gelu: str = "none"):
             return nn.functional.normalize(self.head(torch.cat(tokens, dim=1)), dim=1)
 
     torch.manual_seed(0)
-    return Tower()
+    return Tower().to(TORCH_DEVICE)
 
 
 def torch_triplet_loss(model, F, genres, items, batch):
@@ -257,9 +276,9 @@ def torch_triplet_loss(model, F, genres, items, batch):
 def torch_tensors(feats, bits, trip):
     import torch
 
-    F = {k: torch.from_numpy(v) for k, v in feats.items()}
-    genres = torch.from_numpy(((bits[:, None] >> np.arange(32)) & 1).astype(np.float32))
-    return F, genres, torch.from_numpy(trip.astype(np.int64))
+    F = {k: torch.from_numpy(v).to(TORCH_DEVICE) for k, v in feats.items()}
+    genres = torch.from_numpy(((bits[:, None] >> np.arange(32)) & 1).astype(np.float32)).to(TORCH_DEVICE)
+    return F, genres, torch.from_numpy(trip.astype(np.int64)).to(TORCH_DEVICE)
 
 
 def setup_torch_idiomatic(feats, bits, trip, batch, steps=50):
@@ -270,7 +289,7 @@ def setup_torch_idiomatic(feats, bits, trip, batch, steps=50):
     F, genres, T = torch_tensors(feats, bits, trip)
 
     def step():
-        items = T[torch.randint(0, len(T), (batch,))]                     # (B, 3)
+        items = T[torch.randint(0, len(T), (batch,), device=TORCH_DEVICE)]  # (B, 3)
         loss = torch_triplet_loss(model, F, genres, items, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -280,9 +299,11 @@ def setup_torch_idiomatic(feats, bits, trip, batch, steps=50):
     def call():
         for _ in range(steps):
             step()
+        torch_sync()
 
     for _ in range(3):
         step()
+    torch_sync()
     return call, {"triplets_per_call": batch * steps}
 
 
@@ -300,10 +321,12 @@ def setup_torch_tuned(feats, bits, trip, batch, steps=50):
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4, foreach=True)
         optimizer = "AdamW(foreach=True)"
     F, genres, T = torch_tensors(feats, bits, trip)
+    torch._dynamo.reset()  # a fresh, static-shape compile for this batch size (no dynamic-shape recompile)
     loss_fn = torch.compile(lambda items: torch_triplet_loss(model, F, genres, items, batch), fullgraph=True)
+    precision = "high" if TORCH_DEVICE != "cpu" else torch.get_float32_matmul_precision()
 
     def step():
-        items = T[torch.randint(0, len(T), (batch,))]
+        items = T[torch.randint(0, len(T), (batch,), device=TORCH_DEVICE)]
         loss = loss_fn(items)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -311,17 +334,28 @@ def setup_torch_tuned(feats, bits, trip, batch, steps=50):
         opt.step()
 
     def call():
-        for _ in range(steps):
-            step()
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(precision)  # TF32 on CUDA for (b') only; (b) keeps the default
+        try:
+            for _ in range(steps):
+                step()
+            torch_sync()
+        finally:
+            torch.set_float32_matmul_precision(before)
 
     t = time.perf_counter()
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
     step()                                       # compiles forward and backward
+    torch_sync()
     compile_s = time.perf_counter() - t
     for _ in range(3):
         step()
+    torch_sync()
+    torch.set_float32_matmul_precision(before)
     return call, {"triplets_per_call": batch * steps, "compile_s": compile_s, "optimizer": optimizer,
                   "torch_compile": "torch.compile(forward + loss, fullgraph=True), inductor, default mode",
-                  "gelu": "tanh"}
+                  "gelu": "tanh", "float32_matmul_precision": precision}
 
 
 def setup_torch_thesis(feats, bits, trip, batch, steps=2):
@@ -335,7 +369,7 @@ def setup_torch_thesis(feats, bits, trip, batch, steps=2):
     def step():
         items = trip[rng.integers(0, len(trip), batch)]                   # numpy batch on the host
         flat = items.reshape(-1)
-        xs = {k: torch.tensor(v[flat]) for k, v in feats.items()}        # host -> device copy each batch
+        xs = {k: torch.tensor(v[flat]).to(TORCH_DEVICE) for k, v in feats.items()}  # host -> device copy each batch
         emb = model(xs).reshape(batch, 3, -1)
         e = emb.detach().cpu().numpy()                                     # device -> host for mining
         cands = np.concatenate([e[:, 0], e[:, 1], e[:, 2]])
@@ -359,7 +393,7 @@ def setup_torch_thesis(feats, bits, trip, batch, steps=2):
             else:
                 chosen.append(2 * batch + i)
         all_emb = torch.cat([emb[:, 0], emb[:, 1], emb[:, 2]])
-        neg = all_emb[torch.tensor(chosen)]
+        neg = all_emb[torch.tensor(chosen, device=TORCH_DEVICE)]
         d_ap = 1 - (emb[:, 0] * emb[:, 1]).sum(1)
         d_an = 1 - (emb[:, 0] * neg).sum(1)
         loss = torch.relu(d_ap - d_an + MARGIN).mean()
@@ -375,6 +409,33 @@ def setup_torch_thesis(feats, bits, trip, batch, steps=2):
 
     step()
     return call, {"triplets_per_call": batch * steps}
+
+
+def bench_torch_batches(feats, bits, trip, batches, repeats) -> dict:
+    """(a), (b) and (b') at each of ``batches``: each side set up (and compiled) afresh at that
+    batch, then timed in interleaved rounds; per-round ratios, medians as headlines."""
+    import gc
+
+    out = {}
+    for batch in batches:
+        a_call, a = setup_cinefuse(feats, bits, trip, batch)
+        b_call, b = setup_torch_idiomatic(feats, bits, trip, batch)
+        bt_call, bt = setup_torch_tuned(feats, bits, trip, batch)
+        t_a, t_b, t_bt = interleaved_rounds([a_call, b_call, bt_call], repeats)
+        ab = per_round_ratios(t_a, a["triplets_per_call"], t_b, b["triplets_per_call"])
+        abt = per_round_ratios(t_a, a["triplets_per_call"], t_bt, bt["triplets_per_call"])
+        row = {"pairs_per_s_cinefuse": 2 * a["triplets_per_call"] / statistics.median(t_a),
+               "pairs_per_s_idiomatic_pytorch": 2 * b["triplets_per_call"] / statistics.median(t_b),
+               "pairs_per_s_tuned_pytorch": 2 * bt["triplets_per_call"] / statistics.median(t_bt),
+               "ratio_vs_idiomatic_pytorch": statistics.median(ab), "ratio_vs_tuned_pytorch": statistics.median(abt),
+               "ratio_vs_idiomatic_pytorch_per_round": ab, "ratio_vs_tuned_pytorch_per_round": abt,
+               "cinefuse_compile_s": a["compile_s"], "tuned_pytorch_compile_s": bt["compile_s"]}
+        out[str(batch)] = row
+        print(f"batch {batch}: (a) {row['pairs_per_s_cinefuse']:.0f} pairs/s, a/b {row['ratio_vs_idiomatic_pytorch']:.2f}, "
+              f"a/b' {row['ratio_vs_tuned_pytorch']:.2f}", flush=True)
+        del a_call, b_call, bt_call
+        gc.collect()
+    return out
 
 
 # -- grid vs sequential ---------------------------------------------------------------------------
@@ -418,33 +479,10 @@ def bench_grid(feats, bits, trip, batch, repeats, steps_per_call=50):
                 (seq_compile + (1000 / steps_per_call) * seq_s) / (grid_compile + (1000 / steps_per_call) * grid_s)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="threads for both PyTorch and XLA's CPU pool (default: every core)")
-    parser.add_argument("--skip-grid", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuse.json",
-                        help="where to write the JSON (default benchmarks/results/fuse.json)")
-    parser.add_argument("--batch-sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[16, 128, 512],
-                        help="other batch sizes at which to measure (a) and (c) again, comma-separated "
-                             "(16 is the thesis's own batch; default 16,128,512; '' for none)")
-    args = parser.parse_args()
-    # the same thread count for both frameworks; XLA:CPU sizes its pool from the cores it may use
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
-    import jax
-    import torch
-
-    torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
-    feats, bits, trip, _ = synthetic(args.items)
-    out = {"date": date.today().isoformat(), "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),
-           "threads_jax_and_torch": args.threads, "torch_threads": torch.get_num_threads(),
-           "batch_triplets": args.batch, "items": args.items, "model": "concat-mlp, token 128, hidden 256, embed 64",
-           "loss": "triplet cosine semi-hard", "repeats": args.repeats}
-    gemm, gemm_flops = setup_matmul()
+def measure_sides(args, feats, bits, trip, out: dict) -> None:
+    """(a), (b), (b') and (c) at ``--batch``, the GEMM share and ceiling, the batch sweep and
+    ``--torch-batches``: their figures into ``out``."""
+    gemm, gemm_flops = setup_matmul(inner=args.gemm_inner)
     a_call, a = setup_cinefuse(feats, bits, trip, args.batch)
     b_call, b = setup_torch_idiomatic(feats, bits, trip, args.batch)
     bt_call, bt = setup_torch_tuned(feats, bits, trip, args.batch)
@@ -476,17 +514,19 @@ def main() -> None:
         "ratio_vs_idiomatic_pytorch_per_round": ab, "ratio_vs_tuned_pytorch_per_round": abt,
         "ratio_vs_thesis_style_per_round": ac,
         "ratio_note": "per-round throughput ratios (the calls back to back in each round); headline = median over rounds",
-        "idiomatic_pytorch": "eager, nn.GELU() (exact erf), torch.optim.AdamW CPU default (per-tensor loop)",
-        "tuned_pytorch": {k: bt[k] for k in ("optimizer", "torch_compile", "gelu")} | {
+        "idiomatic_pytorch": "eager, nn.GELU() (exact erf), torch.optim.AdamW default ("
+                             + ("CPU: per-tensor loop" if args.device == "cpu" else "CUDA: foreach") + ")",
+        "tuned_pytorch": {k: bt[k] for k in ("optimizer", "torch_compile", "gelu", "float32_matmul_precision")} | {
             "clip": "clip_grad_norm_(foreach=True)", "compile_s": bt["compile_s"]},
         "xla_2048_gemm_flops": rate_median, "xla_2048_gemm_flops_best_round": rate_best,
         "cinefuse_flops_per_step": flops, "cinefuse_achieved_flops": achieved,
         "share_of_xla_2048_gemm_rate": share, "share_of_xla_2048_gemm_rate_per_round": shares,
         "cinefuse_compile_s": a["compile_s"], "steps_per_call": a["steps_per_call"],
-        "gemm_note": "XLA's 2048^3 GEMM rate: a 2048^3 float32 GEMM through jax.jit, three per round, timed in the "
+        "gemm_inner": args.gemm_inner,
+        "gemm_note": f"XLA's 2048^3 GEMM rate: a 2048^3 float32 GEMM through jax.jit, {args.gemm_inner} per round, timed in the "
                      "same rounds as (a); share = (a)'s FLOP/s (XLA cost analysis of one step x steps / s) over "
-                     "that rate, median over rounds. It is what XLA's CPU GEMM reaches at one large square size, "
-                     "not the hardware's peak.",
+                     "that rate, median over rounds. It is what XLA's GEMM reaches at one large square size "
+                     "(on the GPU at JAX's default float32 matmul precision, which allows TF32), not the hardware's peak.",
     })
     print(f"XLA's 2048^3 GEMM rate {rate_median / 1e9:.1f} GFLOP/s (median; best {rate_best / 1e9:.1f}); cinefuse "
           f"{achieved / 1e9:.1f} GFLOP/s = {share:.2f} of it", flush=True)
@@ -511,6 +551,66 @@ def main() -> None:
             print(f"batch {b}: (a) {a_b:.0f} triplets/s, (c) {c_b:.1f} triplets/s, a/c {statistics.median(ratios):.1f}",
                   flush=True)
         out["ratio_vs_thesis_style_by_batch"] = sweep
+    if args.torch_batches:
+        by_batch = {str(args.batch): {k: out[k] for k in (
+            "pairs_per_s_cinefuse", "pairs_per_s_idiomatic_pytorch", "pairs_per_s_tuned_pytorch",
+            "ratio_vs_idiomatic_pytorch", "ratio_vs_tuned_pytorch", "ratio_vs_idiomatic_pytorch_per_round",
+            "ratio_vs_tuned_pytorch_per_round")}}
+        by_batch.update(bench_torch_batches(feats, bits, trip, [b for b in args.torch_batches if b != args.batch],
+                                            args.repeats))
+        out["by_batch"] = by_batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for both PyTorch and XLA's CPU pool (default: every core)")
+    parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--only-grid", action="store_true",
+                        help="measure the grid alone (no (a)/(b)/(c) figures; e.g. a separate, separately timed run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuse.json",
+                        help="where to write the JSON (default benchmarks/results/fuse.json)")
+    parser.add_argument("--batch-sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[16, 128, 512],
+                        help="other batch sizes at which to measure (a) and (c) again, comma-separated "
+                             "(16 is the thesis's own batch; default 16,128,512; '' for none)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both frameworks run: cpu (JAX forced to its CPU backend) or cuda (JAX's GPU "
+                             "backend and PyTorch's CUDA device; both must see the GPU)")
+    parser.add_argument("--torch-batches", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                        help="other batch sizes at which to measure (a), (b) and (b') again, comma-separated "
+                             "(e.g. 1024,4096; default none)")
+    parser.add_argument("--gemm-inner", type=int, default=3,
+                        help="2048^3 GEMMs per timed GEMM call (default 3; a GPU wants more, e.g. 50)")
+    args = parser.parse_args()
+    # the same thread count for both frameworks; XLA:CPU sizes its pool from the cores it may use
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+    import torch
+
+    global TORCH_DEVICE
+    TORCH_DEVICE = args.device
+    if args.device == "cuda" and not (torch.cuda.is_available() and jax.default_backend() == "gpu"):
+        sys.exit(f"--device cuda: torch.cuda.is_available() is {torch.cuda.is_available()}, "
+                 f"jax.default_backend() is {jax.default_backend()!r}; both must see the GPU")
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    feats, bits, trip, _ = synthetic(args.items)
+    out = {"date": date.today().isoformat(), "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),
+           "threads_jax_and_torch": args.threads, "torch_threads": torch.get_num_threads(),
+           "batch_triplets": args.batch, "items": args.items, "model": "concat-mlp, token 128, hidden 256, embed 64",
+           "loss": "triplet cosine semi-hard", "repeats": args.repeats, "torch_device": args.device,
+           "versions": {"jax": jax.__version__, "torch": torch.__version__},
+           "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+           "torch_float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if args.device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(0)
+    if not args.only_grid:
+        measure_sides(args, feats, bits, trip, out)
     if not args.skip_grid:
         g = bench_grid(feats, bits, trip, args.batch, max(3, args.repeats // 2), steps_per_call=20)
         out["grid"] = g

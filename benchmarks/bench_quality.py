@@ -137,6 +137,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
+    parser.add_argument("--out", type=Path, default=RESULTS / "quality.json",
+                        help="the JSON to write (the Markdown goes beside it, same name, .md; default results/quality.json)")
     args = parser.parse_args()
 
     data = Path(args.data)
@@ -249,8 +251,8 @@ def main() -> int:
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:]),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2, default=float) + "\n")
     lines = [
         "## Quality: ml-latest-small, cold-item, random ties (bench_quality.py)",
         "",
@@ -273,7 +275,7 @@ def main() -> int:
         "|---|---|---:|---:|",
     ] + [f"| {r['name']} | {r['nDCG@10']:.4f} [{r['ci']['nDCG@10'][0]:.4f}, {r['ci']['nDCG@10'][1]:.4f}] | "
          f"{r['HR@10']:.4f} | {r.get('prior_weight', '')} |" for r in record["table"]]
-    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -8,7 +8,10 @@ Formats:
 - ``ml-1m`` / ``ml-10m``: ``ratings.dat``, ``movies.dat`` (``::``-separated, latin-1), ``tags.dat``
   in ml-10m only.
 
-A folder argument detects the release from the files it holds. Item ids are strings everywhere
+A folder argument detects the release from the files it holds. A ratings file is read by its
+content, whatever its name (``cinefuse.datasets.ratings_file``: separator, header, columns; a
+``--ratings-sep`` and a ``--ratings-columns user,item,rating[,timestamp]`` mapping where the
+content is not enough) and validated on load (``on_bad_ratings``). Item ids are strings everywhere
 (``movieId`` 1 is ``"1"``). Years come from the ``(YYYY)`` at the end of a title, or ml-100k's
 release date when the title has none; ``nan`` when unknown. ``(no genres listed)`` is no genre.
 """
@@ -16,7 +19,9 @@ release date when the title has none; ``nan`` when unknown. ``(no genres listed)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +49,27 @@ LAYOUTS = {
 
 @dataclass
 class Ratings:
-    user: np.ndarray       # (n,) int64
-    item: np.ndarray       # (n,) str (object array)
-    rating: np.ndarray     # (n,) float32
-    timestamp: np.ndarray  # (n,) int64
+    user: np.ndarray              # (n,) int64
+    item: np.ndarray              # (n,) str (object array)
+    rating: np.ndarray            # (n,) float32
+    timestamp: np.ndarray | None = None  # (n,) int64; None when the file has no timestamp column
+    notes: list[str] = field(default_factory=list)  # what loading dropped or merged, one line each
 
     def __len__(self) -> int:
         return len(self.user)
+
+    def subset(self, keep: np.ndarray) -> "Ratings":
+        """The rows where ``keep`` (a mask or indices); the timestamp follows when there is one."""
+        return type(self)(self.user[keep], self.item[keep], self.rating[keep],
+                          None if self.timestamp is None else self.timestamp[keep])
+
+    def require_timestamp(self, why: str = "the cold-item-time protocol") -> np.ndarray:
+        """The timestamps, or a one-line error naming ``why`` they are needed."""
+        if self.timestamp is None:
+            raise CinefuseError(f"{why} orders items by their first rating time, and these ratings have no "
+                                "timestamp column; add one, name it with --ratings-columns "
+                                "user,item,rating,timestamp, or use another protocol")
+        return self.timestamp
 
 
 @dataclass
@@ -107,32 +126,83 @@ def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
                        dtype=str, keep_default_na=False)
 
 
-def load_ratings(path: str | Path) -> Ratings:
-    file, version = _resolve(path, 0)
-    if not file.is_file():
-        raise CinefuseError(f"ratings file {file} does not exist")
-    try:
-        if version == "csv":
-            df = pd.read_csv(file, dtype={"userId": np.int64, "movieId": str, "rating": np.float32,
-                                          "timestamp": np.int64})
-            df = df.rename(columns={"userId": "user", "movieId": "item"})
-        elif version == "ml-100k":
-            df = pd.read_csv(file, sep="\t", header=None, names=["user", "item", "rating", "timestamp"],
-                             dtype={"user": np.int64, "item": str, "rating": np.float32, "timestamp": np.int64})
+def load_ratings(path: str | Path, *, sep: str | None = None, columns: str | Sequence[str] | None = None,
+                 on_bad_ratings: str = "error", require_timestamp: bool = False, max_rating: float | None = None,
+                 log: Callable[[str], None] | None = None) -> Ratings:
+    """The ratings of a release folder or of any ratings file, validated.
+
+    - ``sep``: the separator (``,``, ``tab`` or ``\\t``, ``::``, ``;``, ``|``, ``spaces``); by default
+      recognised from the content.
+    - ``columns``: ``"user,item,rating[,timestamp]"`` (or a list): the file's header names for those
+      roles, or 1-based column numbers for a file without a header; by default MovieLens names and
+      the usual aliases, or positions ``user item rating [timestamp]`` without a header.
+    - ``on_bad_ratings``: ``"error"`` (default: non-finite, negative or too large ratings, rows
+      without ids and (user, item) pairs rated differently stop the run, one line with counts and
+      examples), ``"drop"`` or ``"keep-last"`` (``cinefuse.datasets.ratings_file``); what they did,
+      and identical repeated rows kept once, is passed to ``log`` (default: stderr) and kept in
+      ``Ratings.notes``.
+    - ``max_rating``: the largest valid rating (default 5 for a MovieLens release, else float32's max).
+    - ``require_timestamp``: the file must have a timestamp column (``cold-item-time``); otherwise
+      ``Ratings.timestamp`` is None where the file has none, or where it holds no integer times.
+    User ids that are not all integers are numbered in order of appearance.
+    """
+    from cinefuse.datasets import ratings_file as rf
+
+    file = _ratings_file(path)
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",")]
+    layout = rf.sniff(file, sep, list(columns) if columns is not None else None)
+    if require_timestamp and "timestamp" not in layout.positions:
+        raise CinefuseError(f"ratings file {file} has no timestamp column, which the cold-item-time protocol needs "
+                            "(it orders items by their first rating time); name it with --ratings-columns "
+                            "user,item,rating,timestamp, or use another protocol")
+    df = rf.read_ratings_frame(file, layout)
+    limit = max_rating if max_rating is not None else (rf.MOVIELENS_MAX if layout.movielens else rf.FLOAT32_MAX)
+    df, notes = rf.validate(df, file, on_bad_ratings, limit)
+    timestamp = _timestamps(df, file, require_timestamp, notes)
+    user = df["user"].to_numpy(np.int64) if df["user"].dtype == np.int64 else pd.factorize(df["user"])[0].astype(np.int64)
+    for note in notes:
+        if log is None:
+            print(note, file=sys.stderr)
         else:
-            df = _read_dat(file, ["user", "item", "rating", "timestamp"])
-            df = df.astype({"user": np.int64, "rating": np.float32, "timestamp": np.int64})
-        missing = {"user", "item", "rating", "timestamp"} - set(df.columns)
-        if missing:
-            raise ValueError(f"missing columns {sorted(missing)}")
-    except (ValueError, KeyError, pd.errors.ParserError) as exc:
-        raise CinefuseError(f"cannot read ratings from {file} ({exc}); is it a MovieLens ratings file?") from exc
-    return Ratings(
-        user=df["user"].to_numpy(np.int64),
-        item=df["item"].astype(str).str.strip().to_numpy(object),
-        rating=df["rating"].to_numpy(np.float32),
-        timestamp=df["timestamp"].to_numpy(np.int64),
-    )
+            log(note)
+    return Ratings(user=user, item=df["item"].astype(str).to_numpy(object),
+                   rating=df["rating"].to_numpy(np.float32), timestamp=timestamp, notes=notes)
+
+
+def _ratings_file(path: str | Path) -> Path:
+    """The file itself, or in a folder the release's ratings file, else its one ``ratings.*`` file."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CinefuseError(f"MovieLens file {path} does not exist")
+    named = [path / names[0] for names in LAYOUTS.values() if (path / names[0]).is_file()]
+    found = named or sorted(p for p in path.glob("ratings.*") if p.is_file())
+    if len(found) == 1 or named:
+        return found[0]
+    if found:
+        raise CinefuseError(f"{path} holds several ratings files ({', '.join(p.name for p in found)}); pass one of them")
+    raise CinefuseError(f"{path} holds no ratings file (ratings.csv, u.data, ratings.dat or another ratings.* file); "
+                        "pass the unpacked ml-* folder or the ratings file itself")
+
+
+def _timestamps(df: pd.DataFrame, file: Path, required: bool, notes: list[str]) -> np.ndarray | None:
+    if "timestamp" not in df:
+        return None
+    ts = df["timestamp"]
+    if ts.dtype == np.int64:
+        return ts.to_numpy(np.int64)
+    number = pd.to_numeric(ts, errors="coerce")
+    bad = np.flatnonzero((number.isna() | (number.fillna(0.5) % 1 != 0)).to_numpy())
+    k = int(bad[0]) if len(bad) else 0
+    example = f"line {df['line'].iat[k]}: {ts.iat[k]!r}"
+    if required:
+        raise CinefuseError(f"ratings file {file}: {len(bad)} timestamp(s) are not integer times (e.g. {example}); "
+                            "the cold-item-time protocol needs them")
+    notes.append(f"ratings file {file}: timestamp column ignored, {len(bad)} value(s) are not integer times "
+                 f"(e.g. {example}); only cold-item-time uses it")
+    return None
 
 
 def _year_from_title(title: str) -> float:

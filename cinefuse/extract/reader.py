@@ -143,7 +143,11 @@ def _identity(sample):
 def _worker_init(_worker_id: int) -> None:
     import torch
 
+    from cinefuse.extract.parent_watch import exit_with_parent
+
+    exit_with_parent()  # a worker ends with the main process, even mid-item (issue 24.6)
     torch.set_num_threads(1)  # the workers parallelise over items, not inside one
+
 
 def load_items(config: ExtractConfig) -> list[Item]:
     if bool(config.manifest) == bool(config.videos):

@@ -378,6 +378,7 @@ def split_items_by_time(ratings, ids: np.ndarray, fractions: Sequence[float], se
     never by id); the oldest ``fractions[0]`` train, the next ``fractions[1]`` validate, the
     newest test. Returns (part -> ids, cut) where cut is the first rating time of the first cold
     item: training may see only ratings given before it."""
+    ratings.require_timestamp()
     first = pd.Series(np.asarray(ratings.timestamp, dtype=np.int64)).groupby(
         pd.Index(np.asarray(ratings.item, dtype=object))).min()
     when = first.reindex(pd.Index(ids)).to_numpy()
@@ -397,7 +398,8 @@ def training_ratings(ratings, train_items, cut: int | None = None):
     keep = np.isin(np.asarray(ratings.item, dtype=object), np.asarray(train_items, dtype=object))
     if cut is not None:
         keep &= np.asarray(ratings.timestamp) < cut
-    return type(ratings)(ratings.user[keep], ratings.item[keep], ratings.rating[keep], ratings.timestamp[keep])
+    ts = ratings.timestamp
+    return type(ratings)(ratings.user[keep], ratings.item[keep], ratings.rating[keep], None if ts is None else ts[keep])
 
 
 def _remap(ps: PairSet, index: pd.Index) -> PairSet:
