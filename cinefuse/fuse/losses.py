@@ -35,7 +35,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS  # noqa: F401 (re-exported)
+from cinefuse.choices import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS  # noqa: F401 (re-exported)
 
 EPS = 1e-12
 
