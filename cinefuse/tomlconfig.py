@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from cinefuse.errors import CinefuseError
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cinefuse.fuse.features import FeatureTable, apply_standardization, clean_table, pack_genre_words, standardization
+from cinefuse.fuse.features import (
+    FeatureTable,
+    apply_standardization,
+    clean_table,
+    pack_genre_words,
+    standardization,
+)
 
 
 def test_clean_table_masks_invalid_and_nonfinite_rows_and_counts_them():

@@ -63,7 +63,7 @@ from cinefuse.choices import (
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse import objectives
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET
-from cinefuse.fuse.objectives import THESIS_LABEL_SETS, model_name, modalities_label  # noqa: F401 (re-exported)
+from cinefuse.fuse.objectives import THESIS_LABEL_SETS, modalities_label, model_name  # noqa: F401 (re-exported)
 from cinefuse.fuse.pairs import PairConfig
 from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
@@ -224,10 +224,10 @@ class FuseConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **sections) -> "FuseConfig":
+    def replace(self, **sections) -> FuseConfig:
         return dataclasses.replace(self, **sections)
 
-    def validate(self) -> "FuseConfig":
+    def validate(self) -> FuseConfig:
         self.pairs.validate()
         _one_of("split.protocol", self.split.protocol, SPLIT_PROTOCOLS)
         if len(self.split.fractions) != 3 or abs(sum(self.split.fractions) - 1.0) > 1e-6 or min(self.split.fractions) <= 0:

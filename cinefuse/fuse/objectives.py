@@ -280,3 +280,14 @@ def model_name(loss: str, distance: str, modalities, head: str, objective: str =
 
     cfg = SimpleNamespace(kind=objective, co_like_loss=co_like_loss)
     return REGISTRY[objective].run_name(loss, distance, modalities_label(modalities), head, cfg)
+
+
+def __getattr__(name: str):
+    """The device math's names (``sample_co_like``, ``history_loss``, ``unit`` ...) read through
+    this module for callers written before it moved to :mod:`cinefuse.fuse.copref`."""
+    from cinefuse.fuse import copref
+
+    try:
+        return getattr(copref, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

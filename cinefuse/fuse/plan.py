@@ -181,7 +181,7 @@ def resolve_feature_sets(modalities, modality_sets: dict) -> list[str]:
     return out
 
 
-def resolve_modalities(config: "FuseConfig", available: dict[str, bool]) -> "FuseConfig":
+def resolve_modalities(config: FuseConfig, available: dict[str, bool]) -> FuseConfig:
     """``config`` with its modality sets and grid fixed by what the store holds (``available``,
     as in ``store_modality_sets``): the store's defaults merged with [data.modality_sets], the
     grid's modalities derived when not given, every spec checked against them."""
@@ -195,7 +195,7 @@ def resolve_modalities(config: "FuseConfig", available: dict[str, bool]) -> "Fus
                           grid=dataclasses.replace(config.grid, modalities=list(grid)))
 
 
-def describe_modalities(config: "FuseConfig", grid: bool) -> str:
+def describe_modalities(config: FuseConfig, grid: bool) -> str:
     """One line: what each modality stands for, and what this run trains."""
     sets = config.data.modality_sets
     parts = "; ".join(f"{m} = {', '.join(v)}" for m, v in sets.items())

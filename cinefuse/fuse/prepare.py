@@ -19,7 +19,13 @@ from cinefuse.errors import CinefuseError
 from cinefuse.fuse import distributed, objectives
 from cinefuse.fuse.config import FuseConfig, ObjectiveConfig
 from cinefuse.fuse.features import FeatureTable, load_features, pack_genre_words
-from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, save_split, training_ratings
+from cinefuse.fuse.pairs import (
+    PARTS,
+    load_split_arrays,
+    make_split,
+    save_split,
+    training_ratings,
+)
 from cinefuse.fuse.workdir import Workdir, write_json
 
 MIN_ITEMS = 10  # items with features, ratings and a movie entry: fewer cannot make a three-way split

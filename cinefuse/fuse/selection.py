@@ -26,14 +26,14 @@ class Selection:
     patience: int = 0          # evaluations without improvement before stopping; 0: never stop
 
     @classmethod
-    def start(cls, members: int, patience: int) -> "Selection":
+    def start(cls, members: int, patience: int) -> Selection:
         return cls((-1.0,) * members, (0,) * members, (0,) * members, (False,) * members, patience)
 
     @property
     def all_stopped(self) -> bool:
         return all(self.stopped)
 
-    def update(self, val_ndcg10, step: int) -> tuple["Selection", np.ndarray]:
+    def update(self, val_ndcg10, step: int) -> tuple[Selection, np.ndarray]:
         """(the selection after an evaluation at ``step``, the (G,) bool mask of improved members)."""
         best, best_step, bad, stopped = (list(x) for x in (self.best_ndcg10, self.best_step, self.bad, self.stopped))
         improved = np.zeros(len(best), bool)
@@ -56,7 +56,7 @@ class Selection:
                 "stopped": list(self.stopped), "elapsed": elapsed, "done": done}
 
     @classmethod
-    def from_meta(cls, meta: dict, patience: int) -> "Selection":
+    def from_meta(cls, meta: dict, patience: int) -> Selection:
         return cls(tuple(meta["best_ndcg10"]), tuple(meta["best_step"]), tuple(meta["bad"]),
                    tuple(meta["stopped"]), patience)
 

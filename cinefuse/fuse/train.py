@@ -39,12 +39,14 @@ it. Genre-pair ROC AUC on the validation pairs is logged beside it as a diagnost
 Objectives (``[objective]``, ``cinefuse.fuse.objectives``): a grid group shares one objective, so its
 members share one batch; the targets come from the training ratings only
 (``fuse.pairs.training_ratings``: the training items' ratings, before the cut under
-``cold-item-time``) through ``fuse.targets`` (``fuse.prepare``). With ``objective.prior`` the tower's prior head is
-trained beside the embedding and, after training, its weight in ``cos + w * prior`` is chosen
+``cold-item-time``) through ``fuse.targets`` (``fuse.prepare``). With ``objective.prior`` the
+tower's prior head is trained beside the embedding and, after training, its weight in ``cos + w * prior`` is chosen
 on the validation items by nDCG@10 over ``objective.prior_weights`` (``prior_weight`` in the
 model's summary.json; 0 when the prior does not help).
-"""
 
+``GroupTrainer``, ``Prepared``, ``RunSpec``, ``plan_runs``, ``prepare``, ``objective_arrays``
+and ``with_store_modalities`` stay importable from here for the callers that import them so.
+"""
 
 from __future__ import annotations
 
@@ -58,22 +60,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cinefuse.interrupts import DeferredInterrupt
-from cinefuse.progress import progress_bar
 from cinefuse.fuse import distributed, objectives
 from cinefuse.fuse.config import FuseConfig, as_config
 from cinefuse.fuse.objectives import modalities_label
 from cinefuse.fuse.pairs import PARTS
 from cinefuse.fuse.plan import RunSpec, plan_runs, with_store_modalities
 from cinefuse.fuse.plots import plot_run
-from cinefuse.fuse.prepare import Prepared, prepare
+from cinefuse.fuse.prepare import Prepared, objective_arrays, prepare  # noqa: F401 (objective_arrays re-exported)
 from cinefuse.fuse.selection import Selection, keep
-from cinefuse.fuse.trainer import GroupTrainer
+from cinefuse.fuse.trainer import TIE_STREAM, VALIDATION_K, GroupTrainer  # noqa: F401 (re-exported)
 from cinefuse.fuse.workdir import Workdir, write_json
-
-# re-exported for the callers that import them from here (benchmarks, older tests)
-from cinefuse.fuse.prepare import objective_arrays  # noqa: F401,E402
-from cinefuse.fuse.trainer import TIE_STREAM, VALIDATION_K  # noqa: F401,E402
+from cinefuse.interrupts import DeferredInterrupt
+from cinefuse.progress import progress_bar
 
 
 @dataclass

@@ -187,7 +187,8 @@ def _data_parallel_mesh(t):
     ``train.data_parallel`` is off. Under ``jax.distributed`` the mesh spans every process's
     devices (``jax.devices()`` is global), so each process computes its shard of the batch."""
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     devices = jax.devices()
     if not (t.data_parallel and len(devices) > 1):
