@@ -8,7 +8,7 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     movies = "ml-latest-small/"
 
     [data.modality_sets]          # one entry replaces that modality; the others keep the store's
-    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (store_modality_sets)
+    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (plan.store_modality_sets)
 
     [split]
     protocol = "cold-item"        # or "pair" (the thesis's random pair split)
@@ -77,7 +77,7 @@ class DataConfig:
     movies: str = ""
     endpoint_url: str | None = None
     # modality name -> the feature sets it stands for, merged over the store's defaults
-    # (``store_modality_sets``): an entry here replaces that one modality, the others stay
+    # (``plan.store_modality_sets``): an entry here replaces that one modality, the others stay
     modality_sets: dict = field(default_factory=dict)
 
 
@@ -201,7 +201,7 @@ class TrainConfig:
 class GridConfig:
     losses: list = field(default_factory=lambda: ["pair", "triplet"])
     distances: list = field(default_factory=lambda: ["cosine", "euclidean"])
-    # None: from what the store holds (``default_grid_modalities``)
+    # None: from what the store holds (``plan.default_grid_modalities``)
     modalities: list | None = None
     # extra heads, each trained with the base [loss] and [model].modalities
     heads: list = field(default_factory=lambda: ["ln-linear", "cross-attention", "gated"])
@@ -293,7 +293,7 @@ def _one_of(key: str, value, allowed) -> None:
 
 
 def check_modalities_spec(modalities, key: str) -> None:
-    """The shape of a modality spec (its names are checked against the store in ``resolve_feature_sets``)."""
+    """The shape of a modality spec (its names are checked against the store in ``plan.resolve_feature_sets``)."""
     if isinstance(modalities, (list, tuple)):
         if not modalities or not all(isinstance(s, str) and "/" in s for s in modalities):
             raise CinefuseError(f"{key} list {modalities!r} must name feature sets like 'text/minilm'")

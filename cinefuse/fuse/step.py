@@ -44,7 +44,7 @@ class DeviceData(NamedTuple):
     words: Any           # (N, W) uint32 genre bits
     triplets: Any        # (T, 3) int32 rows of the training triplets
     key: Any             # the seed's PRNG key
-    targets: Any = None  # the objective's target arrays (dict; ``train.objective_arrays``), None: none
+    targets: Any = None  # the objective's target arrays (dict; ``prepare.objective_arrays``), None: none
 
 
 class Batch(NamedTuple):
