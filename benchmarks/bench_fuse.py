@@ -110,7 +110,9 @@ def cinefuse_trainer(feats, bits, trip, batch, runs_spec, steps_per_call=50, mod
     share their feature sets (one grid group: one program)."""
     from cinefuse.fuse.config import DataConfig, FuseConfig, LossConfig, ModelConfig, ObjectiveConfig, TrainConfig
     from cinefuse.fuse.features import FeatureTable
-    from cinefuse.fuse.train import GroupTrainer, Prepared, RunSpec
+    from cinefuse.fuse.plan import RunSpec
+    from cinefuse.fuse.prepare import Prepared
+    from cinefuse.fuse.trainer import GroupTrainer
 
     n = len(next(iter(feats.values())))
     ids = np.array([str(i) for i in range(n)], object)

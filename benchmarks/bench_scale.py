@@ -167,7 +167,9 @@ def bench_targets(ratings, exact_max_products: float) -> dict:
 def fuse_trainer(features: np.ndarray, genres, triplets: np.ndarray, work: Path):
     from cinefuse.fuse.config import as_config
     from cinefuse.fuse.features import FeatureTable, pack_genre_words
-    from cinefuse.fuse.train import GroupTrainer, Prepared, plan_runs
+    from cinefuse.fuse.plan import plan_runs
+    from cinefuse.fuse.prepare import Prepared
+    from cinefuse.fuse.trainer import GroupTrainer
 
     n = len(features)
     config = as_config({"data": {"store": "unused", "modality_sets": {"visual": [FEATURE_SET]}},

@@ -229,7 +229,7 @@ def trailer_items_store(store: Path, view: Path) -> int:
 def evaluate(workdir: Path, models: dict[str, str], store: Path | None = None) -> dict:
     """Item-to-item (cold-item) always; user-to-item when run_evaluate offers that task.
     ``store``: evaluate over that store (the trailer-items view) and write nothing."""
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
 
     tasks = ["item-to-item"]
     if "task" in inspect.signature(run_evaluate).parameters:

@@ -72,7 +72,7 @@ def main() -> None:
     import optax
 
     from cinefuse.datasets.movielens import load_movies, load_ratings
-    from cinefuse.fuse import objectives as ob
+    from cinefuse.fuse import copref as ob
     from cinefuse.fuse.pairs import split_items
     from cinefuse.fuse.targets import TargetConfig, build_targets
     from cinefuse.metrics.bootstrap import bootstrap_interval, paired_bootstrap

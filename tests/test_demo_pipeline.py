@@ -94,7 +94,7 @@ def made_results(full_shift: dict):
     rival's plus ``full_shift[rival]`` (plus noise), over 60 queries."""
     import numpy as np
 
-    from cinefuse.evaluate.score import Results, Row
+    from cinefuse.evaluate.results import Results, Row
     from cinefuse.metrics.metrics import PerQuery
 
     rng = np.random.default_rng(0)

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fuse_fixtures import small_config, write_synthetic_store  # noqa: E402
 
 from cinefuse.errors import CinefuseError  # noqa: E402
-from cinefuse.fuse.config import (  # noqa: E402
+from cinefuse.fuse.config import load_config  # noqa: E402
+from cinefuse.fuse.plan import (  # noqa: E402
     default_grid_modalities,
-    load_config,
     resolve_feature_sets,
     resolve_modalities,
     store_modality_sets,

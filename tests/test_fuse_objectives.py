@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cinefuse.fuse import objectives as ob
+from cinefuse.fuse import copref as ob
 
 
 def log_softmax(x):

@@ -201,7 +201,7 @@ def test_selection_keeps_the_best_validation_ndcg(env, tmp_path):
 
 
 def test_prior_weight_is_chosen_on_validation_and_scored_by_evaluate(trained):
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
     from cinefuse.fuse.embed import embed_items, item_priors
 
     workdir, summary = trained

@@ -54,9 +54,10 @@ def test_bad_rows_are_masked_and_counted(trained):
     split = json.loads((workdir / "split.json").read_text())
     everything = set(split["train"]) | set(split["val"]) | set(split["test"])
     assert "4" not in everything and "6" not in everything and len(everything) == 158
-    from cinefuse.fuse.embed import embed_items, last_embed_counts
-    ids, _ = embed_items(workdir, "triplet-cosine-full-concat-mlp")
-    assert last_embed_counts == {"items": 160, "embedded": 158, "left_out": 2}
+    from cinefuse.fuse.embed import load_embedded
+    embedded = load_embedded(workdir, "triplet-cosine-full-concat-mlp")
+    ids, counts = embedded.ids, embedded.counts
+    assert counts == {"items": 160, "embedded": 158, "left_out": 2}
     assert "4" not in ids.tolist()
 
 
@@ -100,7 +101,7 @@ def test_config_validation(tmp_path):
     with pytest.raises(CinefuseError, match="model.head = 'transformer' is not one of"):
         load_config(path)
     path.write_text('[model]\nmodalities = "visual+smell"\n')
-    from cinefuse.fuse.config import resolve_modalities  # modality names are checked against the store
+    from cinefuse.fuse.plan import resolve_modalities  # modality names are checked against the store
     with pytest.raises(CinefuseError, match="modality 'smell'"):
         resolve_modalities(load_config(path), {"visual/effnet": True})
     path.write_text('[train]\nsteps = 110\nsteps_per_call = 50\n')
@@ -208,7 +209,7 @@ def test_grid_programs_vmap_and_unrolled_match_each_member_trained_alone(trained
 def test_pair_protocol_end_to_end(trained, tmp_path):
     """The thesis's random pair split: pairs (not items) split 70/15/15, so test items also sit in
     training pairs; it trains, judges on its test pairs, and evaluate says the split is not cold."""
-    from cinefuse.evaluate.score import run_evaluate
+    from cinefuse.evaluate.run import run_evaluate
     from cinefuse.fuse.train import run_fuse
 
     env, _, _ = trained

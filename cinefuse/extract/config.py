@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cinefuse.errors import CinefuseError
+from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
 DEFAULT_LANGUAGES = ["en", "fr", "es", "de", "it", "ja", "ko", "zh", "hi", "ru", "pt", "sv"]
 
@@ -121,15 +122,7 @@ class ExtractConfig:
         (``None`` values are ignored, so argparse defaults do not mask the file)."""
         values: dict[str, Any] = {}
         if path is not None:
-            import tomllib
-
-            file = Path(path)
-            if not file.is_file():
-                raise CinefuseError(f"config file {file} not found: pass an existing TOML file to --config")
-            try:
-                raw = tomllib.loads(file.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise CinefuseError(f"config file {file} is not valid TOML: {exc}") from exc
+            raw = read_toml(path, "extract")
             values = dict(raw.get("extract", raw))
             values.pop("extract", None)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -137,7 +130,7 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> "ExtractConfig":
-        known = {f.name: f for f in fields(cls)}
+        known = known_fields(cls)
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise CinefuseError(
@@ -145,7 +138,7 @@ class ExtractConfig:
             )
         checked: dict[str, Any] = {}
         for key, value in values.items():
-            checked[key] = _coerce(key, known[key], value, where)
+            checked[key] = check_value(known[key], value, "extract", key, f"{where}: ")
         return cls(**checked)
 
     def replace(self, **changes: Any) -> "ExtractConfig":
@@ -182,33 +175,3 @@ class ExtractConfig:
             "meta": {"year_field": self.year_field, "language_field": self.language_field,
                      "languages": list(self.languages)},
         }
-
-
-def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
-    kind = str(spec.type)
-    bad = CinefuseError(f"{where}: extract config key {key!r} has the wrong type: {value!r} ({kind})")
-    if kind.startswith("list"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise bad
-        return [str(v) for v in value]
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if kind.startswith("str"):
-        if value is None and "None" in kind:
-            return None
-        if not isinstance(value, str):
-            raise bad
-        return value
-    return value

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from cinefuse.fuse.choices import DISTANCES, HEADS, LOSSES, MINERS, OBJECTIVES
+from cinefuse.choices import (
+    DISTANCES,
+    HEADS,
+    LOSSES,
+    MINERS,
+    OBJECTIVES,
+    SPLIT_PROTOCOLS,
+)
 from cinefuse.helptext import HelpFormatter
-from cinefuse.protocols import SPLIT_PROTOCOLS
 
 DESCRIPTION = """\
 Train an intermodal fusion Siamese network over the features in a store, from MovieLens ratings

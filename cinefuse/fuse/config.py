@@ -8,7 +8,7 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     movies = "ml-latest-small/"
 
     [data.modality_sets]          # one entry replaces that modality; the others keep the store's
-    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (store_modality_sets)
+    visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (plan.store_modality_sets)
 
     [split]
     protocol = "cold-item"        # or "pair" (the thesis's random pair split)
@@ -41,27 +41,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cinefuse.choices import (
+    ASSOCIATIONS,
+    CO_LIKE_LOSSES,
+    DEFAULT_MARGINS,
+    DISTANCES,
+    GRID_PROGRAMS,
+    HEADS,
+    HISTORY_LOSSES,
+    LOSSES,
+    MINERS,
+    OBJECTIVES,
+    POOLINGS,
+    SPLIT_PROTOCOLS,
+    TEACHERS,
+)
 from cinefuse.errors import CinefuseError
-from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, HEADS, HISTORY_LOSSES, LOSSES, MINERS, OBJECTIVES
+from cinefuse.fuse import objectives
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET
+from cinefuse.fuse.objectives import THESIS_LABEL_SETS, modalities_label, model_name  # noqa: F401 (re-exported)
 from cinefuse.fuse.pairs import PairConfig
-from cinefuse.protocols import SPLIT_PROTOCOLS
+from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
-CO_LIKE_LOSSES = ("infonce", "loss")
-TEACHERS = ("ease", "svd")
-# the thesis's pair labels: never an input of a model trained on them
-THESIS_LABEL_SETS = ("meta/genres",)
-POOLINGS = ("mean", "attention")
-GRID_PROGRAMS = ("auto", "unrolled", "vmap")
-# The modality names: a store's feature set names are "<modality>/<name>"; these come first, in
-# this order, then any other modality prefix alphabetically. "full" stands for all of them.
-MODALITY_ORDER = ("visual", "audio", "text", "meta")
-FULL = "full"
+FULL = "full"  # the modality spec standing for every modality the store holds
 
 
 @dataclass
@@ -71,7 +77,7 @@ class DataConfig:
     movies: str = ""
     endpoint_url: str | None = None
     # modality name -> the feature sets it stands for, merged over the store's defaults
-    # (``store_modality_sets``): an entry here replaces that one modality, the others stay
+    # (``plan.store_modality_sets``): an entry here replaces that one modality, the others stay
     modality_sets: dict = field(default_factory=dict)
 
 
@@ -105,6 +111,16 @@ class LossConfig:
     def resolved_margin(self) -> float:
         return float(self.margin) if self.margin is not None else DEFAULT_MARGINS[(self.kind, self.distance)]
 
+    def refuse_substitutes(self) -> None:
+        """Refuses what would train as something else than it says: InfoNCE's logits are cosines
+        (a euclidean InfoNCE would train cosine) and it has no margin (its scale is the temperature)."""
+        if self.kind == "infonce" and self.distance == "euclidean":
+            raise CinefuseError("loss.distance = 'euclidean' does not apply to loss.kind = 'infonce' (its logits are "
+                                "cosines, so it would train cosine); set loss.distance = \"cosine\"")
+        if self.kind == "infonce" and self.margin is not None:
+            raise CinefuseError("loss.margin does not apply to loss.kind = 'infonce' (it has no margin; "
+                                "loss.temperature sets its scale); drop loss.margin")
+
 
 @dataclass
 class ObjectiveConfig:
@@ -137,8 +153,6 @@ class ObjectiveConfig:
     prior_weights: list = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8])
 
     def validate(self) -> None:
-        from cinefuse.fuse.targets import ASSOCIATIONS
-
         _one_of("objective.kind", self.kind, OBJECTIVES)
         _one_of("objective.association", self.association, ASSOCIATIONS)
         _one_of("objective.co_like_loss", self.co_like_loss, CO_LIKE_LOSSES)
@@ -187,7 +201,7 @@ class TrainConfig:
 class GridConfig:
     losses: list = field(default_factory=lambda: ["pair", "triplet"])
     distances: list = field(default_factory=lambda: ["cosine", "euclidean"])
-    # None: from what the store holds (``default_grid_modalities``)
+    # None: from what the store holds (``plan.default_grid_modalities``)
     modalities: list | None = None
     # extra heads, each trained with the base [loss] and [model].modalities
     heads: list = field(default_factory=lambda: ["ln-linear", "cross-attention", "gated"])
@@ -210,10 +224,10 @@ class FuseConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **sections) -> "FuseConfig":
+    def replace(self, **sections) -> FuseConfig:
         return dataclasses.replace(self, **sections)
 
-    def validate(self) -> "FuseConfig":
+    def validate(self) -> FuseConfig:
         self.pairs.validate()
         _one_of("split.protocol", self.split.protocol, SPLIT_PROTOCOLS)
         if len(self.split.fractions) != 3 or abs(sum(self.split.fractions) - 1.0) > 1e-6 or min(self.split.fractions) <= 0:
@@ -223,6 +237,7 @@ class FuseConfig:
         _one_of("loss.kind", self.loss.kind, LOSSES)
         _one_of("loss.distance", self.loss.distance, DISTANCES)
         _one_of("loss.mining", self.loss.mining, MINERS)
+        self.loss.refuse_substitutes()
         _one_of("train.grid_program", self.train.grid_program, GRID_PROGRAMS)
         self.objective.validate()
         for name in ("losses", "distances", "heads", "objectives"):
@@ -258,21 +273,18 @@ class FuseConfig:
                 raise CinefuseError(f"grid.modalities must be a list (got {self.grid.modalities!r})")
             for mods in self.grid.modalities:
                 check_modalities_spec(mods, "grid.modalities")
-        if self.objective.kind == "thesis" and isinstance(self.model.modalities, (list, tuple)):
-            check_thesis_inputs(list(self.model.modalities))
+        if isinstance(self.model.modalities, (list, tuple)):
+            check_inputs(self.objective, list(self.model.modalities))
         return self
 
 
-def check_thesis_inputs(sets: list[str]) -> None:
-    """Under ``thesis`` the genres are the pair labels; as an input they would hand the answer over."""
-    label = [s for s in sets if s in THESIS_LABEL_SETS]
-    if label:
+def check_inputs(objective: ObjectiveConfig, sets: list[str]) -> None:
+    """Refuses feature sets the objective may not read: under ``thesis`` the genres are the pair
+    labels, and as an input they would hand the answer over."""
+    if not objectives.of(objective).allows(sets):
+        label = [s for s in sets if s in THESIS_LABEL_SETS]
         raise CinefuseError(f"feature set {label[0]!r} holds the genres the thesis objective builds its pairs from; "
                             "drop it from [model].modalities or train a co-preference objective ([objective].kind)")
-
-
-def thesis_allows(sets: list[str]) -> bool:
-    return not any(s in THESIS_LABEL_SETS for s in sets)
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -281,7 +293,7 @@ def _one_of(key: str, value, allowed) -> None:
 
 
 def check_modalities_spec(modalities, key: str) -> None:
-    """The shape of a modality spec (its names are checked against the store in ``resolve_feature_sets``)."""
+    """The shape of a modality spec (its names are checked against the store in ``plan.resolve_feature_sets``)."""
     if isinstance(modalities, (list, tuple)):
         if not modalities or not all(isinstance(s, str) and "/" in s for s in modalities):
             raise CinefuseError(f"{key} list {modalities!r} must name feature sets like 'text/minilm'")
@@ -290,127 +302,15 @@ def check_modalities_spec(modalities, key: str) -> None:
         raise CinefuseError(f"{key} {modalities!r} must be a string like 'visual+audio' or a list of sets")
 
 
-def modality_of(feature_set: str) -> str:
-    return feature_set.split("/", 1)[0]
-
-
-def _modality_rank(name: str) -> tuple:
-    return (MODALITY_ORDER.index(name), "") if name in MODALITY_ORDER else (len(MODALITY_ORDER), name)
-
-
-def store_modality_sets(available: dict[str, bool]) -> dict[str, list[str]]:
-    """The default modality sets of a store: each modality prefix of the sets in ``available``
-    (feature set name -> True for a per-item vector, False for a sequence; sets with at least one
-    valid row only) stands for its vector sets, or its sequence sets when it has no vector set."""
-    by_modality: dict[str, list[str]] = {}
-    for name in sorted(available):
-        by_modality.setdefault(modality_of(name), []).append(name)
-    out = {}
-    for mod in sorted(by_modality, key=_modality_rank):
-        vectors = [n for n in by_modality[mod] if available[n]]
-        out[mod] = vectors or by_modality[mod]
-    return out
-
-
-def merge_modality_sets(defaults: dict[str, list[str]], user: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The store's defaults with the user's entries over them: one entry replaces one modality."""
-    merged = {k: list(v) for k, v in defaults.items()}
-    for mod, sets in user.items():
-        merged[mod] = list(sets)
-    return merged
-
-
-def default_grid_modalities(modality_sets: dict[str, list[str]]) -> list[str]:
-    """The grid's modality ablation when the config names none: the modalities added one at a
-    time in their order (visual, visual+audio, ..., full), so a store with visual, audio and text
-    gets the thesis's visual, visual+audio, full and a text-only one gets text, full."""
-    names = list(modality_sets)
-    return ["+".join(names[:k]) for k in range(1, len(names))] + [FULL]
-
-
-def resolve_feature_sets(modalities, modality_sets: dict) -> list[str]:
-    """Feature set names for a modality spec: "full", "visual+audio", or an explicit list of sets."""
-    check_modalities_spec(modalities, "model.modalities")
-    if isinstance(modalities, (list, tuple)):
-        return list(modalities)
-    names = list(modality_sets) if modalities == FULL else modalities.split("+")
-    if not names:
-        raise CinefuseError("the store holds no feature set with a valid row; run `cinefuse extract` first")
-    out: list[str] = []
-    for name in names:
-        if name not in modality_sets:
-            raise CinefuseError(
-                f"modality {name!r} (in {modalities!r}) is not in the store nor in [data.modality_sets]; "
-                f"known: {', '.join(modality_sets) or 'none'} and {FULL!r}; choose one of them or add "
-                f"{name} = [feature sets] under [data.modality_sets]")
-        out.extend(s for s in modality_sets[name] if s not in out)
-    return out
-
-
-def resolve_modalities(config: "FuseConfig", available: dict[str, bool]) -> "FuseConfig":
-    """``config`` with its modality sets and grid fixed by what the store holds (``available``,
-    as in ``store_modality_sets``): the store's defaults merged with [data.modality_sets], the
-    grid's modalities derived when not given, every spec checked against them."""
-    sets = merge_modality_sets(store_modality_sets(available), config.data.modality_sets)
-    grid = config.grid.modalities if config.grid.modalities is not None else default_grid_modalities(sets)
-    model_sets = resolve_feature_sets(config.model.modalities, sets)
-    if config.objective.kind == "thesis":
-        check_thesis_inputs(model_sets)
-    for mods in grid:
-        resolve_feature_sets(mods, sets)
-    return config.replace(data=dataclasses.replace(config.data, modality_sets=sets),
-                          grid=dataclasses.replace(config.grid, modalities=list(grid)))
-
-
-def describe_modalities(config: "FuseConfig", grid: bool) -> str:
-    """One line: what each modality stands for, and what this run trains."""
-    sets = config.data.modality_sets
-    parts = "; ".join(f"{m} = {', '.join(v)}" for m, v in sets.items())
-    line = f"modalities: {parts}; {FULL} = {'+'.join(sets)}"
-    if grid:
-        return f"{line}; grid modalities: {', '.join(modalities_label(m) for m in config.grid.modalities)}"
-    return f"{line}; training {modalities_label(config.model.modalities)}"
-
-
-def modalities_label(modalities) -> str:
-    if isinstance(modalities, (list, tuple)):
-        return ",".join(s.replace("/", "_") for s in modalities)
-    return str(modalities)
-
-
-def model_name(loss: str, distance: str, modalities, head: str, objective: str = "thesis",
-               co_like_loss: str = "infonce") -> str:
-    """Readable run name for results tables: ``triplet-cosine-full-concat-mlp`` under the thesis
-    objective (the names of the thesis reproduction stay as they were), ``distill-full-concat-mlp``
-    for a co-preference objective, ``co-like-triplet-cosine-full-concat-mlp`` for co-like pairs
-    trained with the [loss] section."""
-    mods = modalities_label(modalities)
-    if objective == "thesis":
-        return f"{loss}-{distance}-{mods}-{head}"
-    if objective == "co-like" and co_like_loss == "loss":
-        return f"co-like-{loss}-{distance}-{mods}-{head}"
-    return f"{objective}-{mods}-{head}"
-
-
 def _build(cls, data: dict, where: str):
     if not isinstance(data, dict):
         raise CinefuseError(f"[{where}] must be a table")
-    known = {f.name: f for f in fields(cls)}
+    known = known_fields(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise CinefuseError(
             f"unknown key {unknown[0]!r} in [{where}] of the fuse config; known keys: {', '.join(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        default = getattr(cls(), key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise CinefuseError(f"{where}.{key} must be true or false (got {value!r})")
-        if isinstance(default, int) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise CinefuseError(f"{where}.{key} must be an integer (got {value!r})")
-        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise CinefuseError(f"{where}.{key} must be a number (got {value!r})")
-        kwargs[key] = float(value) if isinstance(default, float) else value
-    return cls(**kwargs)
+    return cls(**{key: check_value(known[key], value, "fuse", f"{where}.{key}", "") for key, value in data.items()})
 
 
 SECTIONS = {"data": DataConfig, "pairs": PairConfig, "split": SplitConfig, "model": ModelConfig,
@@ -426,15 +326,7 @@ def config_from_dict(data: dict) -> FuseConfig:
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FuseConfig:
     """Defaults, then the TOML file, then ``overrides`` ({section: {key: value}}), validated."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise CinefuseError(f"fuse config {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise CinefuseError(f"fuse config {path} is not valid TOML: {exc}") from exc
+    data: dict = read_toml(path, "fuse") if path is not None else {}
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     return config_from_dict(data)

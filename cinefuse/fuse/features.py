@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cinefuse.datasets.movielens import genre_vocabulary
 from cinefuse.errors import CinefuseError, StoreError
+from cinefuse.genres import pack_genre_bits
 
 
 @dataclass
@@ -114,12 +114,4 @@ def apply_standardization(table: FeatureTable, stats: dict) -> dict[str, np.ndar
 
 def pack_genre_words(genres: list[list[str]]) -> np.ndarray:
     """Genres as uint32 bit words (N, W) for the on-device Jaccard of the miner."""
-    vocab = genre_vocabulary(genres)
-    words = max(1, (len(vocab) + 31) // 32)
-    bit = {g: k for k, g in enumerate(vocab)}
-    out = np.zeros((len(genres), words), dtype=np.uint32)
-    for row, gs in enumerate(genres):
-        for g in gs:
-            k = bit[g]
-            out[row, k // 32] |= np.uint32(1) << np.uint32(k % 32)
-    return out
+    return pack_genre_bits(genres, np.uint32)

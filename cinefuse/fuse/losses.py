@@ -28,6 +28,12 @@ Miners (for triplet):
   is the anchor's own (the pairs give exactly one known positive per anchor).
 - ``none``: the triplet's own stored negative.
 Masks and ``argmin`` over fixed (B, 3B) matrices: no data-dependent shapes.
+
+The pieces are named as pytorch-metric-learning separates them: a **distance**
+(``paired_distance`` / ``pairwise_distance``), a **miner** (``candidate_mask`` says which batch
+items may be an anchor's negative, ``mine`` picks one), the per-element **loss** terms
+(``contrastive_terms``, ``triplet_terms``, ``info_nce_terms``) and a **reducer** that makes them
+one number (``mean_reducer``: the mean over the batch, pml's ``MeanReducer``).
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from cinefuse.fuse.choices import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS  # noqa: F401 (re-exported)
+from cinefuse.choices import DEFAULT_MARGINS, DISTANCES, LOSSES, MINERS  # noqa: F401 (re-exported)
 
 EPS = 1e-12
 
 
+# -- distances ----------------------------------------------------------------------------------
 def unit(x):
     """Rows scaled to unit length (the one definition the losses and the objectives use)."""
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), EPS))
@@ -60,11 +67,49 @@ def pairwise_distance(x, y, kind: str):
     return jnp.sqrt(jnp.maximum(sq, EPS))
 
 
-def contrastive_loss(d, labels, margin):
+# -- reducer and loss terms -----------------------------------------------------------------------
+def mean_reducer(terms):
+    """One number from per-element loss terms: their mean (pml's ``MeanReducer``)."""
+    return jnp.mean(terms)
+
+
+def contrastive_terms(d, labels, margin):
+    """Per pair: y * d^2 + (1 - y) * max(0, margin - d)^2."""
     y = labels.astype(d.dtype)
-    return jnp.mean(y * d**2 + (1.0 - y) * jnp.maximum(margin - d, 0.0) ** 2)
+    return y * d**2 + (1.0 - y) * jnp.maximum(margin - d, 0.0) ** 2
 
 
+def contrastive_loss(d, labels, margin):
+    return mean_reducer(contrastive_terms(d, labels, margin))
+
+
+def triplet_terms(d_ap, d_an, margin):
+    """Per anchor: max(0, d(a, p) - d(a, n) + margin)."""
+    return jnp.maximum(d_ap - d_an + margin, 0.0)
+
+
+def triplet_loss(d_ap, d_an, margin):
+    return mean_reducer(triplet_terms(d_ap, d_an, margin))
+
+
+def info_nce_terms(a, p, same_item, temperature):
+    """(per row, per column) cross-entropy terms of the symmetric InfoNCE; ``same_item[i, j]``
+    marks p_j as the same item as p_i (masked, i != j)."""
+    logits = (unit(a) @ unit(p).T) / temperature
+    b = a.shape[0]
+    eye = jnp.eye(b, dtype=bool)
+    logits = jnp.where(same_item & ~eye, -1e9, logits)
+    diag = jnp.diagonal(logits)
+    return jax.nn.logsumexp(logits, axis=1) - diag, jax.nn.logsumexp(logits, axis=0) - diag
+
+
+def info_nce(a, p, same_item, temperature):
+    """Symmetric InfoNCE; ``same_item[i, j]`` marks p_j as the same item as p_i (masked, i != j)."""
+    row, col = info_nce_terms(a, p, same_item, temperature)
+    return 0.5 * (mean_reducer(row) + mean_reducer(col))
+
+
+# -- miner ----------------------------------------------------------------------------------------
 def mine(d_ap, d_cand, valid, margin, miner: str):
     """Index of the chosen negative candidate per anchor: (B,) int32."""
     inf = jnp.asarray(jnp.inf, d_cand.dtype)
@@ -74,22 +119,6 @@ def mine(d_ap, d_cand, valid, margin, miner: str):
     semi = valid & (d_cand > d_ap[:, None]) & (d_cand < d_ap[:, None] + margin)
     semi_idx = jnp.argmin(jnp.where(semi, d_cand, inf), axis=1)
     return jnp.where(jnp.any(semi, axis=1), semi_idx, hardest)
-
-
-def triplet_loss(d_ap, d_an, margin):
-    return jnp.mean(jnp.maximum(d_ap - d_an + margin, 0.0))
-
-
-def info_nce(a, p, same_item, temperature):
-    """Symmetric InfoNCE; ``same_item[i, j]`` marks p_j as the same item as p_i (masked, i != j)."""
-    logits = (unit(a) @ unit(p).T) / temperature
-    b = a.shape[0]
-    eye = jnp.eye(b, dtype=bool)
-    logits = jnp.where(same_item & ~eye, -1e9, logits)
-    diag = jnp.diagonal(logits)
-    row = jax.nn.logsumexp(logits, axis=1) - diag
-    col = jax.nn.logsumexp(logits, axis=0) - diag
-    return 0.5 * (jnp.mean(row) + jnp.mean(col))
 
 
 def genre_jaccard(words_a, words_b):
@@ -116,6 +145,7 @@ def candidate_mask(items, words, negative_max_jaccard):
     return (jac <= negative_max_jaccard) & not_self
 
 
+# -- the configured loss --------------------------------------------------------------------------
 def batch_loss(spec: dict, emb, raw, items, words, negative_max_jaccard: float):
     """The configured loss for a batch of triplets.
 

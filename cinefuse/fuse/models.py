@@ -20,7 +20,7 @@ from attention keys and from the gate. Sequence padding (timesteps at or beyond 
 reaches the output: it is zeroed around the convolutions and excluded from pooling.
 The output is (normalised, raw): the L2-normalised embedding and the projection before it.
 
-Objective heads (``fuse.objectives``): with ``prior`` the tower also holds a scalar item-prior
+Objective heads (``fuse.objectives``, ``fuse.copref``): with ``prior`` the tower also holds a scalar item-prior
 head, an MLP over the concatenated tokens with the gradient stopped at the tokens, so the prior
 is learnt from what the encoders already see but never reshapes the embedding (a model with and
 without the prior has the same embedding objective); ``apply(..., with_prior=True)`` returns
@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from cinefuse.fuse import objectives
 
 
 @dataclass(frozen=True)
@@ -170,4 +172,4 @@ def build_tower(model_cfg, specs: tuple[SetSpec, ...], objective=None) -> Fusion
                        embed_dim=model_cfg.embed_dim, pooling=model_cfg.pooling,
                        attention_heads=model_cfg.attention_heads,
                        prior=bool(objective is not None and objective.prior),
-                       teacher_dim=objective.teacher_dim if objective is not None and objective.kind == "distill" else 0)
+                       teacher_dim=objectives.of(objective).kernel_dim(objective) if objective is not None else 0)

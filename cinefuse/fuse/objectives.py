@@ -1,197 +1,283 @@
-"""Co-preference objectives on the device: batch samplers and losses, fixed shapes, pure functions.
+"""The objectives as values: each one's whole story in one class, looked up by name.
 
-Every function here is usable under ``jax.jit`` and ``jax.vmap``: shapes depend only on static
-sizes (batch, slice, partners), never on data; masks and weights carry what varies. The targets
-they read come from :mod:`cinefuse.fuse.targets` (training ratings only). Embeddings passed to
-the losses are the model's L2-normalised outputs unless said otherwise. See docs/OBJECTIVES.md.
+An objective (``[objective].kind``, docs/OBJECTIVES.md) says what a model learns. Its class here
+is its one home: which targets it needs (``target_parts``), the host arrays the step reads
+(``host_arrays``), its batch sampler (``sample``), its loss (``loss``), its run name pattern
+(``run_name``), whether it trains through the ``[loss]`` section (``through_loss``: its batch is
+then (anchor, positive, negative) triplets) and what else differs (``needs_triplets``, the rows
+its features are standardised over, the distill kernel, which feature sets it may read).
+``of(config)`` returns the objective of an ``ObjectiveConfig`` (None: the thesis without a
+prior); the step, the trainer, the planner and the config dispatch on it, never on the name.
 
-Samplers (``key`` a ``jax.random`` key):
-- :func:`sample_co_like`: B anchors uniform over the items with partners, one partner each drawn
-  in proportion to the association weight.
-- :func:`sample_history`: B users uniform over ``user_pool``; the item slice is ``per_user`` of
-  each user's liked items (a random subset without replacement) plus ``n_random`` uniform
-  training items, S = B * per_user + n_random slots. Repeated items keep their first slot (the
-  others are masked), so no item can score itself through a duplicate. ``likes`` (B, S) is 1
-  where the user liked the slot's item, from the user's whole history, not only the sampled part.
-
-Losses:
-- :func:`multi_positive_info_nce`: logits a_i . p_j / t over the B x B batch; the positives of
-  row i are every j with (a_i, p_j) co-like partners in either direction (the diagonal always),
-  pairs where p_j is a_i's own item are left out of numerator and denominator. Loss per row:
-  -mean over positives of log softmax (SupCon's L_out), the same per column, the two averaged.
-- :func:`history_loss`: scores = X A A^T - X * diag(A A^T) (each item's own term removed) over
-  the slice; ``nmse`` (default, ELSA): || x / |x| - s / |s| ||^2 per user over valid slots, which
-  needs no temperature since both sides are normalised; ``softmax``: -sum_s x_s log softmax(s /
-  t)_s / sum_s x_s (the multinomial likelihood of Mult-VAE). Mean over users with a like.
-- :func:`distill_info_nce`: symmetric InfoNCE between the content embedding mapped by a learnt
-  (k, d) kernel and the teacher's item vector (both normalised), positives on the diagonal,
-  repeated items masked (CLCRec-style alignment).
-- :func:`similarity_kl`: mean over rows of KL(softmax(teacher_i / t_t) || softmax(content_i /
-  t)) over the batch's other items; teacher logits rows come from :func:`teacher_logits`.
-- :func:`prior_loss`: MSE of a scalar head against standardised log like counts;
-  :func:`prior_scores`: the scoring rule cosine + w * prior(candidate).
+Importing this module loads no jax (the config reads it); the device math lives in
+:mod:`cinefuse.fuse.copref` (the co-preference samplers and losses) and
+:mod:`cinefuse.fuse.losses` (the thesis's pair, triplet and InfoNCE losses), imported when a
+sampler or a loss is traced.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
-from cinefuse.fuse.choices import HISTORY_LOSSES
-from cinefuse.fuse.losses import unit
+from cinefuse.choices import OBJECTIVES
+from cinefuse.errors import CinefuseError
 
-NEG = -1e9  # a logit that softmax treats as absent without producing NaN
-
-
-# -- samplers -----------------------------------------------------------------------------------
-def sample_co_like(key, anchor_pool, partner_idx, partner_weight, partner_mask, batch: int):
-    """(anchors (B,), partners (B,)) int32 item rows."""
-    anchor_pool, partner_idx, partner_weight, partner_mask = map(
-        jnp.asarray, (anchor_pool, partner_idx, partner_weight, partner_mask))
-    k_anchor, k_partner = jax.random.split(key)
-    anchors = anchor_pool[jax.random.randint(k_anchor, (batch,), 0, anchor_pool.shape[0])]
-    logw = jnp.where(partner_mask[anchors], jnp.log(jnp.maximum(partner_weight[anchors], 1e-30)), -jnp.inf)
-    slot = jax.random.categorical(k_partner, logw, axis=-1)
-    return anchors, jnp.take_along_axis(partner_idx[anchors], slot[:, None], axis=1)[:, 0]
+# the thesis's pair labels: never an input of a model trained on them
+THESIS_LABEL_SETS = ("meta/genres",)
 
 
-def co_like_masks(anchors, partners, partner_idx, partner_mask):
-    """(positive, exclude) (B, B) bool for the anchor x partner logits."""
-    anchors, partners, partner_idx, partner_mask = map(jnp.asarray, (anchors, partners, partner_idx, partner_mask))
-    a_lists = jnp.where(partner_mask[anchors], partner_idx[anchors], -1)      # (B, N)
-    p_lists = jnp.where(partner_mask[partners], partner_idx[partners], -1)    # (B, N)
-    forward = jnp.any(a_lists[:, None, :] == partners[None, :, None], axis=-1)   # p_j in top(a_i)
-    backward = jnp.any(p_lists[None, :, :] == anchors[:, None, None], axis=-1)  # a_i in top(p_j)
-    eye = jnp.eye(anchors.shape[0], dtype=bool)
-    exclude = (anchors[:, None] == partners[None, :]) & ~eye
-    positive = (forward | backward | eye) & ~exclude
-    return positive, exclude
+def modalities_label(modalities) -> str:
+    """A modality spec as it appears in run names: ``visual+audio``, or the sets joined by ','."""
+    if isinstance(modalities, (list, tuple)):
+        return ",".join(s.replace("/", "_") for s in modalities)
+    return str(modalities)
 
 
-def sample_history(key, user_pool, hist_items, hist_len, n_items: int, batch: int, per_user: int, n_random: int):
-    """A user x item slice: dict of ``users`` (B,), ``items`` (S,), ``item_mask`` (S,) and
-    ``likes`` (B, S) float32. ``hist_items`` (U, H) ascending, padded with ``n_items``."""
-    user_pool, hist_items, hist_len = map(jnp.asarray, (user_pool, hist_items, hist_len))
-    k_user, k_pick, k_rand = jax.random.split(key, 3)
-    users = user_pool[jax.random.randint(k_user, (batch,), 0, user_pool.shape[0])]
-    hist = hist_items[users]                                                  # (B, H)
-    length = hist_len[users]
-    width = hist.shape[1]
-    # a random subset of each history: the per_user largest uniform keys among the valid slots
-    keys = jax.random.uniform(k_pick, hist.shape)
-    keys = jnp.where(jnp.arange(width)[None, :] < length[:, None], keys, -1.0)
-    top_keys, pos = jax.lax.top_k(keys, min(per_user, width))
-    picked = jnp.where(top_keys >= 0, jnp.take_along_axis(hist, pos, axis=1), n_items)
-    if per_user > width:
-        picked = jnp.pad(picked, ((0, 0), (0, per_user - width)), constant_values=n_items)
-    extra = jax.random.randint(k_rand, (n_random,), 0, n_items)
-    items = jnp.concatenate([picked.reshape(-1), extra]).astype(jnp.int32)
-    # first occurrence of each item keeps its slot; padding (n_items) is never valid
-    order = jnp.argsort(items, stable=True)
-    sorted_items = items[order]
-    first_sorted = jnp.concatenate([jnp.ones(1, bool), sorted_items[1:] != sorted_items[:-1]])
-    first = jnp.zeros_like(first_sorted).at[order].set(first_sorted)
-    item_mask = first & (items < n_items)
-    items = jnp.where(item_mask, items, 0)
-    where = jax.vmap(lambda h: jnp.searchsorted(h, items))(hist)              # (B, S)
-    found = jnp.take_along_axis(hist, jnp.minimum(where, width - 1), axis=1) == items[None, :]
-    likes = (found & item_mask[None, :]).astype(jnp.float32)
-    return {"users": users, "items": items, "item_mask": item_mask, "likes": likes}
+class Objective:
+    """What every objective shares; a subclass per objective fills in the rest."""
+
+    name = ""
+    needs_triplets = False        # trains on the split's stored pairs (prepare checks they exist)
+
+    def through_loss(self, cfg) -> bool:
+        """True when the batch is (anchor, positive, negative) triplets through ``[loss]``."""
+        return False
+
+    def target_parts(self, cfg) -> tuple:
+        """Which of ``targets.TARGET_PARTS`` to build from the training ratings."""
+        return ()
+
+    def allows(self, feature_sets) -> bool:
+        """Whether a model trained on this objective may read ``feature_sets``."""
+        return True
+
+    def kernel_dim(self, cfg) -> int:
+        """Width of the learnt map to a teacher's vectors (0: the tower has none)."""
+        return 0
+
+    def negative_max_jaccard(self, configured: float) -> float:
+        """The miner's genre filter on triplet negatives."""
+        return configured
+
+    def fit_rows(self, data) -> np.ndarray:
+        """The rows the feature standardisation is fitted over: every training item."""
+        return data.train_rows
+
+    def run_name(self, loss: str, distance: str, mods: str, head: str, cfg) -> str:
+        return f"{self.name}-{mods}-{head}"
+
+    def host_arrays(self, cfg, targets, out: dict) -> None:
+        """Adds the objective's own host arrays to ``out`` (``train_rows`` and ``prior`` are there)."""
+
+    def sample(self, cfg, rng, data, batch_size: int, batch_sharding=None):
+        """(items, rows, extras) of the step's batch: the item rows of its structure, the rows
+        whose features the tower embeds (M,), and the loss's other arrays (dict)."""
+        raise NotImplementedError
+
+    def loss(self, cfg, spec: dict, params, emb, raw, batch, negative_max_jaccard: float):
+        """(loss, aux) of one member's embeddings ``emb`` / ``raw`` (M, E) of ``batch``."""
+        raise NotImplementedError
+
+    # shared by the objectives that train through [loss]
+    def _triplet_loss(self, spec, emb, raw, batch, negative_max_jaccard):
+        from cinefuse.fuse.losses import batch_loss
+
+        size = batch.items.shape[0]
+        return batch_loss(spec, emb.reshape(size, 3, -1), raw.reshape(size, 3, -1), batch.items, batch.words,
+                          negative_max_jaccard)
 
 
-def sample_items(key, pool, batch: int):
-    """B item rows uniform over ``pool`` (distill and prior batches)."""
-    pool = jnp.asarray(pool)
-    return pool[jax.random.randint(key, (batch,), 0, pool.shape[0])]
+class Thesis(Objective):
+    """The thesis's genre-filtered pairs: the stored triplets and the [loss] section."""
+
+    name = "thesis"
+    needs_triplets = True
+
+    def through_loss(self, cfg) -> bool:
+        return True
+
+    def allows(self, feature_sets) -> bool:
+        return not any(s in THESIS_LABEL_SETS for s in feature_sets)
+
+    def fit_rows(self, data) -> np.ndarray:
+        # the thesis standardises over the items of its triplets (as it always did)
+        return np.unique(data.arrays["train_triplets"].reshape(-1))
+
+    def run_name(self, loss, distance, mods, head, cfg) -> str:
+        # the names of the thesis reproduction stay as they were
+        return f"{loss}-{distance}-{mods}-{head}"
+
+    def sample(self, cfg, rng, data, batch_size, batch_sharding=None):
+        import jax
+
+        pick = jax.random.randint(rng, (batch_size,), 0, data.triplets.shape[0])
+        items = data.triplets[pick]
+        if batch_sharding is not None:
+            items = jax.lax.with_sharding_constraint(items, batch_sharding)
+        return items, items.reshape(-1), {}
+
+    def loss(self, cfg, spec, params, emb, raw, batch, negative_max_jaccard):
+        return self._triplet_loss(spec, emb, raw, batch, negative_max_jaccard)
 
 
-# -- losses -------------------------------------------------------------------------------------
-def soft_target_cross_entropy(logits, positive, exclude):
-    """Mean over rows of -sum_j t_ij log softmax(logits_i)_j, t uniform over the positives."""
-    logits = jnp.where(exclude, NEG, logits)
-    log_p = jax.nn.log_softmax(logits, axis=-1)
-    t = positive.astype(logits.dtype)
-    t = t / jnp.maximum(jnp.sum(t, axis=-1, keepdims=True), 1.0)
-    return -jnp.mean(jnp.sum(t * log_p, axis=-1))
+class CoLike(Objective):
+    """Co-liked partners: multi-positive InfoNCE, or (``co_like_loss = "loss"``) (anchor,
+    partner, uniform training item) triplets through [loss] with the genre filter off."""
+
+    name = "co-like"
+
+    def through_loss(self, cfg) -> bool:
+        return cfg.co_like_loss == "loss"
+
+    def target_parts(self, cfg) -> tuple:
+        return ("partners",)
+
+    def negative_max_jaccard(self, configured: float) -> float:
+        return 1.0  # co-like triplets: any other item may be the negative
+
+    def run_name(self, loss, distance, mods, head, cfg) -> str:
+        if self.through_loss(cfg):
+            return f"co-like-{loss}-{distance}-{mods}-{head}"
+        return super().run_name(loss, distance, mods, head, cfg)
+
+    def host_arrays(self, cfg, targets, out) -> None:
+        p = targets.partners
+        if len(p.anchors) == 0:
+            raise CinefuseError("co-like: no training item has a co-liked or co-rated partner; use more ratings")
+        out.update(anchors=p.anchors, partner_idx=p.idx, partner_weight=p.weight, partner_mask=p.mask)
+
+    def sample(self, cfg, rng, data, batch_size, batch_sharding=None):
+        import jax
+        import jax.numpy as jnp
+
+        from cinefuse.fuse import copref
+
+        t = data.targets
+        k_pair, k_neg = jax.random.split(rng)
+        a, p = copref.sample_co_like(k_pair, t["anchors"], t["partner_idx"], t["partner_weight"], t["partner_mask"],
+                                     batch_size)
+        if self.through_loss(cfg):
+            n = jax.random.randint(k_neg, (batch_size,), 0, t["train_rows"].shape[0])
+            items = t["train_rows"][jnp.stack([a, p, n], axis=1)]
+            return items, items.reshape(-1), {}
+        positive, exclude = copref.co_like_masks(a, p, t["partner_idx"], t["partner_mask"])
+        rows = t["train_rows"][jnp.concatenate([a, p])]
+        return rows, rows, {"positive": positive, "exclude": exclude}
+
+    def loss(self, cfg, spec, params, emb, raw, batch, negative_max_jaccard):
+        import jax.numpy as jnp
+
+        from cinefuse.fuse import copref
+
+        if self.through_loss(cfg):
+            return self._triplet_loss(spec, emb, raw, batch, negative_max_jaccard)
+        x = batch.extras
+        b = emb.shape[0] // 2
+        a, p = emb[:b], emb[b:]
+        loss = copref.multi_positive_info_nce(a, p, x["positive"], x["exclude"], cfg.temperature)
+        d = 1.0 - a @ p.T
+        off = ~x["positive"] & ~x["exclude"]
+        return loss, {"d_pos": jnp.mean(jnp.diagonal(d)),
+                      "d_neg": jnp.sum(jnp.where(off, d, 0.0)) / jnp.maximum(jnp.sum(off), 1)}
 
 
-def multi_positive_info_nce(a_emb, p_emb, positive, exclude, temperature):
-    """Symmetric multi-positive InfoNCE of anchor x partner embeddings (B, d) each."""
-    logits = (unit(a_emb) @ unit(p_emb).T) / temperature
-    rows = soft_target_cross_entropy(logits, positive, exclude)
-    cols = soft_target_cross_entropy(logits.T, positive.T, exclude.T)
-    return 0.5 * (rows + cols)
+class History(Objective):
+    """Users' likes reconstructed through the embeddings over a user x item slice (ELSA)."""
+
+    name = "history"
+
+    def target_parts(self, cfg) -> tuple:
+        return ("histories",)
+
+    def host_arrays(self, cfg, targets, out) -> None:
+        h = targets.histories
+        pool = np.flatnonzero(h.lengths >= 2).astype(np.int32)
+        if len(pool) == 0:
+            raise CinefuseError("history: no user liked two training items; use more ratings")
+        out.update(user_pool=pool, hist_items=h.items, hist_len=h.lengths)
+
+    def sample(self, cfg, rng, data, batch_size, batch_sharding=None):
+        from cinefuse.fuse import copref
+
+        t = data.targets
+        s = copref.sample_history(rng, t["user_pool"], t["hist_items"], t["hist_len"], t["train_rows"].shape[0],
+                                  cfg.history_users, cfg.history_per_user, cfg.history_random)
+        rows = t["train_rows"][s["items"]]
+        return rows, rows, {"likes": s["likes"], "item_mask": s["item_mask"]}
+
+    def loss(self, cfg, spec, params, emb, raw, batch, negative_max_jaccard):
+        from cinefuse.fuse import copref
+
+        x = batch.extras
+        return copref.history_loss(x["likes"], emb, x["item_mask"], cfg.history_loss, cfg.history_temperature), {}
 
 
-def history_scores(likes, item_emb, item_mask):
-    """X A A^T with each item's own term removed, (B, S); masked slots contribute nothing."""
-    a = unit(item_emb) * item_mask[:, None].astype(item_emb.dtype)
-    x = likes * item_mask[None, :].astype(likes.dtype)
-    return (x @ a) @ a.T - x * jnp.sum(a * a, axis=-1)[None, :]
+class Distill(Objective):
+    """A CF teacher's item vectors (InfoNCE through a learnt kernel) and similarity rows (KL)."""
+
+    name = "distill"
+
+    def target_parts(self, cfg) -> tuple:
+        return ("teacher", "ease") if self._ease(cfg) else ("teacher",)
+
+    def kernel_dim(self, cfg) -> int:
+        return cfg.teacher_dim
+
+    @staticmethod
+    def _ease(cfg) -> bool:
+        """The similarity rows come from EASE's dense B (else the teacher vectors' dot products)."""
+        return cfg.teacher == "ease"
+
+    def host_arrays(self, cfg, targets, out) -> None:
+        liked = np.flatnonzero(targets.likes.like_counts > 0).astype(np.int32)
+        if len(liked) < 2:
+            raise CinefuseError("distill: fewer than two training items have a like; use more ratings")
+        out.update(liked_pool=liked, teacher=targets.teacher)
+        if self._ease(cfg):
+            out["ease"] = targets.ease
+
+    def sample(self, cfg, rng, data, batch_size, batch_sharding=None):
+        import jax.numpy as jnp
+
+        from cinefuse.fuse import copref
+
+        t = data.targets
+        picked = copref.sample_items(rng, t["liked_pool"], batch_size)
+        vec = t["teacher"][picked]
+        if self._ease(cfg):
+            logits = copref.teacher_logits(t["ease"], picked, cfg.teacher_temperature)
+        else:  # the teacher vectors' dot products: no dense (I, I) matrix on the device
+            logits = copref.teacher_logits(vec @ vec.T, jnp.arange(batch_size), cfg.teacher_temperature)
+        rows = t["train_rows"][picked]
+        return rows, rows, {"picked": picked, "teacher_vec": vec, "teacher_logits": logits}
+
+    def loss(self, cfg, spec, params, emb, raw, batch, negative_max_jaccard):
+        from cinefuse.fuse import copref
+
+        x = batch.extras
+        kernel = params["params"]["distill_kernel"]
+        info = copref.distill_info_nce(emb, kernel, x["teacher_vec"], x["picked"], cfg.temperature)
+        kl = copref.similarity_kl(emb, x["teacher_logits"], x["picked"], cfg.temperature)
+        return info + kl, {"distill_info_nce": info, "similarity_kl": kl}
 
 
-def history_loss(likes, item_emb, item_mask, kind: str = "nmse", temperature: float = 1.0):
-    """The history reconstruction loss of a slice (see the module docstring)."""
-    m = item_mask[None, :].astype(likes.dtype)
-    x = likes * m
-    s = history_scores(likes, item_emb, item_mask) * m
-    has = (jnp.sum(x, axis=-1) > 0).astype(likes.dtype)
-    if kind == "nmse":
-        per_user = jnp.sum((unit(x) - unit(s)) ** 2, axis=-1)
-    elif kind == "softmax":
-        log_p = jax.nn.log_softmax(jnp.where(m > 0, s / temperature, NEG), axis=-1)
-        per_user = -jnp.sum(x * log_p, axis=-1) / jnp.maximum(jnp.sum(x, axis=-1), 1.0)
-    else:
-        raise ValueError(f"history loss {kind!r} is unknown; use one of {', '.join(HISTORY_LOSSES)}")
-    return jnp.sum(per_user * has) / jnp.maximum(jnp.sum(has), 1.0)
+REGISTRY: dict[str, Objective] = {o.name: o for o in (Thesis(), CoLike(), History(), Distill())}
+assert tuple(REGISTRY) == OBJECTIVES, "cinefuse.choices.OBJECTIVES and the registry name the same objectives"
 
 
-def same_item_exclude(items):
-    """(B, B) True where two different batch slots hold the same item."""
-    items = jnp.asarray(items)
-    return (items[:, None] == items[None, :]) & ~jnp.eye(items.shape[0], dtype=bool)
+def of(cfg) -> Objective:
+    """The objective of an ``ObjectiveConfig`` (None: the thesis, without a prior)."""
+    return REGISTRY["thesis" if cfg is None else cfg.kind]
 
 
-def distill_info_nce(content_emb, kernel, teacher_vec, items, temperature):
-    """Symmetric InfoNCE of content embeddings (B, d) mapped by ``kernel`` (k, d) against the
-    teacher vectors (B, k) of the same items ``items`` (B,)."""
-    mapped = content_emb @ kernel.T
-    logits = (unit(mapped) @ unit(teacher_vec).T) / temperature
-    eye = jnp.eye(items.shape[0], dtype=bool)
-    exclude = same_item_exclude(items)
-    return 0.5 * (soft_target_cross_entropy(logits, eye, exclude)
-                  + soft_target_cross_entropy(logits.T, eye, exclude.T))
+def model_name(loss: str, distance: str, modalities, head: str, objective: str = "thesis",
+               co_like_loss: str = "infonce") -> str:
+    """Readable run name for results tables: ``triplet-cosine-full-concat-mlp`` under the thesis
+    objective (the names of the thesis reproduction stay as they were), ``distill-full-concat-mlp``
+    for a co-preference objective, ``co-like-triplet-cosine-full-concat-mlp`` for co-like pairs
+    trained with the [loss] section."""
+    from types import SimpleNamespace
 
+    cfg = SimpleNamespace(kind=objective, co_like_loss=co_like_loss)
+    return REGISTRY[objective].run_name(loss, distance, modalities_label(modalities), head, cfg)
 
-def teacher_logits(sim_rows, items, temperature):
-    """Teacher logits over the batch: ``sim_rows`` (I, I) (EASE's B, or any item similarity),
-    rows standardised over the batch's other items (EASE weights have no fixed scale), / t."""
-    sim_rows, items = jnp.asarray(sim_rows), jnp.asarray(items)
-    s = sim_rows[items][:, items]
-    valid = ~(same_item_exclude(items) | jnp.eye(items.shape[0], dtype=bool))
-    n = jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1)
-    mean = jnp.sum(jnp.where(valid, s, 0.0), axis=-1, keepdims=True) / n
-    var = jnp.sum(jnp.where(valid, (s - mean) ** 2, 0.0), axis=-1, keepdims=True) / n
-    return (s - mean) * jax.lax.rsqrt(jnp.maximum(var, 1e-12)) / temperature
-
-
-def similarity_kl(content_emb, teacher_logit, items, temperature):
-    """Mean over rows of KL(softmax(teacher) || softmax(content cosine / t)) over the batch's
-    other items (self and repeated items left out)."""
-    e = unit(content_emb)
-    logits = (e @ e.T) / temperature
-    drop = same_item_exclude(items) | jnp.eye(items.shape[0], dtype=bool)
-    log_q = jax.nn.log_softmax(jnp.where(drop, NEG, logits), axis=-1)
-    log_p = jax.nn.log_softmax(jnp.where(drop, NEG, teacher_logit), axis=-1)
-    p = jnp.where(drop, 0.0, jnp.exp(log_p))
-    return jnp.mean(jnp.sum(p * (jnp.where(drop, 0.0, log_p) - jnp.where(drop, 0.0, log_q)), axis=-1))
-
-
-def prior_loss(predicted, target):
-    """MSE of the prior head (B,) against standardised log like counts (B,)."""
-    return jnp.mean((predicted - target) ** 2)
-
-
-def prior_scores(query_emb, candidate_emb, candidate_prior, weight):
-    """cosine(query, candidate) + weight * prior(candidate): (Q, C)."""
-    return unit(query_emb) @ unit(candidate_emb).T + weight * candidate_prior[None, :]

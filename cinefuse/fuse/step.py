@@ -11,17 +11,12 @@ initial state and for embedding rows of the resident table.
 ``state`` is ``{"params", "opt_state", "step"}`` with the members' parameters stacked on a leading
 axis (G, ...); ``data`` is a :class:`DeviceData`, the whole training table on the device.
 
-Objectives (``[objective]``, an ``ObjectiveConfig``; None is the thesis without a prior): each has
-one sampler and one loss, chosen at trace time, so a group's program holds only its objective's
-branch, jitted once. A group's members share one objective (``train.plan_runs`` groups by it), so
-they share its batch:
-- ``thesis``: the stored triplets and ``losses.batch_loss`` (unchanged);
-- ``co-like``: anchors and weighted partners (``objectives.sample_co_like``), multi-positive
-  InfoNCE; with ``co_like_loss = "loss"`` (anchor, partner, uniform training item) triplets through
-  ``batch_loss``, the miner's genre filter off (a co-preference negative is no genre matter);
-- ``history``: a user x item slice (``objectives.sample_history``), ``objectives.history_loss``;
-- ``distill``: items with a like (``objectives.sample_items``), ``distill_info_nce`` against the
-  teacher vectors + ``similarity_kl`` against the teacher's rows (EASE, or the vectors' dot products).
+Objectives (``[objective]``, an ``ObjectiveConfig``; None is the thesis without a prior): the
+step asks ``objectives.of(objective)`` for its sampler and its loss (``cinefuse.fuse.objectives``
+holds what each objective does), chosen at trace time, so a group's program holds only its
+objective's branch, jitted once. A group's members share one objective (``plan.plan_runs``
+groups by it), so they share its batch; an objective that trains through ``[loss]`` (the thesis,
+co-like with ``co_like_loss = "loss"``) hands ``losses.batch_loss`` triplets and their genre bits.
 With ``objective.prior`` the prior head's MSE against the standardised log like counts of the
 batch's training items is added (``prior_loss_weight``). The targets live in
 ``DeviceData.targets`` (rows of the training items: ``train_rows`` maps a target index to its row
@@ -37,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cinefuse.fuse import objectives as ob
-from cinefuse.fuse.losses import batch_loss, split_specs
+from cinefuse.fuse import objectives
+from cinefuse.fuse.losses import split_specs
 
 
 class DeviceData(NamedTuple):
@@ -49,7 +44,7 @@ class DeviceData(NamedTuple):
     words: Any           # (N, W) uint32 genre bits
     triplets: Any        # (T, 3) int32 rows of the training triplets
     key: Any             # the seed's PRNG key
-    targets: Any = None  # the objective's target arrays (dict; ``train.objective_arrays``), None: none
+    targets: Any = None  # the objective's target arrays (dict; ``prepare.objective_arrays``), None: none
 
 
 class Batch(NamedTuple):
@@ -60,14 +55,6 @@ class Batch(NamedTuple):
     extras: Any = None   # the objective's batch arrays (dict), None for the thesis without a prior
 
 
-def _kind(objective) -> str:
-    return "thesis" if objective is None else objective.kind
-
-
-def _triplet_shaped(objective) -> bool:
-    return _kind(objective) == "thesis" or (_kind(objective) == "co-like" and objective.co_like_loss == "loss")
-
-
 def _gather(data: DeviceData, rows) -> tuple[dict, dict]:
     return {n: x[rows] for n, x in data.feats.items()}, {n: v[rows] for n, v in data.lens.items()}
 
@@ -76,73 +63,19 @@ def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None, o
     """The step's batch of ``objective`` (None: the thesis triplets), drawn with replacement
     from the key ``fold_in(data.key, step)``, and its features."""
     rng = jax.random.fold_in(data.key, step)
-    kind, t = _kind(objective), data.targets
-    extras = {}
-    if kind == "thesis":
-        pick = jax.random.randint(rng, (batch_size,), 0, data.triplets.shape[0])
-        items = data.triplets[pick]
-        if batch_sharding is not None:
-            items = jax.lax.with_sharding_constraint(items, batch_sharding)
-        rows = items.reshape(-1)
-    elif kind == "co-like":
-        k_pair, k_neg = jax.random.split(rng)
-        a, p = ob.sample_co_like(k_pair, t["anchors"], t["partner_idx"], t["partner_weight"], t["partner_mask"],
-                                 batch_size)
-        if objective.co_like_loss == "loss":
-            n = jax.random.randint(k_neg, (batch_size,), 0, t["train_rows"].shape[0])
-            items = t["train_rows"][jnp.stack([a, p, n], axis=1)]
-            rows = items.reshape(-1)
-        else:
-            positive, exclude = ob.co_like_masks(a, p, t["partner_idx"], t["partner_mask"])
-            rows = t["train_rows"][jnp.concatenate([a, p])]
-            items, extras = rows, {"positive": positive, "exclude": exclude}
-    elif kind == "history":
-        s = ob.sample_history(rng, t["user_pool"], t["hist_items"], t["hist_len"], t["train_rows"].shape[0],
-                              objective.history_users, objective.history_per_user, objective.history_random)
-        rows = t["train_rows"][s["items"]]
-        items, extras = rows, {"likes": s["likes"], "item_mask": s["item_mask"]}
-    elif kind == "distill":
-        picked = ob.sample_items(rng, t["liked_pool"], batch_size)
-        vec = t["teacher"][picked]
-        if objective.teacher == "ease":
-            logits = ob.teacher_logits(t["ease"], picked, objective.teacher_temperature)
-        else:  # the teacher vectors' dot products: no dense (I, I) matrix on the device
-            logits = ob.teacher_logits(vec @ vec.T, jnp.arange(batch_size), objective.teacher_temperature)
-        rows = t["train_rows"][picked]
-        items, extras = rows, {"picked": picked, "teacher_vec": vec, "teacher_logits": logits}
-    else:
-        raise ValueError(f"unknown objective {kind!r}")
+    kind = objectives.of(objective)
+    items, rows, extras = kind.sample(objective, rng, data, batch_size, batch_sharding)
     if objective is not None and objective.prior:
-        extras["prior_target"] = t["prior"][rows]
+        extras["prior_target"] = data.targets["prior"][rows]
         extras["prior_mask"] = extras.get("item_mask", jnp.ones(rows.shape, bool))
     feats, lens = _gather(data, rows)
-    words = data.words[items] if _triplet_shaped(objective) else None
+    words = data.words[items] if kind.through_loss(objective) else None
     return Batch(feats, lens, items, words, extras or None)
 
 
 def objective_loss(objective, spec: dict, params, emb, raw, batch: Batch, negative_max_jaccard: float):
     """(loss, aux) of one member's embeddings ``emb`` / ``raw`` (M, E) of ``batch``."""
-    kind = _kind(objective)
-    if _triplet_shaped(objective):
-        size = batch.items.shape[0]
-        return batch_loss(spec, emb.reshape(size, 3, -1), raw.reshape(size, 3, -1), batch.items, batch.words,
-                          negative_max_jaccard)
-    x = batch.extras
-    if kind == "co-like":
-        b = emb.shape[0] // 2
-        a, p = emb[:b], emb[b:]
-        loss = ob.multi_positive_info_nce(a, p, x["positive"], x["exclude"], objective.temperature)
-        d = 1.0 - a @ p.T
-        off = ~x["positive"] & ~x["exclude"]
-        return loss, {"d_pos": jnp.mean(jnp.diagonal(d)),
-                      "d_neg": jnp.sum(jnp.where(off, d, 0.0)) / jnp.maximum(jnp.sum(off), 1)}
-    if kind == "history":
-        return ob.history_loss(x["likes"], emb, x["item_mask"], objective.history_loss,
-                               objective.history_temperature), {}
-    kernel = params["params"]["distill_kernel"]
-    info = ob.distill_info_nce(emb, kernel, x["teacher_vec"], x["picked"], objective.temperature)
-    kl = ob.similarity_kl(emb, x["teacher_logits"], x["picked"], objective.temperature)
-    return info + kl, {"distill_info_nce": info, "similarity_kl": kl}
+    return objectives.of(objective).loss(objective, spec, params, emb, raw, batch, negative_max_jaccard)
 
 
 def member_update(tower, tx, negative_max_jaccard: float, spec: dict, mask, params, opt_state, batch: Batch,
@@ -187,8 +120,7 @@ def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_p
     """
     static_spec, stacked_spec = split_specs(specs)
     n_members = len(specs)
-    if _kind(objective) == "co-like":
-        negative_max_jaccard = 1.0  # co-like triplets: any other item may be the negative
+    negative_max_jaccard = objectives.of(objective).negative_max_jaccard(negative_max_jaccard)
 
     def step_vmapped(state, data):
         batch = sample_batch(data, state["step"], batch_size, batch_sharding, objective)

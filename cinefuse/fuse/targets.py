@@ -41,11 +41,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from cinefuse.choices import ASSOCIATIONS  # noqa: F401 (checked here, named there)
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, down_sample_rows, rank_in_runs, row_ranks
 from cinefuse.metrics.likes import LikeMatrix, index_ratings
 
-ASSOCIATIONS = ("jaccard", "pmi")
 PARTNER_SOURCES = ("co-like", "co-rated", "none")
 
 
