@@ -63,10 +63,10 @@ def verdict_line(verdict: dict | None) -> str:
     word = "beats" if v["beats"] else "does not beat"
     on = v.get("chosen_on", "test")
     who = f"model chosen on {on}" if "chosen_on" in v else "best model"
-    seeds = f", mean of {v['seeds']} seeds" if v.get("seeds", 1) > 1 else ""
-    over = v.get("interval") or f"paired bootstrap over {v['queries']} queries"
-    if v.get("seeds", 1) == 1:
-        over = f"paired bootstrap over {v['queries']} queries"
+    several = v.get("seeds", 1) > 1
+    seeds = f", mean of {v['seeds']} seeds" if several else ""
+    over = (f"paired bootstrap over {v['seeds']} seeds, then {v['queries']} queries" if several
+            else f"paired bootstrap over {v['queries']} queries")
     line = (f"verdict: {who} {v['best_model']}{seeds} {word} best raw baseline {v['best_baseline']} "
             f"by {v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}] {v['metric']} "
             f"({over}, 95%; P(better) {v['p_better']:.3f})")

@@ -55,6 +55,8 @@ class Results:
     task: str = "item-to-item"
     metric_names: tuple[str, ...] = ACCURACY_METRICS  # the accuracy metrics of the table
     seed_groups: dict = field(default_factory=dict)   # model -> mean, spread, interval over seeds (several seeds)
+    # run -> its validation values in this task (selection.task_validation); in memory only
+    validation: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         """Plain JSON: NaN (a metric undefined here, e.g. Div@1) becomes null."""

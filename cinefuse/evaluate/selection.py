@@ -90,6 +90,13 @@ def host_u2i_validation(job, models: dict, task, tie_break: str, tie_seed: int, 
     return out
 
 
+def row_validation(row_name: str, validation: dict) -> float | None:
+    """The validation value of one row (its run's plain or ``+prior`` value), None if unknown."""
+    run, prior = run_of(row_name)
+    v = validation.get(run, {}).get("prior" if prior else "plain")
+    return None if v is None else float(v)
+
+
 def group_rows(rows, validation: dict) -> dict[str, list]:
     """Model rows by group (``<base>`` or ``<base>+prior``), each group's rows in seed order."""
     groups: dict[str, list] = {}

@@ -18,6 +18,7 @@ def finish_results(results: Results, es, task=None, validation: dict | None = No
     (``task.strata``; default: :func:`popularity_strata`) and the bootstrap record, from the
     rows' per-query values."""
     results.bootstrap = {"level": 0.95, "resamples": N_RESAMPLES, "seed": BOOTSTRAP_SEED}
+    results.validation = validation or {}
     attach_verdict(results, task.verdict_metric(results.ks) if task is not None else None, validation)
     strata = task.strata if task is not None else popularity_strata
     results.strata, results.strata_cut = strata(results.rows, es)
