@@ -241,3 +241,15 @@ def test_user_to_item_on_a_trained_workdir_equals_brute_force(workdir, capsys): 
     assert cli_main(["evaluate", "--workdir", str(workdir), "--task", "user-to-item", "--json", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["task"] == "user-to-item" and "R@20" in printed["rows"][0]["metrics"]
+
+
+def test_user_to_item_under_the_thesis_protocol_is_a_one_line_error(workdir, capsys):  # noqa: F811
+    from cinefuse.cli import main as cli_main
+    from cinefuse.evaluate.run import run_evaluate
+
+    assert cli_main(["evaluate", "--workdir", str(workdir), "--task", "user-to-item", "--protocol", "thesis",
+                     "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cinefuse evaluate: error: the user-to-item task needs the cold-item protocol, not 'thesis'"]
+    both = run_evaluate(workdir, protocol="thesis", task="both", write=False, progress=False)
+    assert list(both) == ["item-to-item"]  # both: item-to-item alone where no cold split exists
