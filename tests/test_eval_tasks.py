@@ -31,8 +31,10 @@ def brute_force(scores: np.ndarray, self_index: np.ndarray, k: int) -> np.ndarra
     return np.array(out)
 
 
-def test_the_task_is_registered_by_name():
-    assert TASKS == {"item-to-item": ITEM_TO_ITEM}
+def test_the_tasks_are_registered_by_name():
+    from cinefuse.evaluate.tasks.user_to_item import USER_TO_ITEM
+
+    assert TASKS == {"item-to-item": ITEM_TO_ITEM, "user-to-item": USER_TO_ITEM}
 
 
 def test_rank_with_and_without_prior_equals_brute_force():

@@ -197,7 +197,7 @@ def test_cli_evaluate_and_recommend(workdir, capsys):
     assert (by_id["tie_break"], by_id["tie_seed"]) == ("id", 3)
     assert cli_main(["evaluate", "--workdir", str(workdir), "--k", "10", "--quiet", "--tie-seed", "4"]) == 0
     out = capsys.readouterr().out
-    assert "ties: broken by a seeded random candidate order (seed 4)" in out and "\nverdict: best model " in out
+    assert "ties: broken by a seeded random candidate order (seed 4)" in out and "\nverdict: model chosen on validation " in out
     assert cli_main(["recommend", "--workdir", str(workdir), "--item", "7", "-k", "3", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["results"]) == 3 and rec["item"] == "7"

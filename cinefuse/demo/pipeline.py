@@ -207,12 +207,7 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
         c = paired_comparison(rows[full], rival, metric)
         paired[name] = {"rival": rival.name, "value": c["b_value"], "diff": c["diff"], "ci_low": c["ci_low"],
                         "ci_high": c["ci_high"], "p_better": c["p_better"], "beats": c["beats"]}
-    best = {}
-    for m in config.modality_sets():
-        set_rows = [r for r in results.rows if r.kind == "model" and r.modalities == m]
-        if set_rows:
-            top = max(set_rows, key=lambda r: r.metrics[metric] if r.metrics.get(metric) is not None else -1.0)
-            best[m] = {"model": top.name, metric: float(top.metrics[metric])}
+    best = best_per_modality_set(results, config, metric)
     baselines = {r.name: float(r.metrics[metric]) for r in results.rows
                  if r.kind != "model" and r.metrics.get(metric) is not None}
     return {
@@ -229,4 +224,28 @@ def fusion_verdict(results, config: DemoConfig, metric: str = "nDCG@10") -> dict
         "baselines": baselines,
         "tie_break": results.tie_break,
         "tie_seed": results.tie_seed,
+        "evaluate_verdict": results.verdict,
     }
+
+
+def best_per_modality_set(results, config: DemoConfig, metric: str) -> dict:
+    """Per modality set, the model row validation chose (highest validation value of its run,
+    ``+prior`` rows by their prior value), the best test row beside it labelled "chosen on test";
+    without validation values the best test row, ``chosen_on`` saying so."""
+    from cinefuse.evaluate.selection import row_validation
+
+    validation = getattr(results, "validation", {}) or {}
+    value = lambda r: r.metrics[metric] if r.metrics.get(metric) is not None else -1.0  # noqa: E731
+    best = {}
+    for m in config.modality_sets():
+        set_rows = [r for r in results.rows if r.kind == "model" and r.modalities == m]
+        if not set_rows:
+            continue
+        on_test = max(set_rows, key=value)
+        judged = [r for r in set_rows if row_validation(r.name, validation) is not None]
+        top = max(judged, key=lambda r: row_validation(r.name, validation)) if judged else on_test
+        best[m] = {"model": top.name, metric: float(top.metrics[metric]),
+                   "chosen_on": "validation" if judged else "test",
+                   "validation": row_validation(top.name, validation),
+                   "best_on_test": {"model": on_test.name, metric: float(on_test.metrics[metric])}}
+    return best

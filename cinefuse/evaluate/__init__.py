@@ -1,10 +1,12 @@
 """evaluate: scores a fuse workdir against the baselines and writes the tables and plots.
 
 - ``run``: ``run_evaluate``, the whole evaluation over a job loaded once (``job``).
-- ``tasks``: what a query, its candidates and its scoring are (``tasks/item_to_item.py``).
+- ``tasks``: what a query, its candidates and its scoring are (``tasks/item_to_item.py``,
+  ``tasks/user_to_item.py``).
 - ``evalset``: the eval set (queries, candidates in tie order, relevance); ``results``: rows and
   the table; ``rows``: ``score_row`` and the model rows; ``baselines``: the baseline rows;
-  ``verdict``: paired verdict and strata; ``fused``: the fused-embedding writer.
+  ``verdict``: paired verdict and strata; ``selection``: the model validation chose and the
+  grouping of seeds; ``fused``: the fused-embedding writer.
 - ``report``: tables and plots; ``recommend`` and ``index``: answering ``recommend``; ``cli`` and
   ``index_cli``: the commands.
 

@@ -100,7 +100,8 @@ def raw_feature_rows(job, es, notes: list[str] | None, task=ITEM_TO_ITEM) -> lis
     rows, matrices = [], []
     for name in raw_sets:
         start = time.perf_counter()
-        matrices.append(pooled_rows(table.features[name], table.lengths.get(name), table.valid[name]))
+        pooled = pooled_rows(table.features[name], table.lengths.get(name), table.valid[name])
+        matrices.append(task.content_rows(pooled, table.valid[name]))
         topk = task.rank_content(es, table.ids, matrices[-1], max(job.ks), itemknn_cbf)
         rows.append(score_row(f"cosine {name}", "itemknn-cbf", topk, es, job.ks, None, start, task=task))
     if len(matrices) > 1:

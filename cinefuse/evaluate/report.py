@@ -55,14 +55,28 @@ def table_cells(results, metrics, with_ci: bool = False) -> tuple[list[str], lis
 
 
 def verdict_line(verdict: dict | None) -> str:
-    """One line under the table: does the best model beat the best raw baseline?"""
+    """The verdict under the table: does the model validation chose beat the best raw baseline?
+    With the coverage@10 of both sides and the best test row, labelled "chosen on test"."""
     if verdict is None:
         return "verdict: none (needs a trained model and a raw-feature baseline)"
     v = verdict
     word = "beats" if v["beats"] else "does not beat"
-    return (f"verdict: best model {v['best_model']} {word} best raw baseline {v['best_baseline']} "
+    on = v.get("chosen_on", "test")
+    who = f"model chosen on {on}" if "chosen_on" in v else "best model"
+    several = v.get("seeds", 1) > 1
+    seeds = f", mean of {v['seeds']} seeds" if several else ""
+    over = (f"paired bootstrap over {v['seeds']} seeds, then {v['queries']} queries" if several
+            else f"paired bootstrap over {v['queries']} queries")
+    line = (f"verdict: {who} {v['best_model']}{seeds} {word} best raw baseline {v['best_baseline']} "
             f"by {v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}] {v['metric']} "
-            f"(paired bootstrap over {v['queries']} queries, 95%; P(better) {v['p_better']:.3f})")
+            f"({over}, 95%; P(better) {v['p_better']:.3f})")
+    cov = v.get("coverage10") or {}
+    if cov.get("model") is not None and cov.get("baseline") is not None:
+        line += f"; coverage@10 {cov['model']:.1%} vs {cov['baseline']:.1%}"
+    best = v.get("best_on_test")
+    if best and on == "validation":
+        line += f"; best test row {best['model']} {best['value']:.4f} (chosen on test)"
+    return line
 
 
 def tie_line(results) -> str:
@@ -72,20 +86,56 @@ def tie_line(results) -> str:
 
 
 def strata_cells(results) -> tuple[list[str], list[list[str]]] | None:
-    """Rows x (head, tail) at the interval metrics (nDCG@10, HR@10)."""
+    """Rows x strata (item-to-item: head, tail) at the interval metrics (user-to-item: each
+    stratum's own metrics, Recall for the item strata)."""
     if not results.strata:
         return None
     metrics = ci_columns(results) or [f"nDCG@{max(results.ks)}", f"HR@{max(results.ks)}"]
-    header = ["Model"] + [f"{m} {s}" for s in ("head", "tail") for m in metrics]
-    body = [[row.name] + [fmt(results.strata[s].get(row.name, {}).get(m)) for s in ("head", "tail") for m in metrics]
-            for row in results.rows]
+    cols = []
+    for s in results.strata:
+        held = set().union(*(set(v) for v in results.strata[s].values())) if results.strata[s] else set()
+        cols += [(s, m) for m in (metrics if set(metrics) <= held else sorted(held, key=metric_order))]
+    header = ["Model"] + [f"{m} {s}" for s, m in cols]
+    body = [[row.name] + [fmt(results.strata[s].get(row.name, {}).get(m)) for s, m in cols] for row in results.rows]
     return header, body
+
+
+def metric_order(name: str):
+    metric, _, k = name.partition("@")
+    return (int(k) if k.isdigit() else 0, metric)
 
 
 def strata_line(results) -> str:
     c = results.strata_cut
+    if "lines" in c:
+        return "; ".join(c["lines"])
     return (f"queries split at the median of {c['by']}: "
             f"head {c['head']} ({c['head_queries']} queries), tail {c['tail']} ({c['tail_queries']} queries)")
+
+
+SEEDS_LINE = ("each model's mean over its seeds, the spread (min, max, sd) and a 95% percentile bootstrap "
+              "that resamples seeds, then queries")
+
+
+def seed_cells(results) -> tuple[list[str], list[list[str]]] | None:
+    """Model groups x (seeds, validation, mean, min, max, sd, 95% CI over seeds and queries)."""
+    groups = getattr(results, "seed_groups", None)
+    if not groups:
+        return None
+    metric = next(iter(groups.values()))["metric"]
+    header = ["Model", "seeds", "validation", f"{metric} mean", "min", "max", "sd", "95% CI (seeds, queries)"]
+    body = [[g, str(v["seeds"]), fmt(v["validation"]), fmt(v["value"]), fmt(v["min"]), fmt(v["max"]), fmt(v["sd"]),
+             fmt_ci(v.get("ci"))] for g, v in groups.items()]
+    return header, body
+
+
+def task_words(results) -> str:
+    task = getattr(results, "task", "item-to-item")
+    return "" if task == "item-to-item" else f", {task} task"
+
+
+def accuracy_names(results) -> tuple[str, ...]:
+    return tuple(getattr(results, "metric_names", ACCURACY_METRICS))
 
 
 def _text_table(header, body) -> str:
@@ -100,17 +150,30 @@ def _text_table(header, body) -> str:
 def format_table(results) -> str:
     """The stdout table: accuracy block, then beyond-accuracy block, then the legend."""
     c = results.counts
+    if getattr(results, "task", "item-to-item") != "item-to-item":
+        head = (f"task {results.task}, protocol {results.protocol}: {c.get('users', 0)} users (each ranks the "
+                f"{c.get('candidates', 0)} cold candidates from their liked training items), "
+                f"{c.get('relevant_pairs', 0)} liked (user, candidate) pairs")
+        return format_body(results, head)
     head = (
         f"protocol {results.protocol}: {c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
         f"{c.get('queries_with_relevant', 0)} queries with relevant items "
         f"({c.get('pairs', 0)} query-user pairs)"
     )
-    parts = [head, tie_line(results), "", "ACCURACY", _text_table(*table_cells(results, ACCURACY_METRICS, True)),
+    return format_body(results, head)
+
+
+def format_body(results, head: str) -> str:
+    parts = [head, tie_line(results), "", "ACCURACY", _text_table(*table_cells(results, accuracy_names(results), True)),
              verdict_line(results.verdict), "",
              "BEYOND ACCURACY", _text_table(*table_cells(results, BEYOND_METRICS))]
+    seeds = seed_cells(results)
+    if seeds:
+        parts += ["", "OVER SEEDS", SEEDS_LINE, _text_table(*seeds)]
     strata = strata_cells(results)
     if strata:
-        parts += ["", "BY POPULARITY STRATUM", strata_line(results), _text_table(*strata)]
+        title = "BY POPULARITY STRATUM" if getattr(results, "task", "item-to-item") == "item-to-item" else "BY STRATUM"
+        parts += ["", title, strata_line(results), _text_table(*strata)]
     parts += ["", legend(results)]
     if results.notes:
         parts += [""] + [f"note: {n}" for n in results.notes]
@@ -118,10 +181,16 @@ def format_table(results) -> str:
 
 
 def legend(results) -> str:
-    names = ", ".join(f"{m} = {METRIC_LABELS[m]}" for m in ACCURACY_METRICS + BEYOND_METRICS)
+    labels = getattr(results, "labels", METRIC_LABELS)
+    names = ", ".join(f"{m} = {labels.get(m, METRIC_LABELS.get(m, m))}" for m in accuracy_names(results) + BEYOND_METRICS)
     b = getattr(results, "bootstrap", {}) or {}
     intervals = (f" 95% CI: percentile bootstrap over queries ({b.get('resamples')} resamples, seed "
                  f"{b.get('seed')})." if ci_columns(results) else "")
+    if getattr(results, "task", "item-to-item") != "item-to-item":
+        c = results.counts
+        return (f"{names}. Averaged over users; users left out: {c.get('users_without_history', 0)} without a "
+                f"liked training item, {c.get('users_without_relevant', 0)} without a liked candidate."
+                + intervals.replace("over queries", "over users"))
     return (
         f"{names}. Averaged per (query, user), then per query; queries without relevant candidates "
         f"({results.counts.get('queries_without_relevant', 0)}) are left out of accuracy metrics." + intervals
@@ -137,7 +206,7 @@ def markdown_table(header, body) -> str:
 def format_markdown(results) -> str:
     c = results.counts
     parts = [
-        f"# Evaluation: {results.protocol} protocol",
+        f"# Evaluation: {results.protocol} protocol" + task_words(results),
         "",
         f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
         f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs; "
@@ -145,7 +214,7 @@ def format_markdown(results) -> str:
         "",
         "## Accuracy",
         "",
-        markdown_table(*table_cells(results, ACCURACY_METRICS, True)),
+        markdown_table(*table_cells(results, accuracy_names(results), True)),
         "",
         f"**{verdict_line(results.verdict)}**",
         "",
@@ -153,9 +222,13 @@ def format_markdown(results) -> str:
         "",
         markdown_table(*table_cells(results, BEYOND_METRICS)),
     ]
+    seeds = seed_cells(results)
+    if seeds:
+        parts += ["", "## Over seeds", "", SEEDS_LINE + ".", "", markdown_table(*seeds)]
     strata = strata_cells(results)
     if strata:
-        parts += ["", "## By popularity stratum", "", strata_line(results) + ".", "", markdown_table(*strata)]
+        title = "By popularity stratum" if getattr(results, "task", "item-to-item") == "item-to-item" else "By stratum"
+        parts += ["", f"## {title}", "", strata_line(results) + ".", "", markdown_table(*strata)]
     parts += ["", legend(results)]
     notes = results.notes + [f"{r.name}: {r.note}" for r in results.rows if r.note]
     if notes:
@@ -164,7 +237,7 @@ def format_markdown(results) -> str:
 
 
 def write_csv(results, path: Path) -> None:
-    columns = metric_columns(results.ks, ACCURACY_METRICS + BEYOND_METRICS)
+    columns = metric_columns(results.ks, accuracy_names(results) + BEYOND_METRICS)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["model", "kind"] + columns + ["train_seconds", "eval_seconds"])
@@ -208,7 +281,7 @@ def _pyplot():
 def plot_metrics_at_k(results, path: Path) -> None:
     """One panel per accuracy metric: grouped bars, x = K, one bar per row of the table."""
     plt = _pyplot()
-    metrics = ACCURACY_METRICS
+    metrics = accuracy_names(results)
     cols = 3
     rows_n = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
@@ -223,7 +296,7 @@ def plot_metrics_at_k(results, path: Path) -> None:
             ax.bar(xs, values, width=width, label=row.name, color=cmap(i % cmap.N),
                    hatch=None if row.kind == "model" else "//", edgecolor="white", linewidth=0)
         ax.set_xticks(range(len(results.ks)), [f"@{k}" for k in results.ks])
-        ax.set_title(METRIC_LABELS[metric])
+        ax.set_title(results.labels.get(metric, metric) if hasattr(results, "labels") else METRIC_LABELS[metric])
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()

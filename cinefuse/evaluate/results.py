@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cinefuse.errors import CinefuseError
-from cinefuse.metrics.metrics import METRIC_LABELS, PerQuery
+from cinefuse.metrics.metrics import ACCURACY_METRICS, METRIC_LABELS, PerQuery
 
 DEFAULT_KS = (1, 3, 5, 10)
 VERDICT_K = 10          # nDCG@10 and HR@10 carry intervals (the largest K when 10 is not asked)
@@ -52,10 +52,15 @@ class Results:
     strata: dict = field(default_factory=dict)      # {"head": {row: {metric: value}}, "tail": {...}}
     strata_cut: dict = field(default_factory=dict)  # how the strata were cut (median, sizes)
     bootstrap: dict = field(default_factory=lambda: {"level": 0.95, "resamples": 0, "seed": BOOTSTRAP_SEED})
+    task: str = "item-to-item"
+    metric_names: tuple[str, ...] = ACCURACY_METRICS  # the accuracy metrics of the table
+    seed_groups: dict = field(default_factory=dict)   # model -> mean, spread, interval over seeds (several seeds)
+    # run -> its validation values in this task (selection.task_validation); in memory only
+    validation: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         """Plain JSON: NaN (a metric undefined here, e.g. Div@1) becomes null."""
-        return finite_or_none({
+        out = {
             "protocol": self.protocol,
             "ks": list(self.ks),
             "tie_break": self.tie_break,
@@ -68,7 +73,12 @@ class Results:
             "strata": self.strata,
             "strata_cut": self.strata_cut,
             "bootstrap": self.bootstrap,
-        })
+        }
+        if self.task != "item-to-item":  # the item-to-item layout is kept as it was
+            out = {"task": self.task, **out}
+        if self.seed_groups:
+            out["seed_groups"] = self.seed_groups
+        return finite_or_none(out)
 
     def row(self, name: str) -> Row:
         for r in self.rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from cinefuse.evaluate.results import BOOTSTRAP_SEED, Row, verdict_k
+from cinefuse.evaluate.results import BOOTSTRAP_SEED, Row
 from cinefuse.evaluate.tasks.item_to_item import ITEM_TO_ITEM
 from cinefuse.metrics.bootstrap import bootstrap_interval
 
@@ -21,21 +21,22 @@ def score_row(name: str, kind: str, topk, es, ks, train_seconds, start: float, n
     values and its 95% bootstrap intervals; ``start`` is the ``perf_counter`` at which its
     evaluation began."""
     metrics, per_query = task.score(topk, es, ks)
-    k = verdict_k(ks)
     ci = {}
     if int(per_query.scored.sum()) >= 2:
-        for metric in (f"nDCG@{k}", f"HR@{k}"):
+        for metric in task.interval_metrics(ks):
             iv = bootstrap_interval(per_query.of(metric), seed=BOOTSTRAP_SEED)
             ci[metric] = [iv.low, iv.high]
     return Row(name, kind, metrics, train_seconds, time.perf_counter() - start, note=note, ci=ci,
                per_query=per_query)
 
 
-def model_rows(job, models: dict, es, seconds: dict[str, float], task=ITEM_TO_ITEM) -> list[Row]:
+def model_rows(job, models: dict, es, seconds: dict[str, float], task=ITEM_TO_ITEM,
+               prior_weights: dict[str, float] | None = None) -> list[Row]:
     """One row per trained model (``models``: name -> ``fuse.embed.EmbeddedModel``): the task's
     ranking by its embeddings; for a model with a prior head also ``<model>+prior``, cos + w *
-    prior with the weight w its training chose on validation. ``seconds[model]``: its loading
-    time, charged to both rows."""
+    prior with the weight w chosen on validation (``prior_weights[model]`` when given, the task's
+    own choice; else the one its training recorded). ``seconds[model]``: its loading time,
+    charged to both rows."""
     rows = []
     for name in job.models:
         m = models[name]
@@ -44,7 +45,7 @@ def model_rows(job, models: dict, es, seconds: dict[str, float], task=ITEM_TO_IT
         topk = task.rank(es, m.ids, m.emb, max(job.ks))
         rows.append(tagged(score_row(name, "model", topk, es, job.ks, train_seconds, start, task=task), m))
         if m.prior is not None:
-            weight = float(m.prior_weight or 0.0)
+            weight = float((prior_weights or {}).get(name, m.prior_weight) or 0.0)
             start = time.perf_counter() - seconds[name]
             topk = task.rank(es, m.ids, m.emb, max(job.ks), prior=m.prior, weight=weight)
             note = f"cosine + {weight:g} x item prior (weight chosen on the validation items)"

@@ -1,4 +1,5 @@
-"""95% bootstrap intervals over queries, and the paired bootstrap of A minus B.
+"""95% bootstrap intervals over queries, the paired bootstrap of A minus B, and the bootstrap
+over seeds and queries of a metric measured under several training seeds.
 
 Both resample the queries (with replacement, as many as there are) through
 ``scipy.stats.bootstrap`` (vectorised, ``batch`` resamples per chunk) with a seeded
@@ -9,6 +10,7 @@ Both resample the queries (with replacement, as many as there are) through
 - :func:`paired_bootstrap`: A - B over the same queries (the per-query differences are
   resampled together, so query difficulty cancels): mean difference, low, high, and the share of
   resamples in which A's mean beats B's (> 0).
+- :func:`seed_query_bootstrap`: (seeds, queries) values, seeds then queries resampled.
 Per-query values must be finite: a query that could not be scored is left out by the caller
 (``per_query_ndcg_hr`` returns the mask), never passed as NaN.
 """
@@ -71,3 +73,28 @@ def paired_bootstrap(a, b, level: float = 0.95, n_resamples: int = N_RESAMPLES, 
     d = va - vb
     ci, dist = _resampled_means(d, n_resamples, level, seed)
     return Interval(float(d.mean()), float(ci.low), float(ci.high), level, int(d.size), float(np.mean(dist > 0)))
+
+
+def seed_query_bootstrap(matrix, level: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Interval:
+    """An interval that covers both sources of variance of a metric measured over several
+    training seeds: ``matrix`` (S seeds, Q queries) of per-query values (the same queries under
+    every seed). Each resample draws S seeds with replacement, then Q queries with replacement
+    (one query draw shared by the drawn seeds, as the queries are shared), and takes the mean of
+    the drawn cells; the interval is the percentile interval of those means. For a difference
+    (A - B per query and seed) ``share_above_zero`` is the share of resamples above 0."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 2:
+        raise CinefuseError(f"seed bootstrap: values must be (seeds, queries) with at least 2 queries, got {m.shape}")
+    if not np.isfinite(m).all():
+        raise CinefuseError("seed bootstrap: values hold NaN or Inf; leave unscored queries out before the bootstrap")
+    n_s, n_q = m.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for lo in range(0, n_resamples, BATCH):
+        b = min(BATCH, n_resamples - lo)
+        ws = np.stack([np.bincount(r, minlength=n_s) for r in rng.integers(0, n_s, (b, n_s))]).astype(np.float64)
+        wq = np.stack([np.bincount(r, minlength=n_q) for r in rng.integers(0, n_q, (b, n_q))]).astype(np.float64)
+        means[lo:lo + b] = ((ws @ m) * wq).sum(axis=1) / (n_s * n_q)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Interval(float(m.mean()), float(low), float(high), level, int(n_q), float(np.mean(means > 0)))

@@ -1,4 +1,4 @@
-"""The interface of an evaluation task (item-to-item today; user-to-item next).
+"""The interface of an evaluation task (item-to-item and user-to-item).
 
 A task turns the loaded job and models into an :class:`~cinefuse.evaluate.evalset.EvalSet`
 (its queries and candidates, every row ranking the same ones), ranks candidates for every query
@@ -22,6 +22,20 @@ Knn = Callable[[np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]  # (querie
 
 class Task(Protocol):
     name: str
+    metric_names: tuple[str, ...]   # the accuracy metrics of its table
+    selection_metric: str           # the validation metric that picks its headline model
+
+    def ks(self, ks) -> tuple[int, ...]:
+        """The cut-offs its table reports for the asked ``ks``."""
+
+    def verdict_metric(self, ks) -> str:
+        """The metric its verdict compares."""
+
+    def interval_metrics(self, ks) -> tuple[str, ...]:
+        """The metrics that carry a 95% bootstrap interval in its table."""
+
+    def content_rows(self, matrix: np.ndarray, valid) -> np.ndarray:
+        """A raw feature set's item rows as its content baselines use them."""
 
     def eval_set(self, job, models: dict, tie_break: str, tie_seed: int) -> tuple[EvalSet, dict, list[str]]:
         """(eval set, counts, notes) over the items every model in ``models`` embeds."""

@@ -22,7 +22,9 @@ from cinefuse.evaluate.evalset import (
     score_lists,
     score_lists_per_query,
 )
+from cinefuse.evaluate.results import verdict_k
 from cinefuse.evaluate.verdict import popularity_strata
+from cinefuse.metrics.metrics import ACCURACY_METRICS
 from cinefuse.metrics.ranking import l2_normalise, top_k_cosine
 
 
@@ -30,6 +32,21 @@ class ItemToItem:
     """The item-to-item task (see the module docstring)."""
 
     name = "item-to-item"
+    metric_names = ACCURACY_METRICS
+    selection_metric = "nDCG@10"
+
+    def ks(self, ks) -> tuple[int, ...]:
+        return tuple(ks)
+
+    def verdict_metric(self, ks) -> str:
+        return f"nDCG@{verdict_k(ks)}"
+
+    def interval_metrics(self, ks) -> tuple[str, ...]:
+        k = verdict_k(ks)
+        return (f"nDCG@{k}", f"HR@{k}")
+
+    def content_rows(self, matrix: np.ndarray, valid) -> np.ndarray:
+        return matrix
 
     def eval_set(self, job, models: dict, tie_break: str = "random", tie_seed: int = 0):
         return candidates(job, models, tie_break, tie_seed)
