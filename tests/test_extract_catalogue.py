@@ -112,3 +112,24 @@ def test_a_grown_manifest_with_refit_fits_again_on_every_item(tmp_path):
     assert summary["processed"] == 24
     second = read_manifest(store)
     assert len(second.configs) == 1 and set(second.configs) != set(first.configs)
+
+
+def test_a_text_only_store_of_300_films_is_small(movielens_small, tmp_path):
+    """With the default backbones, 300 MovieLens films without video: no all-zero video or audio
+    set is written, so the store (shards, manifest and the kept TF-IDF) stays under 5 MB."""
+    import pandas as pd
+
+    movies = pd.read_csv(movielens_small / "movies.csv").head(300)
+    tags = pd.read_csv(movielens_small / "tags.csv").groupby("movieId")["tag"].apply(lambda t: ", ".join(map(str, t)))
+    manifest = tmp_path / "ml300.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "video", "title", "plot"])
+        for m in movies.itertuples():
+            w.writerow([m.movieId, "", m.title, tags.get(m.movieId, "")])
+    store = tmp_path / "store"
+    summary = run_extract(ExtractConfig(manifest=str(manifest), store=str(store), progress=False))
+    assert summary["processed"] == 300 and summary["by_status"] == {"no video": 300}
+    assert sorted(open_store(store).feature_sets()) == ["meta/year", "text/minilm", "text/tfidf"]
+    size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    assert size < 5_000_000, size
