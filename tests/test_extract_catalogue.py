@@ -133,3 +133,21 @@ def test_a_text_only_store_of_300_films_is_small(movielens_small, tmp_path):
     assert sorted(open_store(store).feature_sets()) == ["meta/year", "text/minilm", "text/tfidf"]
     size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     assert size < 5_000_000, size
+
+
+@pytest.mark.s3
+def test_an_s3_store_grows_from_a_fresh_staging_folder(s3_server, tmp_path):
+    """The kept TF-IDF travels with an s3:// store: a run on another machine (a fresh staging
+    folder) adds only the new ids, under the same config."""
+    uri = f"s3://{s3_server.bucket}/stores/grow"
+    base = dict(store=uri, endpoint_url=s3_server.endpoint_url, **TEXT)
+    first = run_extract(ExtractConfig(manifest=str(write_items(tmp_path / "a.csv", 16)),
+                                      staging=str(tmp_path / "stage1"), **base))
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_server.bucket,
+                                                                 Prefix="stores/grow/transforms/")["Contents"]]
+    assert len(keys) == 1 and keys[0].endswith(".npz")
+    second = run_extract(ExtractConfig(manifest=str(write_items(tmp_path / "b.csv", 20)),
+                                       staging=str(tmp_path / "stage2"), **base))
+    assert (second["processed"], second["skipped"], second["config_hash"]) == (4, 16, first["config_hash"])
+    store = open_store(uri, endpoint_url=s3_server.endpoint_url)
+    assert len(store.manifest.configs) == 1 and store.manifest.total_rows == 20

@@ -55,6 +55,7 @@ def run_extract(config: ExtractConfig | None = None, **overrides: Any) -> dict:
     local = staging_folder(config) if remote else Path(config.store)
     if remote:
         _pull_existing(config, local)
+        sync_transforms(config, local, "pull")
     try:
         if config.ray:
             from cinefuse.extract.ray_runner import run_extract_ray
@@ -66,6 +67,7 @@ def run_extract(config: ExtractConfig | None = None, **overrides: Any) -> dict:
         if remote and (local / "manifest.json").is_file():
             from cinefuse.store.s3 import push
 
+            sync_transforms(config, local, "push")  # before the manifest that names them
             push(local, config.store, endpoint_url=config.endpoint_url)
     summary["seconds"] = time.perf_counter() - started
     summary["device"] = config.device
@@ -113,6 +115,31 @@ def _pull_existing(config: ExtractConfig, local: Path) -> None:
     except StoreError as exc:
         if "does not exist" not in str(exc):
             raise
+
+
+def sync_transforms(config: ExtractConfig, local: Path, direction: str) -> None:
+    """Carry the store's fitted transforms (``transforms/*.npz``, :mod:`cinefuse.extract.transforms`)
+    between the staging folder and an ``s3://`` store: ``store push`` and ``pull`` move shards and
+    the manifest only, and a later run from a fresh staging folder needs the fit to add items."""
+    from cinefuse.extract.transforms import FOLDER
+    from cinefuse.store.location import join_key, split_s3_uri
+    from cinefuse.store.s3 import s3_client
+
+    bucket, prefix = split_s3_uri(config.store)
+    client = s3_client(config.endpoint_url)
+    remote_prefix = join_key(prefix, FOLDER) + "/"
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=remote_prefix)
+    remote = {obj["Key"][len(remote_prefix):] for page in pages for obj in page.get("Contents", [])}
+    folder = local / FOLDER
+    if direction == "pull":
+        for name in sorted(remote):
+            if name.endswith(".npz") and "/" not in name and not (folder / name).is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, remote_prefix + name, str(folder / name))
+        return
+    for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+        if path.name not in remote:
+            client.upload_file(str(path), bucket, remote_prefix + path.name)
 
 
 def _run_local(config: ExtractConfig, root: Path) -> dict:
