@@ -151,3 +151,19 @@ def test_an_s3_store_grows_from_a_fresh_staging_folder(s3_server, tmp_path):
     assert (second["processed"], second["skipped"], second["config_hash"]) == (4, 16, first["config_hash"])
     store = open_store(uri, endpoint_url=s3_server.endpoint_url)
     assert len(store.manifest.configs) == 1 and store.manifest.total_rows == 20
+
+
+def test_configs_not_written_by_extract_do_not_count(tmp_path):
+    """A store that also holds fused embeddings (evaluate --fused-store) or imported features:
+    only its extraction config is compared with the run's options."""
+    from cinefuse.store import FeatureBlock, StoreWriter
+
+    store = tmp_path / "store"
+    first = run_extract(ExtractConfig(manifest=str(write_items(tmp_path / "a.csv", 10)), store=str(store), **TEXT))
+    StoreWriter(store, {"fused_embeddings": {"model": "m"}}).write_shard(
+        ["1"], {"fused/m": FeatureBlock(np.ones((1, 4), np.float32), np.ones(1, bool), ["ok"], None, {})})
+    grown = run_extract(ExtractConfig(manifest=str(write_items(tmp_path / "b.csv", 12)), store=str(store), **TEXT))
+    assert (grown["processed"], grown["config_hash"]) == (2, first["config_hash"])
+    with pytest.raises(CinefuseError, match=r"other options \(backbones.meta: store \['year'\], this run \[\]\)"):
+        run_extract(ExtractConfig(manifest=str(write_items(tmp_path / "b.csv", 12)), store=str(store),
+                                  **{**TEXT, "meta": []}))

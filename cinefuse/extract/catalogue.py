@@ -44,9 +44,12 @@ def differences(mine: dict, theirs: dict, prefix: str = "") -> list[str]:
 def run_store_config(config: ExtractConfig, extractor, items: list, root: Path, existing: dict[str, dict]) -> dict:
     """The config this run's shards are written under, with ``extractor``'s corpus-dependent
     backbones fitted (fresh) or loaded (the store's). ``existing``: the store's configs (empty
-    for a new store, or with ``--refit`` / ``--overwrite``)."""
+    for a new store, or with ``--refit`` / ``--overwrite``); those not written by extract
+    (``store import``, fused embeddings) are no part of the choice."""
     wanted = config.feature_config()
     tfidf = extractor.tfidf
+    # only extraction configs count: a store may also hold imported features or fused embeddings
+    existing = {digest: c for digest, c in existing.items() if isinstance(c, dict) and "extract_format" in c}
     for stored in existing.values():
         if options_of(stored) != wanted:
             continue
