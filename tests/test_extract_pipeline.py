@@ -13,7 +13,7 @@ from cinefuse.cli import main
 from cinefuse.errors import CinefuseError
 from cinefuse.extract.config import ExtractConfig
 from cinefuse.extract.runner import ExtractFailed
-from cinefuse.extract.run import run_extract
+from cinefuse.extract.run import format_summary, run_extract
 from cinefuse.store import open_store
 from media_fixtures import (corrupt_audio_after, encode_video, truncate_audio_at, write_html, write_truncated,
                             write_zero_byte)
@@ -64,7 +64,9 @@ EXPECTED_STATUS = {  # id -> (visual status starts with, audio status starts wit
     "6": ("partial: only ", "partial: "),
     "7": ("ok", "partial: 2.0 of 5.0 s (audio decode error at 2."),
     "8": ("missing file: ", "missing file: "),
-    "9": ("no video", "no video"),
+    # item 9 is alone in its shard (shard_size 4) and has no video: a set with no valid row in a
+    # shard is not written, and the store reads a set a shard lacks as "missing"
+    "9": ("missing", "missing"),
 }
 
 
@@ -118,6 +120,10 @@ def test_contract_shapes_statuses_and_summary(full_run):
     assert summary["by_status"] == {"empty file": 1, "missing file": 1, "no audio track": 1, "no video": 1,
                                     "not a video": 1, "ok": 2, "partial": 2}
     assert summary["shards_written"] == 3
+    # the failed items, each with its status, in the summary and its readable text
+    assert [(f["id"], f["status"].split(":")[0]) for f in summary["failed_items"]] == [
+        ("4", "empty file"), ("5", "not a video"), ("8", "missing file")]
+    assert "    8: missing file: " in format_summary(summary)
 
 
 def test_each_id_holds_its_own_tone_and_its_own_frames(full_run, collection):
@@ -200,12 +206,15 @@ def test_shard_slices_cover_every_item_once(collection, tmp_path):
     reference = run_extract(base.replace(store=str(tmp_path / "whole")))
     assert reference["processed"] == 9
     a, b = open_store(store), open_store(tmp_path / "whole")
+    assert sorted(a.feature_sets()) == sorted(b.feature_sets())
+    # shards cut differently leave out different all-invalid sets: compare the joined tables
+    ta, tb = a.load(sorted(a.feature_sets())), b.load(sorted(b.feature_sets()))
+    assert ta.ids.tolist() == tb.ids.tolist() == sorted(str(i) for i in range(1, 10))
     for name in a.feature_sets():
-        fa, fb = a.load_feature_set(name), b.load_feature_set(name)
-        order_a, order_b = np.argsort(fa.ids), np.argsort(fb.ids)
-        assert fa.ids[order_a].tolist() == fb.ids[order_b].tolist() == [str(i) for i in range(1, 10)]
-        assert np.array_equal(fa.data[order_a], fb.data[order_b])  # no model: bit for bit
-        assert fa.status[order_a].tolist() == fb.status[order_b].tolist()
+        assert ta.valid[name].tolist() == tb.valid[name].tolist()
+        assert np.array_equal(ta.features[name], tb.features[name])  # no model: bit for bit
+        valid = ta.valid[name]
+        assert ta.status[name][valid].tolist() == tb.status[name][valid].tolist()
 
 
 def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
@@ -221,9 +230,10 @@ def test_text_only_manifest_from_movielens(movielens_small, tmp_path):
     summary = run_extract(ExtractConfig(manifest=str(manifest), store=str(tmp_path / "s"), progress=False))
     assert summary["exit_code"] == 0 and summary["failed"] == 0 and summary["by_status"] == {"no video": 40}
     store = open_store(tmp_path / "s")
-    table = store.load(["text/minilm", "text/tfidf", "meta/year", "visual/effnet"])
-    assert table.ids[0] == "1" and table.valid["text/minilm"].all() and not table.valid["visual/effnet"].any()
-    assert set(table.status["visual/effnet"]) == {"no video"}
+    # no item has a video: the video and audio sets, all zeros, are not written at all
+    assert sorted(store.feature_sets()) == ["meta/year", "text/minilm", "text/tfidf"]  # no language column either
+    table = store.load(["text/minilm", "text/tfidf", "meta/year"])
+    assert table.ids[0] == "1" and table.valid["text/minilm"].all()
     # years parsed from "Toy Story (1995)": the decade one-hot of movie 1 is the 1990s
     assert table.features["meta/year"][0, 1 + 9] == 1 and table.valid["meta/year"].sum() == 40
     # tf-idf is valid exactly where the movie has tags (or a title with known words)
@@ -242,7 +252,7 @@ def test_text_only_items_start_no_media_model_and_no_worker(collection, tmp_path
     text_only = write_manifest(tmp_path / "text.csv", [dict(id="a", title="Heat", plot="A heist in Los Angeles"),
                                                        dict(id="b", title="Up", plot="A house flies away")])
     config = ExtractConfig(manifest=str(text_only), store=str(tmp_path / "s"), workers=2, progress=False)
-    _, extractor, _ = prepare_extractor(config, load_items(config))
+    _, extractor, _ = prepare_extractor(config, load_items(config), tmp_path / "unused", {})
     assert make_loader(config, ItemDataset(load_items(config), extractor.plan)).num_workers == 0
     with_video = load_items(config.replace(manifest=str(collection)))
     assert make_loader(config, ItemDataset(with_video, extractor.plan)).num_workers == 2
@@ -254,8 +264,9 @@ def test_text_only_items_start_no_media_model_and_no_worker(collection, tmp_path
     finally:
         effnet._CACHE.update(cached)
     assert summary["by_status"] == {"no video": 2} and summary["processed"] == 2
-    table = open_store(tmp_path / "s").load(["text/minilm", "visual/effnet"])
-    assert table.valid["text/minilm"].all() and not table.valid["visual/effnet"].any()
+    store = open_store(tmp_path / "s")
+    assert "visual/effnet" not in store.feature_sets()  # no valid row: not written
+    assert store.load(["text/minilm"]).valid["text/minilm"].all()
 
 
 def test_strict_stops_at_the_first_failure(collection, tmp_path):

@@ -100,7 +100,7 @@ def test_sigkill_at_a_fixed_point_then_resume_equals_uninterrupted_run(media, tm
         assert [s["rows"] for s in shards] == [SHARD] * shards_at_kill
         assert sorted(open_store(killed).ids(), key=int) == [str(i) for i in range(SHARD * shards_at_kill)]
         on_disk = sorted(p.name for p in killed.iterdir() if p.name != LOCK_NAME)
-        assert on_disk == sorted(["manifest.json", *(s["name"] for s in shards)])
+        assert on_disk == sorted(["manifest.json", "transforms", *(s["name"] for s in shards)])  # + the kept TF-IDF
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

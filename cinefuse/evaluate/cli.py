@@ -73,8 +73,9 @@ def register(subparsers) -> None:
         help="top-K items most similar to one item, from a trained model",
         description=(
             "The K items whose fused embeddings are closest (cosine) to ITEM's, with scores and "
-            "titles where movie metadata is known. The model defaults to the best by nDCG@10 in the "
-            "last `cinefuse evaluate` of the workdir."
+            "titles where movie metadata is known. The model defaults to the one validation chose "
+            "(highest validation nDCG@10, with or without its popularity prior; the output says which). "
+            "Films added to the feature store after training are embedded by the trained model."
         ),
         formatter_class=HelpFormatter,
     )
@@ -82,7 +83,8 @@ def register(subparsers) -> None:
     rec.add_argument("--item", required=True, help="item id (MovieLens movieId)")
     rec.add_argument("-k", dest="k", type=int, default=10, help="how many items")
     hidden_alias(rec, "--k", "k", type=int)
-    rec.add_argument("--model", help="which trained model (a folder under W/runs)")
+    rec.add_argument("--model", help="which trained model (a folder under W/runs), or NAME+prior to rank by "
+                                     "cos + w * prior (w: the prior weight validation chose, summary.json)")
     rec.add_argument("--movies", help="movies file or MovieLens folder for titles (default: from config.json)")
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.add_argument("--exact", action="store_true", help="scan exactly even when W/index/<model> exists")

@@ -65,12 +65,15 @@ def ivf_cells(n_items: int) -> int:
     return max(1, min(n_items // 39, int(round(4 * math.sqrt(n_items)))))
 
 
-def build_index(embeddings: np.ndarray, kind: str = "auto", seed: int = 0):
-    """(faiss index, record) over ``embeddings`` (N, D) rows, L2-normalised first."""
+def build_index(embeddings: np.ndarray, kind: str = "auto", seed: int = 0, normalise: bool = True):
+    """(faiss index, record) over ``embeddings`` (N, D) rows, L2-normalised first unless
+    ``normalise`` is False (rows the caller prepared: normalised embeddings with the prior as an
+    extra column, ``cinefuse.evaluate.serving.with_prior``; queries are then taken as given)."""
     faiss = _faiss()
     if kind not in KINDS:
         raise CinefuseError(f"index kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
-    x = np.ascontiguousarray(l2_normalise(np.asarray(embeddings, np.float32)))
+    x = np.asarray(embeddings, np.float32)
+    x = np.ascontiguousarray(l2_normalise(x) if normalise else x)
     n, dim = x.shape
     if n == 0:
         raise CinefuseError("no embeddings to index; evaluate or train a model first")
@@ -96,7 +99,7 @@ def build_index(embeddings: np.ndarray, kind: str = "auto", seed: int = 0):
         index.make_direct_map()  # so that an item's own vector can be read back as its query
     record = {"kind": kind, "exact": kind == "flat", "metric": "inner product of L2-normalised vectors (cosine)",
               "params": params, "n_items": int(n), "dim": int(dim), "build_seconds": round(time.perf_counter() - t0, 3),
-              "faiss_version": faiss.__version__, "seed": seed}
+              "faiss_version": faiss.__version__, "seed": seed, "normalised_queries": normalise}
     return index, record
 
 
@@ -110,8 +113,10 @@ class ItemIndex:
 
     def search(self, queries: np.ndarray, k: int, self_rows: np.ndarray | None = None):
         """(rows (Q, k) int64, scores (Q, k) float32) best first, ties by lower row; ``self_rows[q]``
-        (or -1) is left out of query q's list. Missing slots hold -1 and -inf."""
-        q = np.ascontiguousarray(l2_normalise(np.asarray(queries, np.float32)))
+        (or -1) is left out of query q's list. Missing slots hold -1 and -inf. Queries are
+        L2-normalised unless the index was built from prepared rows (``normalise=False``)."""
+        q = np.asarray(queries, np.float32)
+        q = np.ascontiguousarray(l2_normalise(q) if self.record.get("normalised_queries", True) else q)
         n = len(self.ids)
         fetch = min(n, k + 1 + TIE_SLACK)
         if len(q) < FEW_QUERIES:

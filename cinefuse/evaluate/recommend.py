@@ -1,8 +1,12 @@
 """Top-K similar items for one item, from a trained model's fused embeddings.
 
-The catalogue is every item the model embeds (training, validation and test items alike). The
-embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
-``fused/<model>``) when it holds them, else they are computed with ``cinefuse.fuse.embed``.
+The catalogue is every item the model embeds (training, validation and test items alike, and
+films added to the feature store after training: the cold-start case, embedded by the trained
+model). The embeddings come from the store ``evaluate`` wrote (``W/embeddings``, feature set
+``fused/<model>``) when it holds them and is newer than the model and the feature store, else
+they are computed with ``cinefuse.fuse.embed``. ``--model NAME+prior`` ranks by
+``cos + w * prior`` (``cinefuse.evaluate.serving``); without ``--model`` the model validation
+chose answers, and the output says which.
 
 ``build_recommend_index`` writes a faiss index over them (``W/index/<model>``,
 ``cinefuse.evaluate.index``); ``recommend`` answers through it when it is there and newer than
@@ -22,11 +26,11 @@ import numpy as np
 from cinefuse.errors import CinefuseError
 from cinefuse.evaluate.fused import safe_set_name
 from cinefuse.evaluate.job import data_sources
+from cinefuse.evaluate.serving import Served, choose_served, dropped_reason, feature_store_mtime, with_prior
 from cinefuse.fuse.config import FuseConfig
-from cinefuse.fuse.workdir import Workdir, read_json
+from cinefuse.fuse.workdir import Workdir
 from cinefuse.metrics.ranking import top_k_cosine
 from cinefuse.metrics.ties import tie_permutation
-from cinefuse.protocols import EVAL_PROTOCOLS
 
 
 @dataclass
@@ -37,54 +41,55 @@ class Recommendation:
     source: str  # where the embeddings came from
     results: list[dict] = field(default_factory=list)  # {"rank", "id", "score", "title"}
     index: dict | None = None  # the index.json of the index answered through; None: exact scan
+    why: str = ""  # why this model answers ("asked for", or validation's choice and its figure)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def best_model(workdir: Path, models: list[str], metric: str = "nDCG@10") -> str:
-    """The model with the best ``metric`` in the last cold-item (else thesis) evaluation; the
-    first model when none was evaluated."""
-    for protocol in EVAL_PROTOCOLS:
-        path = Workdir(workdir).evaluation_dir(protocol) / "results.json"
-        if not path.is_file():
-            continue
-        try:
-            rows = read_json(path, "rerun `cinefuse evaluate`").get("rows", [])
-        except CinefuseError:
-            continue
-        scored = [
-            (r["metrics"].get(metric, float("-inf")), r["name"])
-            for r in rows
-            if r.get("kind") == "model" and r.get("name") in models
-        ]
-        scored = [(v, n) for v, n in scored if v == v]  # drop NaN
-        if scored:
-            return max(scored, key=lambda x: x[0])[1]
-    return models[0]
+def load_catalogue(wd: Workdir, served: Served) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(ids in id order, candidate vectors, query tail, source) for ``served``: L2-normalised
+    embeddings, plus the prior column for ``NAME+prior`` (:func:`~cinefuse.evaluate.serving.with_prior`).
+    The fused store evaluate wrote answers when it is newer than the model and than the feature
+    store (a film added to the store since is embedded now, with the trained model); a prior,
+    which that store does not hold, is computed now."""
+    ids = emb = None
+    if served.prior_weight is None:
+        ids, emb, source = _stored_embeddings(wd, served.model)
+    if ids is None:
+        from cinefuse.fuse.embed import load_embedded
+
+        loaded = load_embedded(wd.root, served.model)
+        ids, emb, source = np.asarray(loaded.ids, dtype=str), np.asarray(loaded.emb, np.float32), \
+            f"embedded now with {served.model}"
+        candidates, tail = with_prior(emb, loaded.prior, served.prior_weight)
+    else:
+        candidates, tail = with_prior(emb, None, None)
+    order = tie_permutation(ids, "id")  # ties by id (evaluate's default is a seeded random order)
+    return ids[order], candidates[order], tail, source
 
 
-def load_embeddings(workdir: Path, model: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, embeddings, source) for ``model``: the fused store when it has them, else embed."""
-    wd = Workdir(workdir)
+def _stored_embeddings(wd: Workdir, model: str):
+    """(ids, emb, source) from ``W/embeddings`` when fresh, else (None, None, None)."""
     location = wd.embeddings_dir
     name = safe_set_name(model)
     manifest = location / "manifest.json"
     params = wd.params_dir(model)
-    # embeddings written before the model was (re)trained are stale: embed again
-    fresh = manifest.is_file() and (not params.exists() or params.stat().st_mtime <= manifest.stat().st_mtime)
-    if fresh:
-        from cinefuse.store import open_store
+    if not manifest.is_file():
+        return None, None, None
+    written = manifest.stat().st_mtime
+    # embeddings written before the model was (re)trained, or before films were added to the
+    # feature store, are stale: embed again
+    if (params.exists() and params.stat().st_mtime > written) or feature_store_mtime(wd) > written:
+        return None, None, None
+    from cinefuse.store import open_store
 
-        store = open_store(location)
-        if name in store.feature_sets():
-            fa = store.load_feature_set(name)
-            keep = np.asarray(fa.valid, bool)
-            return np.asarray(fa.ids, dtype=str)[keep], np.asarray(fa.data, np.float32)[keep], f"{location} ({name})"
-    from cinefuse.fuse.embed import load_embedded
-
-    loaded = load_embedded(workdir, model)
-    return np.asarray(loaded.ids, dtype=str), np.asarray(loaded.emb, np.float32), f"embedded now with {model}"
+    store = open_store(location)
+    if name not in store.feature_sets():
+        return None, None, None
+    fa = store.load_feature_set(name)
+    keep = np.asarray(fa.valid, bool)
+    return np.asarray(fa.ids, dtype=str)[keep], np.asarray(fa.data, np.float32)[keep], f"{location} ({name})"
 
 
 def titles_for(config: FuseConfig, movies=None) -> dict[str, str]:
@@ -100,8 +105,13 @@ def titles_for(config: FuseConfig, movies=None) -> dict[str, str]:
     return dict(zip(np.asarray(m.ids, dtype=str).tolist(), m.titles))
 
 
-def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model: str) -> CinefuseError:
-    """A message naming the item and the closest ids and titles."""
+def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model: str,
+                       wd: Workdir | None = None, trained: str | None = None) -> CinefuseError:
+    """A message naming the item and the closest ids and titles; or, for an item the feature
+    store holds but the model left out, which of its feature sets is invalid and why."""
+    reason = dropped_reason(wd, trained or model, item) if wd is not None else None
+    if reason:
+        return CinefuseError(reason)
     id_list = ids.tolist()
     by_id = difflib.get_close_matches(item, id_list, n=5, cutoff=0.6)
     known = set(id_list)
@@ -122,71 +132,72 @@ def unknown_item_error(item: str, ids: np.ndarray, titles: dict[str, str], model
     )
 
 
-def _chosen_model(wd: Workdir, model: str | None) -> str:
-    wd.check()
-    models = wd.models()
-    if not models:
-        raise CinefuseError(f"{wd.root} holds no trained model under runs/; train first with `cinefuse fuse`")
-    if model is None:
-        return best_model(wd.root, models)
-    if model not in models:
-        raise CinefuseError(f"model {model!r} is not in {wd.root}/runs; choose one of {', '.join(models)}")
-    return model
-
-
 def build_recommend_index(workdir, model: str | None = None, kind: str = "auto") -> dict:
-    """Writes ``W/index/<model>`` over the model's fused embeddings; returns its record."""
+    """Writes ``W/index/<model>`` (``<model>+prior``: the prior as an extra dimension, so a flat
+    index is exact for ``cos + w * prior``) over the served model's vectors; returns its record."""
     from cinefuse.evaluate.index import build_index, write_index
 
     wd = Workdir(workdir)
-    model = _chosen_model(wd, model)
-    ids, emb, source = load_embeddings(wd.root, model)
-    order = tie_permutation(ids, "id")  # rows in id order, the exact scan's tie order
-    index, record = build_index(emb[order], kind)
-    record.update({"model": model, "source": source})
-    write_index(wd.index_dir(model), index, ids[order], record)
+    served = choose_served(wd, model)
+    ids, candidates, tail, source = load_catalogue(wd, served)
+    index, record = build_index(candidates, kind, normalise=False)
+    record.update({"model": served.name, "source": source, "why": served.why})
+    if served.prior_weight is not None:
+        record.update(prior_weight=served.prior_weight,
+                      metric="cosine + prior_weight * prior: the prior as an extra dimension (exact with flat)")
+    write_index(wd.index_dir(served.name), index, ids, record)
     return record
 
 
-def _fresh_index(wd: Workdir, model: str):
-    """The model's index when built after its parameters, else None (stale: exact scan)."""
+def _fresh_index(wd: Workdir, served: Served):
+    """The served model's index when built after its parameters and after the feature store last
+    changed, else None (stale: exact scan)."""
     from cinefuse.evaluate.index import RECORD_FILE, open_index
 
-    directory = wd.index_dir(model)
-    params = wd.params_dir(model)
+    directory = wd.index_dir(served.name)
+    params = wd.params_dir(served.model)
     record = directory / RECORD_FILE
-    if not record.is_file() or (params.exists() and params.stat().st_mtime > record.stat().st_mtime):
+    if not record.is_file():
+        return None
+    built = record.stat().st_mtime
+    if (params.exists() and params.stat().st_mtime > built) or feature_store_mtime(wd) > built:
         return None
     return open_index(directory)
 
 
 def recommend(workdir, item: str, k: int = 10, model: str | None = None, movies=None,
               use_index: bool = True) -> Recommendation:
+    """The ``k`` items closest to ``item`` under the served model (``model``: ``NAME`` or
+    ``NAME+prior``; None: validation's choice, :func:`~cinefuse.evaluate.serving.choose_served`)."""
     workdir = Path(workdir)
     wd = Workdir(workdir)
     if k < 1:
         raise CinefuseError(f"-k {k}: ask for at least 1 recommendation")
-    model = _chosen_model(wd, model)
+    served = choose_served(wd, model)
     titles = titles_for(wd.config(), movies)
     item = str(item).strip()
-    item_index = _fresh_index(wd, model) if use_index else None
+    item_index = _fresh_index(wd, served) if use_index else None
     if item_index is not None:
         ids = item_index.ids
         where = np.flatnonzero(ids == item)
         if where.size == 0:
-            raise unknown_item_error(item, ids, titles, model)
-        rows, scores = item_index.search(item_index.vectors(where[:1]), k, self_rows=where[:1])
-        return Recommendation(item, titles.get(item), model, str(wd.index_dir(model)),
-                              _ranked(ids, rows[0], scores[0], titles), item_index.record)
-    ids, emb, source = load_embeddings(workdir, model)
-    order = tie_permutation(ids, "id")  # ties by id (evaluate's default is a seeded random order)
-    ids, emb = ids[order], emb[order]
+            raise unknown_item_error(item, ids, titles, served.name, wd, served.model)
+        query = item_index.vectors(where[:1])
+        if served.prior_weight is not None:
+            query[:, -1] = served.prior_weight
+        rows, scores = item_index.search(query, k, self_rows=where[:1])
+        return Recommendation(item, titles.get(item), served.name, str(wd.index_dir(served.name)),
+                              _ranked(ids, rows[0], scores[0], titles), item_index.record, served.why)
+    ids, candidates, tail, source = load_catalogue(wd, served)
     where = np.flatnonzero(ids == item)
     if where.size == 0:
-        raise unknown_item_error(item, ids, titles, model)
+        raise unknown_item_error(item, ids, titles, served.name, wd, served.model)
     row = int(where[0])
-    topk, scores = top_k_cosine(emb[row : row + 1], emb, k, self_index=np.array([row]))
-    return Recommendation(item, titles.get(item), model, source, _ranked(ids, topk[0], scores[0], titles))
+    query = candidates[row:row + 1].copy()
+    query[:, candidates.shape[1] - tail.size:] = tail  # the prior weight in the prior's column
+    topk, scores = top_k_cosine(query, candidates, k, self_index=np.array([row]), normalise=False)
+    return Recommendation(item, titles.get(item), served.name, source, _ranked(ids, topk[0], scores[0], titles),
+                          None, served.why)
 
 
 def _ranked(ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, titles: dict[str, str]) -> list[dict]:
@@ -197,6 +208,8 @@ def _ranked(ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, titles: dict[
 def format_recommendation(rec: Recommendation) -> str:
     head = f"top {len(rec.results)} items like {rec.item}" + (f" ({rec.title})" if rec.title else "")
     lines = [f"{head}  [model {rec.model}]"]
+    if rec.why and rec.why != "asked for":
+        lines.append(f"  ({rec.why})")
     if rec.index is not None:
         from cinefuse.evaluate.index import describe_record
 

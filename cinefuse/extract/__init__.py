@@ -7,6 +7,8 @@
 
 Modules: ``config`` (ExtractConfig, TOML), ``inputs`` (manifests, folder scans, s3:// fetch),
 ``decode`` (PyAV frame and audio sampling), ``backbones`` (the registry and each backbone),
+``catalogue`` (the store config a run writes under: the store's own for a growing catalogue),
+``transforms`` (fitted transforms such as TF-IDF, frozen in the store's ``transforms/``),
 ``run`` (one run: config checks, s3:// staging, local or Ray, the summary), the loop in one file
 per role: ``reader`` (items, shard slices, chunks, the decoding DataLoader), ``mapper`` (backbones:
 decoded items to rows), ``writer`` (rows to store blocks), ``runner`` (run planning, batching,

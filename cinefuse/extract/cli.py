@@ -15,8 +15,10 @@ examples:
   cinefuse extract --manifest items.csv --store store/ --ray            (local Ray instance)
   cinefuse extract --list-backbones
 
-Running the same command again skips every item already committed under the same config;
---overwrite starts over. A progress bar (items/s, frames/s) runs on stderr; at the end a readable
+Running the same command again skips every item already committed under the same config, and
+a manifest that grew extracts only its new ids, with the store's frozen TF-IDF (the rows already
+in the store never change); a run whose options differ from the store's stops and says which:
+extract into a new store, or --refit (fit again, re-extract every item); --overwrite starts over. A progress bar (items/s, frames/s) runs on stderr; at the end a readable
 summary goes to stdout (--json: the same summary as one JSON object). Exit status: 0 with a
 summary, 1 when every item failed, 2 on a usage error. Every option can also be set in --config (TOML, keys as below with '_' for '-').
 """
@@ -48,14 +50,16 @@ def register(subparsers) -> None:
     bb.add_argument("--meta", metavar="A,B", help="metadata feature sets (default: year,language)")
     sm = p.add_argument_group("sampling")
     sm.add_argument("--frames", type=int, metavar="N", help="frames sampled uniformly over each video (default 16)")
-    sm.add_argument("--frame-sampling", choices=["keyframe", "exact"], help="keyframe: nearest keyframe when within half a slice (fast); exact: the exact frame")
+    sm.add_argument("--frame-sampling", choices=["keyframe", "exact"], help="keyframe: nearest keyframe when within half a slice (fast); exact: the exact frame (default keyframe)")
     sm.add_argument("--audio-max-seconds", type=float, metavar="S", help="cap on audio used per item, windows spread over the track (default 60)")
     rt = p.add_argument_group("runtime")
-    rt.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (fp16 autocast on GPU)")
+    rt.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (fp16 autocast on GPU; default auto: cuda when torch sees a GPU, else cpu)")
     rt.add_argument("--workers", type=int, metavar="N", help="decoding worker processes (default 1; 0 = decode in the main process)")
     rt.add_argument("--batch-size", type=int, metavar="N", help="items per model forward (default 8)")
-    rt.add_argument("--shard-size", type=int, metavar="N", help="items per store shard, the unit of commit and resume (default 128)")
+    rt.add_argument("--shard-size", type=int, metavar="N", help="items per store shard, the unit of commit and resume (default 1024)")
     _bool(rt, "--overwrite", "drop the store's shards and start over")
+    _bool(rt, "--refit", "fit the TF-IDF on this manifest again and re-extract every item (replaces the store's "
+                         "shards; without it a grown manifest adds only its new ids under the store's fit)")
     _bool(rt, "--strict", "stop at the first item that fails")
     rt.add_argument("--num-shards", type=int, metavar="K", help="split the items into K slices (for any scheduler)")
     rt.add_argument("--shard-index", type=int, metavar="I", help="run slice I of K (0-based)")
@@ -82,7 +86,7 @@ def handle(args: argparse.Namespace) -> int:
 
     keys = ("manifest", "videos", "store", "endpoint_url", "staging", "text_fields", "visual", "audio", "text", "meta",
             "frames", "frame_sampling", "audio_max_seconds", "device", "workers", "batch_size", "shard_size",
-            "overwrite", "strict", "num_shards", "shard_index", "ray", "ray_tasks", "progress")
+            "overwrite", "refit", "strict", "num_shards", "shard_index", "ray", "ray_tasks", "progress")
     config = ExtractConfig.from_toml(args.config, **{k: getattr(args, k) for k in keys})
     summary = run_extract(config)
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))

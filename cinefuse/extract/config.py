@@ -64,13 +64,14 @@ class ExtractConfig:
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
 
     # -- runtime (not part of the config hash) --------------------------------------------------
-    device: str = "cpu"
+    device: str = "auto"  # "auto": cuda when torch sees a GPU, else cpu
     workers: int = 1  # DataLoader decoding processes; 0 decodes in the main process
     batch_size: int = 8  # items per model forward (frames of all of them in one batch)
     text_batch_size: int = 64
     torch_threads: int = 0  # 0: torch's default
     shard_size: int = 1024  # items per shard, the unit of commit and resume (~85 MB of default features)
     overwrite: bool = False
+    refit: bool = False  # fit the TF-IDF on this manifest again and re-extract every item (replaces the store)
     strict: bool = False
     num_shards: int = 1
     shard_index: int = 0
@@ -107,8 +108,8 @@ class ExtractConfig:
         need(self.num_shards >= 1, f"num_shards must be >= 1, got {self.num_shards}")
         need(0 <= self.shard_index < self.num_shards,
              f"shard_index must be in [0, {self.num_shards - 1}], got {self.shard_index}")
-        need(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
-             f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        need(self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda"),
+             f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         for group in ("visual", "audio", "text", "meta", "text_fields", "languages", "openclip_model_configs"):
             value = getattr(self, group)
             need(isinstance(value, list) and all(isinstance(v, str) for v in value),

@@ -49,6 +49,8 @@ def load_manifest(path: str | os.PathLike) -> list[Item]:
     if not file.is_file():
         raise CinefuseError(f"manifest {file} not found: pass an existing CSV, JSONL or Parquet file")
     suffix = "".join(file.suffixes[-2:]).lower() if file.suffix.lower() == ".gz" else file.suffix.lower()
+    if suffix in (".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
+        _check_text(file)
     try:
         if suffix in (".csv", ".tsv", ".csv.gz"):
             import pandas as pd
@@ -57,7 +59,7 @@ def load_manifest(path: str | os.PathLike) -> list[Item]:
             rows = frame.to_dict("records")
         elif suffix in (".jsonl", ".ndjson", ".json"):
             rows = []
-            with open(file, encoding="utf-8") as handle:
+            with open(file, encoding="utf-8-sig") as handle:
                 for number, line in enumerate(handle, 1):
                     if line.strip():
                         try:
@@ -74,7 +76,24 @@ def load_manifest(path: str | os.PathLike) -> list[Item]:
         raise
     except Exception as exc:  # a damaged file of a known format
         raise CinefuseError(f"manifest {file} cannot be read: {type(exc).__name__}: {exc}") from exc
+    if not rows:
+        raise CinefuseError(f"manifest {file} has no rows (a header only?): add one row per item "
+                            "(id, video, title, plot, ...)")
     return items_from_rows(rows, where=str(file), base=file.parent)
+
+
+def _check_text(file: Path) -> None:
+    """A text manifest must hold something, in UTF-8: said in one line, before any parser's
+    own wording."""
+    data = file.read_bytes()
+    if not data.strip():
+        raise CinefuseError(f"manifest {file} is empty: write a header (id,video,title,plot,...) and one row per item")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CinefuseError(
+            f"manifest {file} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
 def items_from_rows(rows: list[dict[str, Any]], where: str, base: Path | None = None) -> list[Item]:

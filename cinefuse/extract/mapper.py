@@ -80,16 +80,21 @@ class Extractor:
     def tfidf_text(self, item: Item) -> str:
         return item.fields.get(self.config.tfidf_field, "").strip() or item.text(self.config.text_fields)
 
-    def fit_text(self, items: list[Item]) -> str:
-        """Fit corpus-dependent backbones (TF-IDF) on every item; returns the corpus fingerprint."""
+    @property
+    def tfidf(self):
+        """The run's corpus-dependent backbone (:class:`~cinefuse.extract.backbones.tfidf.TfIdf`),
+        or None."""
         from cinefuse.extract.backbones.tfidf import TfIdf
 
-        fingerprint = ""
-        for backbone in self.backbones.text:
-            if isinstance(backbone, TfIdf):
-                backbone.fit([self.tfidf_text(item) for item in items])
-                fingerprint = backbone.fingerprint
-        return fingerprint
+        return next((b for b in self.backbones.text if isinstance(b, TfIdf)), None)
+
+    def fit_text(self, items: list[Item]) -> str:
+        """Fit corpus-dependent backbones (TF-IDF) on every item; returns the corpus fingerprint
+        (a store keeps the fit: :mod:`cinefuse.extract.catalogue`)."""
+        if self.tfidf is None:
+            return ""
+        self.tfidf.fit([self.tfidf_text(item) for item in items])
+        return self.tfidf.fingerprint
 
 
 def _embed_sequences(models, batch: list, sequence: str, status: str, rows: dict[str, dict]) -> None:

@@ -54,10 +54,10 @@ RETRIED = "committed before an actor restart"
 class ChunkWorker:
     """One Ray Data actor: loads the backbones once, then commits one shard per batch."""
 
-    def __init__(self, values: dict[str, Any], items: list, config_hash: str):
+    def __init__(self, values: dict[str, Any], items: list, store_config: dict):
         from cinefuse.extract.runner import prepare_extractor
-        from cinefuse.extract.writer import store_config
         from cinefuse.store import StoreWriter
+        from cinefuse.store.manifest import config_hash
 
         config = ExtractConfig.from_dict(values, where="ray actor")
         if config.torch_threads:
@@ -65,11 +65,13 @@ class ChunkWorker:
 
             torch.set_num_threads(config.torch_threads)
         self.config = config
-        _backbones, self.extractor, fingerprint = prepare_extractor(config, items)
-        self.writer = StoreWriter(config.store, store_config(config, fingerprint))
-        if self.writer.config_hash != config_hash:  # same items and config: cannot differ, but check
+        # the driver's store config: the TF-IDF it fitted (or the store's) is loaded, never refitted
+        _backbones, self.extractor, mine = prepare_extractor(
+            config.replace(overwrite=False, refit=False), items, config.store, {"driver": store_config})
+        self.writer = StoreWriter(config.store, mine)
+        if self.writer.config_hash != config_hash(store_config):  # cannot differ, but check
             raise CinefuseError(f"ray actor: config hash {self.writer.config_hash} differs from the "
-                                f"driver's {config_hash}; run the same cinefuse version everywhere")
+                                f"driver's {config_hash(store_config)}; run the same cinefuse version everywhere")
         # Ray Data restarts a dead actor and retries its batch; the dead one may have committed
         # chunks of it already, so a restarted actor skips what the store holds by now
         import ray
@@ -118,7 +120,7 @@ def run_extract_ray(config: ExtractConfig, local) -> dict:
     summary["ray_tasks"] = 0
     if plan.pending:
         with _ray_session(ray, config):
-            summary.update(_run_actors(ray, config, local, plan.items, plan.chunks, plan.writer.config_hash))
+            summary.update(_run_actors(ray, config, local, plan.items, plan.chunks, plan.writer.config))
     return summary
 
 
@@ -150,7 +152,7 @@ def _ray_session(ray, config: ExtractConfig):
             ray.shutdown()
 
 
-def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: list, config_hash: str) -> dict:
+def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: list, store_config: dict) -> dict:
     from cinefuse.extract.runner import ExtractFailed
     from cinefuse.extract.progress import Throughput
 
@@ -171,10 +173,11 @@ def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: lis
     placement: dict[str, Any] = {"num_gpus": 1} if cuda else {"num_cpus": 1}
     dataset = ray.data.from_items(rows).map_batches(
         ChunkWorker, batch_size=config.shard_size, compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_args=(values, items, config_hash), batch_format="numpy", **placement)
+        fn_constructor_args=(values, items, store_config), batch_format="numpy", **placement)
     by_status: Counter = Counter()
     shards: set[str] = set()
     processed = failed = frames = 0
+    failed_items: list[dict] = []
     throughput = Throughput(len(rows), config.progress)
     try:
         for row in dataset.iter_rows():
@@ -184,6 +187,8 @@ def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: lis
                                            str(row["error"])))
             processed += 1
             failed += bool(row["failed"])
+            if row["failed"]:
+                failed_items.append({"id": str(row["id"]), "status": str(row["status"])})
             frames += int(row["frames"])
             by_status[str(row["status"])] += 1
             if row["shard"]:
@@ -197,8 +202,8 @@ def _run_actors(ray, config: ExtractConfig, local: str, items: list, chunks: lis
     finally:
         throughput.close()
     return {"processed": processed, "failed": failed, "shards_written": len(shards),
-            "by_status": dict(sorted(by_status.items())), "frames": frames, "ray_tasks": actors,
-            **throughput.summary()}
+            "by_status": dict(sorted(by_status.items())), "failed_items": failed_items, "frames": frames,
+            "ray_tasks": actors, **throughput.summary()}
 
 
 def _cinefuse_cause(exc: BaseException | None) -> CinefuseError | None:

@@ -36,7 +36,7 @@ from cinefuse.extract.inputs import Item
 from cinefuse.extract.mapper import Extractor, item_failed, item_status
 from cinefuse.extract.reader import (NO_VIDEO, DecodedItem, ItemDataset, category, load_items, make_loader,
                                      plan_chunks, slice_items)
-from cinefuse.extract.writer import feature_blocks, store_config
+from cinefuse.extract.writer import feature_blocks
 from cinefuse.faults import fault_point
 
 
@@ -46,15 +46,18 @@ class ExtractFailed(CinefuseError):
     exit_code = 1
 
 
-def prepare_extractor(config: ExtractConfig, items: list[Item]):
+def prepare_extractor(config: ExtractConfig, items: list[Item], root: Path | str,
+                      existing: dict[str, dict]):
     """The run's backbones (models not loaded yet) and extractor, with corpus-dependent text
-    backbones fitted on every item; returns ``(backbones, extractor, corpus fingerprint)``."""
+    backbones fitted on every item or loaded from the store at ``root`` (whose configs are
+    ``existing``); returns ``(backbones, extractor, store config)``
+    (:func:`cinefuse.extract.catalogue.run_store_config`)."""
     from cinefuse.extract import backbones as registry
+    from cinefuse.extract.catalogue import run_store_config
 
     backbones = registry.build(config)
     extractor = Extractor(config, backbones)
-    fingerprint = extractor.fit_text(items)
-    return backbones, extractor, fingerprint
+    return backbones, extractor, run_store_config(config, extractor, items, Path(root), existing)
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ChunkDone:
     statuses: list[str]  # status categories (``category``)
     failed: list[bool]
     frames: list[int]
+    details: list[str]  # the full status of each item (``statuses`` holds its category)
 
 
 def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[list[Item]], writer,
@@ -124,7 +128,7 @@ def extract_chunks(config: ExtractConfig, extractor: Extractor, chunks: list[lis
         fault_point("after-commit")
         shards_written += 1
         yield ChunkDone(record.name, ids, [category(s) for s in statuses], fails,
-                        [frames_of.pop(item_id) for item_id in ids])
+                        [frames_of.pop(item_id) for item_id in ids], statuses)
         for name in rows:  # keep memory flat: drop the committed chunk's rows
             for item_id in ids:
                 rows[name].pop(item_id, None)
@@ -145,15 +149,21 @@ class RunPlan:
 
 
 def plan_run(config: ExtractConfig, root: Path | str) -> RunPlan:
-    """Read the items, fit what needs the whole corpus (TF-IDF), open the store, apply
-    ``--overwrite`` (once, before any worker writes), take this slice and drop committed ids.
-    Shared by the single-process run and the Ray driver."""
+    """Read the items, fit what needs the whole corpus (TF-IDF) or take the store's fit (a
+    growing catalogue), open the store, apply ``--overwrite`` / ``--refit`` (once, before any
+    worker writes), take this slice and drop committed ids. Shared by the single-process run and
+    the Ray driver."""
     from cinefuse.store import StoreWriter
+    from cinefuse.store.manifest import read_manifest
 
     items = load_items(config)
-    _backbones, extractor, fingerprint = prepare_extractor(config, items)
-    writer = StoreWriter(root, store_config(config, fingerprint))
-    if config.overwrite:
+    if not items:
+        raise CinefuseError(f"{config.manifest or config.videos} lists no items: nothing to extract")
+    fresh = config.overwrite or config.refit
+    existing = {} if fresh or not Path(root).is_dir() else read_manifest(Path(root)).configs
+    _backbones, extractor, store_cfg = prepare_extractor(config, items, root, existing)
+    writer = StoreWriter(root, store_cfg)
+    if fresh:
         writer.reset()
     mine = slice_items(items, config.num_shards, config.shard_index)
     chunks = plan_chunks(mine, config.shard_size, writer.committed_ids())
@@ -161,7 +171,7 @@ def plan_run(config: ExtractConfig, root: Path | str) -> RunPlan:
     summary: dict[str, Any] = {
         "store": config.store, "config_hash": writer.config_hash, "items": len(mine),
         "skipped": len(mine) - len(pending), "processed": 0, "failed": 0, "shards_written": 0,
-        "by_status": {}, "frames": 0, "seconds": 0.0, "extract_seconds": 0.0, "items_per_second": 0.0,
+        "by_status": {}, "failed_items": [], "frames": 0, "seconds": 0.0, "extract_seconds": 0.0, "items_per_second": 0.0,
         "frames_per_second": 0.0,
     }
     return RunPlan(items, extractor, writer, chunks, pending, summary)

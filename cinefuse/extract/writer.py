@@ -1,5 +1,5 @@
 """Rows out: a chunk's rows as the store's feature blocks (padded sequences, validity, status,
-provenance attributes) and the store config a run writes under.
+provenance attributes). The store config a run writes under is :mod:`cinefuse.extract.catalogue`'s.
 
 The writing itself is :class:`cinefuse.store.StoreWriter`'s (atomic, checksummed shards); this
 module decides what goes into a shard.
@@ -13,20 +13,24 @@ from cinefuse.extract.config import ExtractConfig
 from cinefuse.extract.reader import media_ok
 
 
-def store_config(config: ExtractConfig, fingerprint: str) -> dict:
-    """The config a run's shards are written under: the feature config, plus the TF-IDF corpus
-    fingerprint when a corpus-dependent backbone was fitted."""
-    out = config.feature_config()
-    if fingerprint:
-        out["text"]["tfidf_corpus"] = fingerprint
-    return out
-
-
 def feature_blocks(extractor, ids: list[str], rows: dict[str, dict], library: dict) -> dict:
     """Per-set FeatureBlocks for one shard of ``extractor``'s sets (a
-    :class:`~cinefuse.extract.mapper.Extractor`), padded sequences and provenance attributes."""
+    :class:`~cinefuse.extract.mapper.Extractor`), padded sequences and provenance attributes.
+    A set with no valid row in the shard is left out (a text-only chunk writes no video or audio
+    set, which would be all zeros): the store reads a set a shard lacks as invalid rows. When no
+    set has a valid row, the smallest one is kept, so the shard still records the ids and why
+    they failed (a rerun skips them)."""
     from cinefuse.store import FeatureBlock
 
+    blocks = _all_blocks(extractor, ids, rows, library, FeatureBlock)
+    kept = {name: block for name, block in blocks.items() if block.valid.any()}
+    if not kept and blocks:
+        name = min(blocks, key=lambda n: (blocks[n].data[0].size if len(ids) else 0, n))
+        kept = {name: blocks[name]}
+    return kept
+
+
+def _all_blocks(extractor, ids: list[str], rows: dict[str, dict], library: dict, FeatureBlock) -> dict:
     out = {}
     attrs_by_backbone = {id(b): b.attrs() for b, _ in extractor.specs.values()}
     for name, (backbone, spec) in extractor.specs.items():
