@@ -95,13 +95,13 @@ def test_recommend_through_flat_index_equals_exact(trained, capsys):
     record = build_recommend_index(workdir, model, kind="auto")
     assert (record["kind"], record["model"], record["n_items"]) == ("flat", model, 160)
     for item in ("1", "17", "160"):
-        exact = recommend(workdir, item, k=10, use_index=False)
-        through = recommend(workdir, item, k=10)
+        exact = recommend(workdir, item, k=10, use_index=False, model=model)
+        through = recommend(workdir, item, k=10, model=model)
         assert exact.index is None and through.index["kind"] == "flat"
         assert [r["id"] for r in through.results] == [r["id"] for r in exact.results]
         np.testing.assert_allclose([r["score"] for r in through.results], [r["score"] for r in exact.results],
                                    atol=2e-6)
-    assert cli_main(["recommend", "--workdir", str(workdir), "--item", "5", "-k", "3"]) == 0
+    assert cli_main(["recommend", "--workdir", str(workdir), "--model", model, "--item", "5", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert f"through the flat (exact) index in {workdir / 'index' / model}" in out
     # parameters newer than the index: the index is stale and the exact scan answers
@@ -109,7 +109,7 @@ def test_recommend_through_flat_index_equals_exact(trained, capsys):
     before = params.stat().st_mtime
     later = (workdir / "index" / model / "index.json").stat().st_mtime + 5
     os.utime(params, (later, later))
-    assert recommend(workdir, "5", k=3).index is None
+    assert recommend(workdir, "5", k=3, model=model).index is None
     os.utime(params, (before, before))
 
 
@@ -118,7 +118,7 @@ def test_cli_index_build_hnsw(trained, capsys):
     assert cli_main(["index", "build", "--workdir", str(workdir), "--model", model, "--kind", "hnsw"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("hnsw (approximate, M=32, efConstruction=40, efSearch=128) index over 160 items (16-d)")
-    assert cli_main(["recommend", "--workdir", str(workdir), "--item", "5", "-k", "3", "--json"]) == 0
+    assert cli_main(["recommend", "--workdir", str(workdir), "--model", model, "--item", "5", "-k", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["index"]["kind"] == "hnsw"
     assert cli_main(["index", "build", "--workdir", str(workdir), "--model", "nope"]) == 2
     assert "model 'nope' is not in" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from typing import Any
 
 from cinefuse.errors import CinefuseError
 from cinefuse.evaluate.results import parse_ks
+from cinefuse.evaluate.serving import check_workdir, untrained_error
 from cinefuse.fuse.config import FuseConfig
 from cinefuse.fuse.workdir import Workdir
 from cinefuse.protocols import EVAL_PROTOCOLS
@@ -53,7 +54,7 @@ def open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_
     ks = parse_ks(ks)
     if protocol not in EVAL_PROTOCOLS:
         raise CinefuseError(f"unknown protocol {protocol!r}; choose one of {', '.join(EVAL_PROTOCOLS)}")
-    wd.check()
+    check_workdir(wd)
     config = wd.config()
     sources = data_sources(config, store, ratings, movies, endpoint_url)
     if threshold is None:  # the like threshold the pairs were built with
@@ -63,7 +64,7 @@ def open_job(workdir, ks, protocol, threshold, store, ratings, movies, endpoint_
             raise CinefuseError(f"{wd.root}/config.json names no {key}; pass --{key} PATH")
     models = wd.models()
     if not models:
-        raise CinefuseError(f"{wd.root} holds no trained model under runs/; train first with `cinefuse fuse`")
+        raise untrained_error(wd)
     return Job(wd, config, protocol, ks, threshold, models, load_ratings(sources["ratings"]),
                load_movies(sources["movies"]) if sources["movies"] else None,
                open_store(sources["store"], endpoint_url=sources["endpoint_url"]))
