@@ -23,7 +23,6 @@ from cinefuse.fuse.pairs import (
     PARTS,
     load_split_arrays,
     make_split,
-    save_split,
     training_ratings,
 )
 from cinefuse.fuse.workdir import Workdir, write_json
@@ -102,7 +101,7 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     else:
         split = make_split(ratings, movies, universe, config.pairs, config.split.protocol, config.train.seed,
                            config.split.fractions)
-        save_split(split, wd.pairs_path)
+        wd.save_split_arrays(split_arrays(split))
         split_json = split.split_json()
         split_json["stats"] = split.stats()
         write_json(wd.split_path, split_json)
@@ -132,6 +131,16 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
                             "is undefined; use more items or ratings")
     seen = training_ratings(ratings, ids[train_rows], split_json.get("cut_timestamp"))
     return Prepared(ids, table, words, arrays, split_json, counts, train_rows, val_rows, val_likes, seen)
+
+
+def split_arrays(split) -> dict:
+    """The arrays of ``pairs.npz`` for a ``fuse.pairs.Split`` (as ``pairs.save_split`` writes them)."""
+    arrays = {"ids": split.ids.astype(str)}
+    for part in PARTS:
+        ps = split.parts[part]
+        arrays.update({f"{part}_pairs": ps.pairs, f"{part}_labels": ps.labels, f"{part}_source": ps.source,
+                       f"{part}_triplets": ps.triplets})
+    return arrays
 
 
 def objective_arrays(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, log=print) -> dict:
