@@ -69,6 +69,7 @@ from cinefuse.fuse.plots import plot_run
 from cinefuse.fuse.prepare import Prepared, objective_arrays, prepare  # noqa: F401 (objective_arrays re-exported)
 from cinefuse.fuse.selection import Selection, keep
 from cinefuse.fuse.trainer import VALIDATION_K, GroupTrainer  # noqa: F401 (re-exported)
+from cinefuse.fuse.validation import SELECTION_METRIC
 from cinefuse.fuse.workdir import Workdir, write_json
 from cinefuse.interrupts import DeferredInterrupt
 from cinefuse.progress import progress_bar
@@ -126,7 +127,8 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
 
 def val_record(val: dict) -> dict:
     """The validation measures of one member as metrics.jsonl and summary.json both write them."""
-    return {"val_ndcg10": val["ndcg10"], "val_hr10": val["hr10"],
+    return {"val_ndcg10": val["ndcg10"], "val_hr10": val["hr10"], "val_u2i_recall20": val["u2i_recall20"],
+            "val_u2i_ndcg10": val["u2i_ndcg10"],
             **{f"val_{name}": val[name] for name in ("auc", "d_pos", "d_neg") if name in val}}
 
 
@@ -188,14 +190,15 @@ def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, logs: list, bar, manag
     metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
     val = trainer.validate(loop.state["params"])
     training = [not s for s in loop.selection.stopped]
-    loop.selection, improved = loop.selection.update([v["ndcg10"] for v in val], loop.step)
+    metric = SELECTION_METRIC[trainer.config.selection.task]
+    loop.selection, improved = loop.selection.update([v[metric] for v in val], loop.step)
     for k in np.flatnonzero(training):
         rec = {"step": loop.step, **{name: float(v[k]) for name, v in metrics.items()}, **val_record(val[k]),
                "seconds": round(time.perf_counter() - loop.t0, 3)}
         logs[k].write(json.dumps(rec) + "\n")
         logs[k].flush()
     loop.kept = keep(loop.kept, loop.state["params"], improved)
-    bar.set_postfix(val_ndcg10=f"{max(v['ndcg10'] for v in val):.4f}")
+    bar.set_postfix({f"val_{metric}": f"{max(v[metric] for v in val):.4f}"})
     last = loop.step >= t.steps or loop.selection.all_stopped
     if loop.step % t.checkpoint_every == 0 or last:
         loop.elapsed = time.perf_counter() - loop.t0
@@ -227,7 +230,8 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
                    "steps": loop.step, "best_step": int(loop.selection.best_step[k]),
                    "stopped_early": bool(loop.selection.stopped[k]) and loop.step < t.steps,
                    **val_record(val[k]), **priors[k], "group_size": g, "program": trainer.program,
-                   "feature_counts": data.counts}
+                   "feature_counts": data.counts, "selection_task": config.selection.task,
+                   "validation_sampling": data.validation.sampling()}
         if distributed.is_writer():
             wd.save_summary(r.name, summary)
             plot_run(wd.run_dir(r.name), wd.metrics_lines(r.name, loop.step), val[k])
