@@ -64,7 +64,7 @@ from cinefuse.fuse import distributed, objectives
 from cinefuse.fuse.config import FuseConfig, as_config
 from cinefuse.fuse.objectives import modalities_label
 from cinefuse.fuse.pairs import PARTS
-from cinefuse.fuse.plan import RunSpec, plan_runs, with_store_modalities
+from cinefuse.fuse.plan import RunSpec, plan_runs, seeded_name, with_store_modalities
 from cinefuse.fuse.plots import plot_run
 from cinefuse.fuse.prepare import Prepared, objective_arrays, prepare  # noqa: F401 (objective_arrays re-exported)
 from cinefuse.fuse.selection import Selection, keep
@@ -135,7 +135,9 @@ def val_record(val: dict) -> dict:
 def _group_dir(wd: Workdir, runs: list[RunSpec]) -> Path:
     if len(runs) == 1:
         return wd.run_dir(runs[0].name)
-    return wd.grid_dir(f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}")
+    label = f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}"
+    seeded = runs[0].base_model and runs[0].name != runs[0].base_model
+    return wd.grid_dir(seeded_name(label, runs[0].seed) if seeded else label)
 
 
 def _record_runs(config: FuseConfig, runs: list[RunSpec], wd: Workdir, log) -> bool:
@@ -226,7 +228,8 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
     summaries = []
     for k, r in enumerate(runs):
         _save_params(wd, r.name, jax.tree.map(lambda x: np.ascontiguousarray(x[k]), final))
-        summary = {"model": r.name, "objective": r.objective.kind, "train_seconds": round(loop.elapsed, 3),
+        summary = {"model": r.name, "base_model": r.base_model or r.name, "seed": r.model_seed(config),
+                   "objective": r.objective.kind, "train_seconds": round(loop.elapsed, 3),
                    "steps": loop.step, "best_step": int(loop.selection.best_step[k]),
                    "stopped_early": bool(loop.selection.stopped[k]) and loop.step < t.steps,
                    **val_record(val[k]), **priors[k], "group_size": g, "program": trainer.program,

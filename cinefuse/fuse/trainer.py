@@ -95,7 +95,7 @@ class GroupTrainer:
             feats={n: self.put(std[n]) for n in self.sets},
             lens={n: self.put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None},
             words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32).reshape(-1, 3)),
-            key=self.put(jax.random.PRNGKey(t.seed)),
+            key=self.put(jax.random.PRNGKey(runs[0].model_seed(config))),  # the group's seed (train.seeds)
             targets={k: self.put(v) for k, v in objective_arrays(data, config, objective, log).items()} or None)
         self.feats, self.lens = self.resident.feats, self.resident.lens
         self.n_triplets = int(len(data.arrays["train_triplets"]))

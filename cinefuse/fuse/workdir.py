@@ -166,7 +166,7 @@ class Workdir:
         only counts for ``grid`` runs)."""
         record = redacted_record(json.loads(json.dumps(config.to_dict())))
         if self.config_path.is_file():
-            old = read_json(self.config_path, RERUN)
+            old = with_new_keys(read_json(self.config_path, RERUN), record)
             if {k: v for k, v in old.items() if k != "grid"} != {k: v for k, v in record.items() if k != "grid"} or (
                     grid and old.get("grid") != record.get("grid")):
                 raise CinefuseError(
@@ -232,7 +232,8 @@ class Workdir:
         path = self.run_dir(model) / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         record = redacted_record(record)
-        if path.is_file() and read_json(path, RERUN) != json.loads(json.dumps(record)):
+        record = json.loads(json.dumps(record))
+        if path.is_file() and with_new_keys(read_json(path, RERUN), record) != record:
             raise CinefuseError(f"{path.parent} holds a run with a different configuration; use a new --workdir")
         write_json(path, record)
 
@@ -277,6 +278,16 @@ class Workdir:
         """name -> (mean, std) the model standardised its inputs with."""
         with np.load(self.run_dir(model) / "feature_stats.npz") as z:
             return {name: (z[f"{name}::mean"], z[f"{name}::std"]) for name in names}
+
+
+def with_new_keys(old, new):
+    """``old`` (a record read back) with the keys it lacks taken from ``new`` (recursively): keys
+    added to the records since ``old`` was written (``[selection]``, ``train.seeds``, a run's
+    ``seed``) do not make a workdir look like another run's."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old
+    return {**{k: v for k, v in new.items() if k not in old},
+            **{k: with_new_keys(v, new.get(k)) for k, v in old.items()}}
 
 
 def _remove(paths: list[Path]) -> None:
