@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cinefuse.fuse import distributed, objectives
+from cinefuse.fuse import checksums, distributed, objectives
 from cinefuse.fuse.config import FuseConfig, as_config
 from cinefuse.fuse.objectives import modalities_label
 from cinefuse.fuse.pairs import PARTS
@@ -144,9 +144,14 @@ def _record_runs(config: FuseConfig, runs: list[RunSpec], wd: Workdir, log) -> b
     """Writes each member's record; True when every member is already trained."""
     for r in runs if distributed.is_writer() else []:
         wd.save_run_record(r.name, r.record(config))
-    if all(wd.is_trained(r.name) for r in runs):
+    trained = [wd.is_trained(r.name) for r in runs]
+    damaged = [checksums.damage(wd.params_dir(r.name)) if t else None for r, t in zip(runs, trained)]
+    if all(trained) and not any(damaged):
         log(f"{', '.join(r.name for r in runs)}: already trained, nothing to do")
         return True
+    for r, bad in zip(runs, damaged):
+        if bad:
+            log(f"{r.name}: its final parameters do not verify ({bad}); writing them again from its checkpoints")
     return False
 
 
@@ -158,6 +163,7 @@ def _restore(trainer: GroupTrainer, group_dir: Path, t, log):
     state = trainer.init_state()
     kept = jax.tree.map(lambda x: np.array(x), state["params"])
     selection, elapsed = Selection.start(len(trainer.runs), t.patience), 0.0
+    _set_aside_damaged(group_dir / "checkpoints", log)
     manager = ocp.CheckpointManager(
         (group_dir / "checkpoints").absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=t.keep_checkpoints, create=True))
@@ -171,6 +177,23 @@ def _restore(trainer: GroupTrainer, group_dir: Path, t, log):
         selection, elapsed = Selection.from_meta(meta, t.patience), float(meta["elapsed"])
         log(f"resuming {group_dir.name} from step {start}")
     return manager, Loop(state, kept, selection, int(state["step"]), elapsed, time.perf_counter() - elapsed)
+
+
+def _set_aside_damaged(folder: Path, log) -> None:
+    """Moves checkpoint steps that do not verify (``checksums``; newest first, until one does)
+    to ``damaged-checkpoints/`` beside ``folder``, saying so: the run resumes from the previous good one."""
+    steps = sorted((p for p in folder.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: -int(p.name))
+    for step in steps:
+        bad = checksums.damage(step)
+        if bad is None:
+            break
+        if distributed.is_writer():
+            aside = folder.parent / "damaged-checkpoints" / f"{step.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+            aside.parent.mkdir(exist_ok=True)
+            step.rename(aside)
+            log(f"checkpoint step {step.name} of {folder.parent.name} is damaged ({bad}); moved to {aside}, "
+                "resuming from the previous good one")
+    distributed.barrier(f"cinefuse-damaged-{folder.parent.name}")
 
 
 def _open_logs(wd: Workdir, runs: list[RunSpec], step: int) -> list:
@@ -204,9 +227,15 @@ def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, logs: list, bar, manag
     last = loop.step >= t.steps or loop.selection.all_stopped
     if loop.step % t.checkpoint_every == 0 or last:
         loop.elapsed = time.perf_counter() - loop.t0
+        # a diverged state is never written: the last good checkpoint stays the newest
+        checksums.require_finite({"state": loop.state["params"], "best": loop.kept},
+                                 f"step {loop.step} of {', '.join(r.name for r in trainer.runs)}")
         manager.save(loop.step, args=ocp.args.Composite(
             train=ocp.args.StandardSave({"state": loop.state, "best": loop.kept}),
             meta=ocp.args.JsonSave(loop.selection.meta(loop.elapsed, last))))
+        manager.wait_until_finished()      # then its manifest: a step without one is not trusted
+        if distributed.is_writer():
+            checksums.seal(Path(manager.directory) / str(loop.step))
 
 
 def _log_throughput(name: str, steps: int, seconds: float, log) -> None:
@@ -223,6 +252,7 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
 
     t, g = config.train, len(runs)
     final = loop.kept if t.patience else jax.tree.map(lambda x: np.array(x), loop.state["params"])
+    checksums.require_finite(final, f"the final parameters of {', '.join(r.name for r in runs)}")
     val = trainer.validate(final)
     priors = trainer.choose_prior_weights(final) if trainer.embed_prior is not None else [{}] * g
     summaries = []
@@ -244,7 +274,7 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
 
 def _save_params(wd: Workdir, name: str, params) -> None:
     """One member's final parameters to ``runs/<name>/params/`` (orbax; every process calls
-    save for orbax's barriers, the primary host writes)."""
+    save for orbax's barriers, the primary host writes), sealed with their checksum manifest."""
     import shutil
 
     import orbax.checkpoint as ocp
@@ -256,6 +286,8 @@ def _save_params(wd: Workdir, name: str, params) -> None:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(target, params)
     checkpointer.wait_until_finished()
+    if distributed.is_writer():
+        checksums.seal(target)             # written with them, checked on every load
 
 
 def results_table(summaries: list[dict]) -> str:
