@@ -21,8 +21,10 @@ PureSVD teacher's item vectors and similarity rows), `co-like` (items the same u
 popularity-corrected, multi-positive InfoNCE), `history` (users' likes reconstructed through the
 fused embeddings, beeFormer/ELSA style), or `thesis` (the thesis's genre-filtered pairs with the
 pair or triplet loss). A prior head learns each item's likely popularity from its content; its
-weight is chosen on the validation items. The kept model is the one with the best validation
-nDCG@10. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
+weight is chosen on the validation items. Validation measures item-to-item nDCG@10 and
+user-to-item Recall@20 / nDCG@10; the kept model is the one with the best validation metric of
+[selection] task (default item-to-item nDCG@10). `--seeds 0,1,2` trains every model once per seed
+(<model>@seed<N>). Checkpoints and parameters carry sha256 manifests, checked before use. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
 curves.png, checkpoints/, params/, summary.json). Run the same command again to resume.
 
 Modalities follow what the store holds: each modality prefix of its feature sets with valid rows

@@ -30,19 +30,25 @@ parameters replicated; on several processes or hosts ``jax.distributed`` joins t
 (``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
 same store and workdir; ``cinefuse.fuse.distributed``).
 Validation, early stopping, checkpoints and logging happen every ``eval_every`` steps only
-(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early). The
-selection metric is the pinned nDCG@10 over the validation cold items (queries and candidates
-both the split's validation items, relevance their likes in the ratings, ties in a seeded random
-order; ``metrics.device_ranking`` on the device): early stopping and the kept parameters follow
-it. Genre-pair ROC AUC on the validation pairs is logged beside it as a diagnostic.
+(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early).
+Validation measures both tasks over the validation cold items (``fuse.validation``; on the device,
+in bounded memory, ``metrics.device_ranking``): item-to-item nDCG@10 (the pinned metric: queries
+and candidates both the split's validation items, relevance their likes in the ratings, ties in
+a seeded random order) and user-to-item Recall@20 and nDCG@10 (the users' liked training items as
+history); ``[selection] task`` names the one whose metric the early stopping and the kept
+parameters follow (item-to-item nDCG@10 by default, user-to-item Recall@20). Both are logged in
+metrics.jsonl and summary.json, with genre-pair ROC AUC on the validation pairs as a diagnostic.
+Checkpoints and final parameters are sealed with a sha256 manifest (``fuse.checksums``) and
+verified before use; ``train.seeds`` trains every model once per seed (``<model>@seed<N>``).
 
 Objectives (``[objective]``, ``cinefuse.fuse.objectives``): a grid group shares one objective, so its
 members share one batch; the targets come from the training ratings only
 (``fuse.pairs.training_ratings``: the training items' ratings, before the cut under
 ``cold-item-time``) through ``fuse.targets`` (``fuse.prepare``). With ``objective.prior`` the
 tower's prior head is trained beside the embedding and, after training, its weight in ``cos + w * prior`` is chosen
-on the validation items by nDCG@10 over ``objective.prior_weights`` (``prior_weight`` in the
-model's summary.json; 0 when the prior does not help).
+on the validation items over ``objective.prior_weights`` in each task: by nDCG@10 (``prior_weight``)
+and by user-to-item Recall@20 (``prior_weight_u2i``) in the model's summary.json; 0 when the
+prior does not help.
 
 ``GroupTrainer``, ``Prepared``, ``RunSpec``, ``plan_runs``, ``prepare``, ``objective_arrays``
 and ``with_store_modalities`` stay importable from here for the callers that import them so.

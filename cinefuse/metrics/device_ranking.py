@@ -272,12 +272,16 @@ def _u2i_blocks(c, user_vec, blocks, perm, prior, weight, rel_indptr, rel_indice
     return recall.reshape(-1), ndcg.reshape(-1), ok.reshape(-1)
 
 
-def user_vectors(hist_emb, histories) -> jax.Array:
-    """(U, d): each user's mean of the unit history embeddings (``histories``: (U, H) likes)."""
+def user_vectors(hist_emb, histories) -> np.ndarray:
+    """(U, d): each user's mean of the unit history embeddings (``histories``: (U, H) likes), on
+    the host as a sparse product (no (likes, d) gather)."""
+    import scipy.sparse as sp
+
     h = Likes.of(histories)
-    unit = _unit(jnp.asarray(hist_emb))
-    sums = jax.ops.segment_sum(unit[jnp.asarray(h.indices)], jnp.asarray(h.rows_of_pairs()), h.n_users)
-    return sums / jnp.maximum(jnp.asarray(h.counts), 1)[:, None].astype(sums.dtype)
+    x = np.asarray(hist_emb, np.float32)
+    unit = x / np.sqrt(np.maximum(np.sum(x * x, axis=-1, keepdims=True), 1e-12))
+    m = sp.csr_matrix((np.ones(len(h.indices), np.float32), h.indices, h.indptr), shape=(h.n_users, len(x)))
+    return np.asarray(m @ unit, np.float32) / np.maximum(h.counts, 1)[:, None].astype(np.float32)
 
 
 def per_user_u2i(emb, hist_emb, histories, relevant, key, prior=None, weight=0.0, users=None,
@@ -291,7 +295,8 @@ def per_user_u2i(emb, hist_emb, histories, relevant, key, prior=None, weight=0.0
     users = np.arange(rel.n_users, dtype=np.int32) if users is None else np.asarray(users, np.int32)
     block = block or _block_size(n, len(users))
     prior = None if prior is None else jnp.asarray(prior)
-    recall, ndcg, ok = _u2i_blocks(_unit(emb), user_vectors(hist_emb, histories), jnp.asarray(_blocks(users, block)),
+    recall, ndcg, ok = _u2i_blocks(_unit(emb), jnp.asarray(user_vectors(hist_emb, histories)),
+                                   jnp.asarray(_blocks(users, block)),
                                    device_tie_order(key, n), prior, jnp.float32(weight), jnp.asarray(rel.indptr),
                                    jnp.asarray(rel.indices), rel.steps())
     return recall[:len(users)], ndcg[:len(users)], ok[:len(users)]
