@@ -149,7 +149,7 @@ class GroupTrainer:
         the split has validation pairs, their ``auc``, ``d_pos``, ``d_neg`` (a diagnostic)."""
         from cinefuse.metrics.device_ranking import ndcg_hr_at_k, u2i_at_k
 
-        vs = self.data.validation
+        vs = self.data.validation or _item_to_item_only()
         pairs = self.data.arrays[f"{part}_pairs"].reshape(-1, 2)
         labels = self.data.arrays[f"{part}_labels"]
         rows = np.unique(np.concatenate([self.data.val_rows, pairs.reshape(-1)]))
@@ -179,7 +179,7 @@ class GroupTrainer:
         from cinefuse.fuse.validation import scan_best
         from cinefuse.metrics.device_ranking import ndcg_hr_at_k, u2i_at_k
 
-        vs = self.data.validation
+        vs = self.data.validation or _item_to_item_only()
         out = []
         emb, _, prior = self.embed_rows(params, self.data.val_rows, with_prior=True, pad=False)
         hist = self.embed_rows(params, vs.hist_rows, pad=False)[0] if vs.relevant.n_users else None
@@ -202,6 +202,15 @@ class GroupTrainer:
                             "prior_weight_scan_u2i": {str(w): v for w, v in scan_u2i.items()}})
             out.append(rec)
         return out
+
+
+def _item_to_item_only():
+    """The validation set of a ``Prepared`` made without one (benchmarks): every query, no users."""
+    from cinefuse.fuse.validation import ValidationSet
+    from cinefuse.metrics.device_ranking import Likes
+
+    none = Likes(np.zeros(1, np.int32), np.zeros(0, np.int32), 0)
+    return ValidationSet(None, None, np.zeros(0, np.int64), none, none, None, 0)
 
 
 def _data_parallel_mesh(t):
