@@ -27,6 +27,16 @@ favourite cluster high and popular items of any cluster anywhere on the scale. P
   against the exact top-10 on the sample;
 - ``peak_rss_mb`` after each stage (``ru_maxrss``: the process's peak so far).
 
+``--validation-peak`` (alone, each size in a fresh process): the peak memory of one validation
+pass in both tasks (``fuse.trainer.GroupTrainer.validate``'s calls to ``metrics.device_ranking``)
+at a catalogue of 100k and 1M items split 70/15/15: the validation items (15%) as queries and
+candidates, 64-d embeddings, N / 5 users with long-tailed activity and 10 likes per item, their
+liked training items as history, the validation's seeded samples above 16384 queries / users.
+The peak is the process's peak RSS after the pass less its RSS before it (so it also counts any
+temporaries of building the inputs above the baseline: an upper bound). It writes
+``validation_peak_gb_100k`` / ``validation_peak_gb_1m`` (target under 4 GB at 1M) and
+``validation`` (per size: seconds, queries and users scored) into scale.json, keeping its other keys.
+
 Writes benchmarks/results/scale.json and scale.png (seconds against items, log-log). Targets:
 ``ann_recall_at_10_1m`` >= 0.95, ``ann_query_ms_1m`` < 5, ``fuse_steps_ratio_1m_vs_10k`` >= 0.8,
 ``targets_seconds_20m_ratings`` < 60 on the 2-core machine; ``distributed_equal`` is the result of
@@ -288,6 +298,86 @@ def run_one(n_items: int, exact_max_products: float) -> dict:
     return out
 
 
+def current_rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def validation_inputs(n_items: int, seed: int = 0):
+    """The arrays of one validation pass at a catalogue of ``n_items`` (see the docstring)."""
+    import scipy.sparse as sp
+
+    from cinefuse.fuse.validation import ValidationSet
+    from cinefuse.metrics.device_ranking import Likes, sample_rows
+
+    rng = np.random.default_rng(seed)
+    n_val, n_train = int(0.15 * n_items), int(0.7 * n_items)
+    n_users = max(50, n_items // 5)
+    centres = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32)
+    emb = lambda n: centres[rng.integers(0, CLUSTERS, n)] + rng.standard_normal((n, DIM), dtype=np.float32)  # noqa: E731
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    activity /= activity.sum()
+
+    def likes(n_cols: int) -> sp.csr_matrix:
+        n = 10 * n_cols
+        m = sp.csr_matrix((np.ones(n, np.float32), (rng.choice(n_users, n, p=activity), rng.integers(0, n_cols, n))),
+                          shape=(n_users, n_cols))
+        m.data[:] = 1.0
+        return m
+
+    val, train = likes(n_val), likes(n_train)
+    i2i = val[np.asarray(val.sum(axis=1)).ravel() >= 2]
+    both = (np.diff(val.indptr) > 0) & (np.diff(train.indptr) > 0)
+    his = train[both]
+    used = np.unique(his.indices)
+    vs = ValidationSet(Likes.of(i2i), sample_rows(n_val, seed), used, Likes.of(his[:, used]), Likes.of(val[both]),
+                       sample_rows(int(both.sum()), seed + 1), seed)
+    return emb(n_val), emb(len(used)), vs
+
+
+def validation_peak(n_items: int) -> dict:
+    """One validation pass at ``n_items`` (both tasks), in this process: peak memory and seconds."""
+    import jax
+
+    from cinefuse.metrics.device_ranking import ndcg_hr_at_k, u2i_at_k
+    from cinefuse.metrics.ties import validation_tie_key
+
+    val_emb, hist_emb, vs = validation_inputs(n_items)
+    key = validation_tie_key(0)
+    jax.block_until_ready(jax.numpy.zeros(1))
+    before = current_rss_mb()
+    t0 = time.perf_counter()
+    i2i = ndcg_hr_at_k(val_emb, vs.likes, key, k=10, queries=vs.queries)
+    u2i = u2i_at_k(val_emb, hist_emb, vs.histories, vs.relevant, key, users=vs.users)
+    values = {"ndcg10": float(i2i["nDCG"]), "u2i_recall20": float(u2i["recall20"])}
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mb() - before
+    return {"items": n_items, "validation_items": len(val_emb), "history_items": len(hist_emb),
+            "sampling": vs.sampling(), "queries_scored": int(i2i["queries_scored"]),
+            "users_scored": int(u2i["users_scored"]), "seconds": round(seconds, 2), "values": values,
+            "rss_before_mb": round(before, 1), "peak_gb": round(peak / 1024, 3)}
+
+
+def run_validation_peaks(sizes: list[int], out_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    result = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    per_size = dict(result.get("validation", {}))
+    for n in sizes:
+        done = subprocess.run([sys.executable, __file__, "--validation-one", str(n)], env=env, capture_output=True,
+                              text=True)
+        lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"validation at {n} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        per_size[str(n)] = json.loads(lines[-1][len("RESULT "):])
+        print(per_size[str(n)], flush=True)
+    label = {100_000: "100k", 1_000_000: "1m"}
+    for n, name in label.items():
+        if str(n) in per_size:
+            result[f"validation_peak_gb_{name}"] = per_size[str(n)]["peak_gb"]
+    result["validation"] = per_size
+    result.setdefault("targets", {})["validation_peak_gb_1m"] = "< 4"
+    out_path.write_text(json.dumps(result, indent=2))
+
+
 def plot(sizes: dict, path: Path) -> None:
     import matplotlib
 
@@ -344,7 +434,19 @@ def main() -> None:
     parser.add_argument("--exact-max-products", type=float, default=3e9,
                         help="also build the partners from exact co-counts (to measure the heavy-user cap) up to "
                              "this many X^T X products")
+    parser.add_argument("--validation-peak", action="store_true",
+                        help="only the peak memory of one validation pass at 100k and 1M items (or --sizes), "
+                             "merged into --out")
+    parser.add_argument("--validation-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.validation_one:
+        print("RESULT " + json.dumps(validation_peak(args.validation_one)), flush=True)
+        return
+    if args.validation_peak:
+        sizes = [int(x) for x in args.sizes.split(",") if x] if args.sizes != parser.get_default("sizes") else [
+            100_000, 1_000_000]
+        run_validation_peaks(sizes, Path(args.out))
+        return
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, args.exact_max_products)), flush=True)
         return
@@ -375,7 +477,9 @@ def main() -> None:
         "co_cap_1m": big["targets"]["co_cap"] if big else None,
         "distributed_equal": previous.get("distributed_equal") if args.skip_distributed else distributed_equal(),
         "targets": {"ann_recall_at_10_1m": ">= 0.95", "ann_query_ms_1m": "< 5", "fuse_steps_ratio_1m_vs_10k": ">= 0.8",
-                    "targets_seconds_20m_ratings": "< 60"},
+                    "targets_seconds_20m_ratings": "< 60", "validation_peak_gb_1m": "< 4"},
+        # the validation pass is measured on its own (--validation-peak): its keys are kept
+        **{k: previous[k] for k in ("validation_peak_gb_100k", "validation_peak_gb_1m", "validation") if k in previous},
         "conditions": {"machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other sessions (loaded)",
                        "python": platform.python_version(), "dim": DIM, "dtype": "float16 features",
                        "ratings_per_item": RATINGS_PER_ITEM},

@@ -45,7 +45,8 @@ def checkpoint_steps(workdir: Path) -> list[int]:
     folder = workdir / "runs" / "triplet-cosine-full-concat-mlp" / "checkpoints"
     if not folder.is_dir():
         return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    # a step counts once sealed with its checksum manifest (a step without one is not resumed from)
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "cinefuse.sha256").is_file())
 
 
 def final_params(workdir: Path):

@@ -21,8 +21,10 @@ PureSVD teacher's item vectors and similarity rows), `co-like` (items the same u
 popularity-corrected, multi-positive InfoNCE), `history` (users' likes reconstructed through the
 fused embeddings, beeFormer/ELSA style), or `thesis` (the thesis's genre-filtered pairs with the
 pair or triplet loss). A prior head learns each item's likely popularity from its content; its
-weight is chosen on the validation items. The kept model is the one with the best validation
-nDCG@10. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
+weight is chosen on the validation items. Validation measures item-to-item nDCG@10 and
+user-to-item Recall@20 / nDCG@10; the kept model is the one with the best validation metric of
+[selection] task (default item-to-item nDCG@10). `--seeds 0,1,2` trains every model once per seed
+(<model>@seed<N>). Checkpoints and parameters carry sha256 manifests, checked before use. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
 curves.png, checkpoints/, params/, summary.json). Run the same command again to resume.
 
 Modalities follow what the store holds: each modality prefix of its feature sets with valid rows
@@ -90,6 +92,9 @@ def register(subparsers) -> None:
     action.shown_default, action.per_call = ConfigDefault("train.steps"), ConfigDefault("train.steps_per_call")
     _config_option(p, "--batch-size", "train.batch_size", type=int)
     _config_option(p, "--seed", "train.seed", type=int)
+    _config_option(p, "--seeds", "train.seeds", type=seeds_option,
+                   help="several seeds, comma-separated (0,1,2): every model trained once per seed, "
+                        "named <model>@seed<N>")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     dist = p.add_argument_group("several processes (jax.distributed; README \"Scaling out\")")
     dist.add_argument("--distributed", action="store_true",
@@ -99,6 +104,19 @@ def register(subparsers) -> None:
     dist.add_argument("--process-id", type=int,
                       help="this process, 0..N-1 (env CINEFUSE_PROCESS_ID or JOB_COMPLETION_INDEX)")
     p.set_defaults(handler=handle)
+
+
+def seeds_option(value: str) -> list[int]:
+    """``--seeds 0,1,2``: the list of distinct seeds."""
+    import argparse
+
+    try:
+        seeds = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers like 0,1,2") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed, like 0,1,2")
+    return seeds
 
 
 def modalities_option(value: str | None):
@@ -122,7 +140,7 @@ def handle(args) -> int:
         "loss": {"kind": args.loss, "distance": args.distance, "mining": args.mining},
         "model": {"head": args.head, "modalities": modalities_option(args.modalities)},
         "split": {"protocol": args.protocol},
-        "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+        "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "seeds": args.seeds,
                   "distributed": True if args.distributed else None},
     }
     config = load_config(args.config, overrides)

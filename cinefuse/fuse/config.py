@@ -32,6 +32,10 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     steps = 2000
     batch_size = 128
     grid_program = "auto"         # a grid group as one program: "unrolled" (CPU default) or "vmap"
+    seeds = [0, 1, 2]             # every model once per seed ("<model>@seed<N>"); default: train.seed alone
+
+    [selection]
+    task = "item-to-item"         # whose validation metric keeps the checkpoint: or "user-to-item" (Recall@20)
 
 ``cinefuse fuse --store S --ratings R --movies M --workdir W --config fuse.toml`` trains it; run the
 same command again and it resumes from the newest checkpoint in ``W``.
@@ -68,6 +72,9 @@ from cinefuse.fuse.pairs import PairConfig
 from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
 FULL = "full"  # the modality spec standing for every modality the store holds
+# the evaluation tasks, by the names evaluate uses (issue 20): the one whose validation metric
+# picks the checkpoint is [selection] task
+SELECTION_TASKS = ("item-to-item", "user-to-item")
 
 
 @dataclass
@@ -193,8 +200,17 @@ class TrainConfig:
     # how a grid group of configurations becomes one program: "vmap" (batched over members),
     # "unrolled" (members written out in one program), "auto": unrolled on CPU, vmap elsewhere
     grid_program: str = "auto"
+    # several seeds: every model trained once per seed, named "<model>@seed<N>"; [] (default): seed alone
+    seeds: list = field(default_factory=list)
     data_parallel: bool = True      # shard each batch over all local devices
     distributed: bool = False       # call jax.distributed.initialize() first (several hosts)
+
+
+@dataclass
+class SelectionConfig:
+    # the task whose validation metric keeps the checkpoint and stops early: "item-to-item"
+    # (nDCG@10, pinned) or "user-to-item" (Recall@20); both are measured and recorded
+    task: str = "item-to-item"
 
 
 @dataclass
@@ -220,6 +236,7 @@ class FuseConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -239,6 +256,11 @@ class FuseConfig:
         _one_of("loss.mining", self.loss.mining, MINERS)
         self.loss.refuse_substitutes()
         _one_of("train.grid_program", self.train.grid_program, GRID_PROGRAMS)
+        _one_of("selection.task", self.selection.task, SELECTION_TASKS)
+        seeds = self.train.seeds
+        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                  for x in seeds) or len(set(seeds)) != len(seeds):
+            raise CinefuseError(f"train.seeds {seeds!r} must be a list of distinct integers >= 0")
         self.objective.validate()
         for name in ("losses", "distances", "heads", "objectives"):
             allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS, "objectives": OBJECTIVES}[name]
@@ -314,7 +336,8 @@ def _build(cls, data: dict, where: str):
 
 
 SECTIONS = {"data": DataConfig, "pairs": PairConfig, "split": SplitConfig, "model": ModelConfig,
-            "loss": LossConfig, "objective": ObjectiveConfig, "train": TrainConfig, "grid": GridConfig}
+            "loss": LossConfig, "objective": ObjectiveConfig, "train": TrainConfig, "grid": GridConfig,
+            "selection": SelectionConfig}
 
 
 def config_from_dict(data: dict) -> FuseConfig:

@@ -4,7 +4,9 @@
 standing for its per-item vector sets, merged with ``[data.modality_sets]``) and says in one line
 what it chose; ``plan_runs`` turns the config (or its grid) into groups of :class:`RunSpec`, each
 group one program of the trainer. A run's name follows its objective's name pattern
-(``objectives.model_name``).
+(``objectives.model_name``). With several seeds (``train.seeds``) every group is planned once
+per seed, each run named ``<model>@seed<N>`` (``seeded_name``) and initialised and batched from
+its own seed; the split, targets and validation samples stay the base seed's (``train.seed``).
 """
 
 from __future__ import annotations
@@ -39,12 +41,36 @@ class RunSpec:
     feature_sets: list[str]          # the sets the tower is built over (a grid group: their union)
     token_mask: list[int]            # 1 for the sets this configuration uses
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(kind="thesis"))
+    seed: int | None = None          # the seed it trains from (None: train.seed)
+    base_model: str = ""             # the name without its "@seed<N>" ("": the name)
+
+    def model_seed(self, config: FuseConfig) -> int:
+        return config.train.seed if self.seed is None else self.seed
 
     def record(self, config: FuseConfig) -> dict:
         return {"name": self.name, "loss": asdict(self.loss), "margin": self.loss.resolved_margin(),
                 "model": asdict(self.model), "feature_sets": self.feature_sets, "token_mask": self.token_mask,
                 "train": asdict(config.train), "pairs": asdict(config.pairs), "split": asdict(config.split),
-                "data": asdict(config.data), "objective": asdict(self.objective)}
+                "data": asdict(config.data), "objective": asdict(self.objective),
+                "seed": self.model_seed(config), "base_model": self.base_model or self.name}
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """The run name of ``name`` trained from ``seed`` when a run trains several seeds."""
+    return f"{name}@seed{seed}"
+
+
+def with_seeds(groups: list[list[RunSpec]], seeds: list[int]) -> list[list[RunSpec]]:
+    """Each group once per seed of ``train.seeds``: several seeds rename the runs
+    ``<model>@seed<N>``; one seed keeps the names (and trains from that seed)."""
+    if not seeds:
+        return groups
+    out = []
+    for seed in seeds:
+        for group in groups:
+            out.append([dataclasses.replace(r, name=seeded_name(r.name, seed) if len(seeds) > 1 else r.name,
+                                            seed=seed, base_model=r.name) for r in group])
+    return out
 
 
 def _members(config: FuseConfig, objective: ObjectiveConfig, mods, model: ModelConfig, sets: list[str],
@@ -77,6 +103,10 @@ def plan_runs(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
     multiplies all of it; an objective skips the modality sets it may not read (the thesis: those
     holding its labels, ``meta/genres``).
     """
+    return with_seeds(_plan_groups(config, grid), config.train.seeds)
+
+
+def _plan_groups(config: FuseConfig, grid: bool) -> list[list[RunSpec]]:
     sets_of = lambda mods: resolve_feature_sets(mods, config.data.modality_sets)  # noqa: E731
     if not grid:
         sets = sets_of(config.model.modalities)

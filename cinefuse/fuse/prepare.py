@@ -23,7 +23,6 @@ from cinefuse.fuse.pairs import (
     PARTS,
     load_split_arrays,
     make_split,
-    save_split,
     training_ratings,
 )
 from cinefuse.fuse.workdir import Workdir, write_json
@@ -41,9 +40,11 @@ class Prepared:
     counts: dict = field(default_factory=dict)
     train_rows: np.ndarray = None        # (I,) rows of the training items: the targets' item order
     val_rows: np.ndarray = None          # (V,) rows of the validation items
-    val_likes: np.ndarray = None         # (U, V) bool likes of the validation items (users with >= 2)
+    val_likes: object = None             # (U, V) likes of the validation items (users with >= 2): dense or
+                                         #   device_ranking.Likes above DENSE_LIKES cells
     seen: object = None                  # the Ratings training may see (training items, before the cut)
     targets: dict = field(default_factory=dict)   # (kind, settings, parts) -> cinefuse.fuse.targets.Targets
+    validation: object = None            # fuse.validation.ValidationSet: both tasks' validation likes
 
 
 def target_config(config: FuseConfig, objective: ObjectiveConfig):
@@ -102,7 +103,7 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     else:
         split = make_split(ratings, movies, universe, config.pairs, config.split.protocol, config.train.seed,
                            config.split.fractions)
-        save_split(split, wd.pairs_path)
+        wd.save_split_arrays(split_arrays(split))
         split_json = split.split_json()
         split_json["stats"] = split.stats()
         write_json(wd.split_path, split_json)
@@ -118,20 +119,33 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
                 raise CinefuseError(f"the {part} split has no pairs; use more items or lower [pairs] thresholds")
         if len(arrays["train_triplets"]) == 0:
             raise CinefuseError("no training triplets; use more items or lower [pairs] thresholds")
-    from cinefuse.metrics.likes import like_matrix
+    from cinefuse.fuse import validation
 
     row_of = {k: r for r, k in enumerate(ids.tolist())}
     train_rows = np.array([row_of[i] for i in split_json["train"] if i in row_of], dtype=np.int64)
     val_rows = np.array([row_of[i] for i in split_json["val"] if i in row_of], dtype=np.int64)
-    likes = like_matrix(ratings.user, ratings.item, ratings.rating, ids[val_rows],
-                        float(config.pairs.like_threshold)).X
+    seen = training_ratings(ratings, ids[train_rows], split_json.get("cut_timestamp"))
     # only users with two liked validation items can ever be scored (one query, one relevant)
-    val_likes = likes[np.asarray(likes.sum(axis=1)).ravel() >= 2].toarray() > 0
-    if val_likes.shape[0] == 0:
+    vs = validation.build(ratings, seen, ids, train_rows, val_rows, float(config.pairs.like_threshold),
+                          config.train.seed)
+    if (vs.likes.shape[0] if isinstance(vs.likes, np.ndarray) else vs.likes.n_users) == 0:
         raise CinefuseError(f"no user liked two of the {len(val_rows)} validation items, so validation nDCG@10 "
                             "is undefined; use more items or ratings")
-    seen = training_ratings(ratings, ids[train_rows], split_json.get("cut_timestamp"))
-    return Prepared(ids, table, words, arrays, split_json, counts, train_rows, val_rows, val_likes, seen)
+    if vs.relevant.n_users == 0 and config.selection.task == validation.U2I:
+        raise CinefuseError("no user liked both a training and a validation item, so validation Recall@20 is "
+                            "undefined; use [selection] task = \"item-to-item\", more items or more ratings")
+    return Prepared(ids, table, words, arrays, split_json, counts, train_rows, val_rows, vs.likes, seen,
+                    validation=vs)
+
+
+def split_arrays(split) -> dict:
+    """The arrays of ``pairs.npz`` for a ``fuse.pairs.Split`` (as ``pairs.save_split`` writes them)."""
+    arrays = {"ids": split.ids.astype(str)}
+    for part in PARTS:
+        ps = split.parts[part]
+        arrays.update({f"{part}_pairs": ps.pairs, f"{part}_labels": ps.labels, f"{part}_source": ps.source,
+                       f"{part}_triplets": ps.triplets})
+    return arrays
 
 
 def objective_arrays(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, log=print) -> dict:

@@ -1,6 +1,8 @@
 """Model selection: early stopping and the kept parameters, as a small value and one rule.
 
-Each evaluation hands :meth:`Selection.update` the members' validation nDCG@10 at a step; a member
+Each evaluation hands :meth:`Selection.update` the members' selection metric at a step (the
+validation metric of ``[selection] task``: item-to-item nDCG@10 or user-to-item Recall@20; the
+field keeps its old name ``best_ndcg10`` for the checkpoints' JSON); a member
 improves when it beats its best by more than 1e-6 (its first evaluation always does), else it
 counts one more evaluation without improvement and stops after ``patience`` of them (0: never).
 A stopped member is not evaluated again. :func:`keep` copies the improved members' parameters
@@ -19,7 +21,7 @@ MIN_GAIN = 1e-6  # an improvement must beat the best by more than this
 
 @dataclass(frozen=True)
 class Selection:
-    best_ndcg10: tuple = ()    # per member: the best validation nDCG@10 so far (-1 before any)
+    best_ndcg10: tuple = ()    # per member: the best selection metric so far (-1 before any)
     best_step: tuple = ()      # the step it was reached at (0: not yet evaluated)
     bad: tuple = ()            # evaluations since the last improvement
     stopped: tuple = ()        # stopped early
@@ -33,11 +35,11 @@ class Selection:
     def all_stopped(self) -> bool:
         return all(self.stopped)
 
-    def update(self, val_ndcg10, step: int) -> tuple[Selection, np.ndarray]:
+    def update(self, values, step: int) -> tuple[Selection, np.ndarray]:
         """(the selection after an evaluation at ``step``, the (G,) bool mask of improved members)."""
         best, best_step, bad, stopped = (list(x) for x in (self.best_ndcg10, self.best_step, self.bad, self.stopped))
         improved = np.zeros(len(best), bool)
-        for k, value in enumerate(val_ndcg10):
+        for k, value in enumerate(values):
             if stopped[k]:
                 continue
             if value > best[k] + MIN_GAIN or best_step[k] == 0:

@@ -30,19 +30,25 @@ parameters replicated; on several processes or hosts ``jax.distributed`` joins t
 (``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
 same store and workdir; ``cinefuse.fuse.distributed``).
 Validation, early stopping, checkpoints and logging happen every ``eval_every`` steps only
-(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early). The
-selection metric is the pinned nDCG@10 over the validation cold items (queries and candidates
-both the split's validation items, relevance their likes in the ratings, ties in a seeded random
-order; ``metrics.device_ranking`` on the device): early stopping and the kept parameters follow
-it. Genre-pair ROC AUC on the validation pairs is logged beside it as a diagnostic.
+(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early).
+Validation measures both tasks over the validation cold items (``fuse.validation``; on the device,
+in bounded memory, ``metrics.device_ranking``): item-to-item nDCG@10 (the pinned metric: queries
+and candidates both the split's validation items, relevance their likes in the ratings, ties in
+a seeded random order) and user-to-item Recall@20 and nDCG@10 (the users' liked training items as
+history); ``[selection] task`` names the one whose metric the early stopping and the kept
+parameters follow (item-to-item nDCG@10 by default, user-to-item Recall@20). Both are logged in
+metrics.jsonl and summary.json, with genre-pair ROC AUC on the validation pairs as a diagnostic.
+Checkpoints and final parameters are sealed with a sha256 manifest (``fuse.checksums``) and
+verified before use; ``train.seeds`` trains every model once per seed (``<model>@seed<N>``).
 
 Objectives (``[objective]``, ``cinefuse.fuse.objectives``): a grid group shares one objective, so its
 members share one batch; the targets come from the training ratings only
 (``fuse.pairs.training_ratings``: the training items' ratings, before the cut under
 ``cold-item-time``) through ``fuse.targets`` (``fuse.prepare``). With ``objective.prior`` the
 tower's prior head is trained beside the embedding and, after training, its weight in ``cos + w * prior`` is chosen
-on the validation items by nDCG@10 over ``objective.prior_weights`` (``prior_weight`` in the
-model's summary.json; 0 when the prior does not help).
+on the validation items over ``objective.prior_weights`` in each task: by nDCG@10 (``prior_weight``)
+and by user-to-item Recall@20 (``prior_weight_u2i``) in the model's summary.json; 0 when the
+prior does not help.
 
 ``GroupTrainer``, ``Prepared``, ``RunSpec``, ``plan_runs``, ``prepare``, ``objective_arrays``
 and ``with_store_modalities`` stay importable from here for the callers that import them so.
@@ -60,15 +66,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cinefuse.fuse import distributed, objectives
+from cinefuse.fuse import checksums, distributed, objectives
 from cinefuse.fuse.config import FuseConfig, as_config
 from cinefuse.fuse.objectives import modalities_label
 from cinefuse.fuse.pairs import PARTS
-from cinefuse.fuse.plan import RunSpec, plan_runs, with_store_modalities
+from cinefuse.fuse.plan import RunSpec, plan_runs, seeded_name, with_store_modalities
 from cinefuse.fuse.plots import plot_run
 from cinefuse.fuse.prepare import Prepared, objective_arrays, prepare  # noqa: F401 (objective_arrays re-exported)
 from cinefuse.fuse.selection import Selection, keep
 from cinefuse.fuse.trainer import VALIDATION_K, GroupTrainer  # noqa: F401 (re-exported)
+from cinefuse.fuse.validation import SELECTION_METRIC
 from cinefuse.fuse.workdir import Workdir, write_json
 from cinefuse.interrupts import DeferredInterrupt
 from cinefuse.progress import progress_bar
@@ -126,23 +133,31 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
 
 def val_record(val: dict) -> dict:
     """The validation measures of one member as metrics.jsonl and summary.json both write them."""
-    return {"val_ndcg10": val["ndcg10"], "val_hr10": val["hr10"],
+    return {"val_ndcg10": val["ndcg10"], "val_hr10": val["hr10"], "val_u2i_recall20": val["u2i_recall20"],
+            "val_u2i_ndcg10": val["u2i_ndcg10"],
             **{f"val_{name}": val[name] for name in ("auc", "d_pos", "d_neg") if name in val}}
 
 
 def _group_dir(wd: Workdir, runs: list[RunSpec]) -> Path:
     if len(runs) == 1:
         return wd.run_dir(runs[0].name)
-    return wd.grid_dir(f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}")
+    label = f"{modalities_label(runs[0].model.modalities)}-{runs[0].model.head}"
+    seeded = runs[0].base_model and runs[0].name != runs[0].base_model
+    return wd.grid_dir(seeded_name(label, runs[0].seed) if seeded else label)
 
 
 def _record_runs(config: FuseConfig, runs: list[RunSpec], wd: Workdir, log) -> bool:
     """Writes each member's record; True when every member is already trained."""
     for r in runs if distributed.is_writer() else []:
         wd.save_run_record(r.name, r.record(config))
-    if all(wd.is_trained(r.name) for r in runs):
+    trained = [wd.is_trained(r.name) for r in runs]
+    damaged = [checksums.damage(wd.params_dir(r.name)) if t else None for r, t in zip(runs, trained)]
+    if all(trained) and not any(damaged):
         log(f"{', '.join(r.name for r in runs)}: already trained, nothing to do")
         return True
+    for r, bad in zip(runs, damaged):
+        if bad:
+            log(f"{r.name}: its final parameters do not verify ({bad}); writing them again from its checkpoints")
     return False
 
 
@@ -154,6 +169,7 @@ def _restore(trainer: GroupTrainer, group_dir: Path, t, log):
     state = trainer.init_state()
     kept = jax.tree.map(lambda x: np.array(x), state["params"])
     selection, elapsed = Selection.start(len(trainer.runs), t.patience), 0.0
+    _set_aside_damaged(group_dir / "checkpoints", log)
     manager = ocp.CheckpointManager(
         (group_dir / "checkpoints").absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=t.keep_checkpoints, create=True))
@@ -167,6 +183,23 @@ def _restore(trainer: GroupTrainer, group_dir: Path, t, log):
         selection, elapsed = Selection.from_meta(meta, t.patience), float(meta["elapsed"])
         log(f"resuming {group_dir.name} from step {start}")
     return manager, Loop(state, kept, selection, int(state["step"]), elapsed, time.perf_counter() - elapsed)
+
+
+def _set_aside_damaged(folder: Path, log) -> None:
+    """Moves checkpoint steps that do not verify (``checksums``; newest first, until one does)
+    to ``damaged-checkpoints/`` beside ``folder``, saying so: the run resumes from the previous good one."""
+    steps = sorted((p for p in folder.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: -int(p.name))
+    for step in steps:
+        bad = checksums.damage(step)
+        if bad is None:
+            break
+        if distributed.is_writer():
+            aside = folder.parent / "damaged-checkpoints" / f"{step.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+            aside.parent.mkdir(exist_ok=True)
+            step.rename(aside)
+            log(f"checkpoint step {step.name} of {folder.parent.name} is damaged ({bad}); moved to {aside}, "
+                "resuming from the previous good one")
+    distributed.barrier(f"cinefuse-damaged-{folder.parent.name}")
 
 
 def _open_logs(wd: Workdir, runs: list[RunSpec], step: int) -> list:
@@ -188,20 +221,27 @@ def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, logs: list, bar, manag
     metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
     val = trainer.validate(loop.state["params"])
     training = [not s for s in loop.selection.stopped]
-    loop.selection, improved = loop.selection.update([v["ndcg10"] for v in val], loop.step)
+    metric = SELECTION_METRIC[trainer.config.selection.task]
+    loop.selection, improved = loop.selection.update([v[metric] for v in val], loop.step)
     for k in np.flatnonzero(training):
         rec = {"step": loop.step, **{name: float(v[k]) for name, v in metrics.items()}, **val_record(val[k]),
                "seconds": round(time.perf_counter() - loop.t0, 3)}
         logs[k].write(json.dumps(rec) + "\n")
         logs[k].flush()
     loop.kept = keep(loop.kept, loop.state["params"], improved)
-    bar.set_postfix(val_ndcg10=f"{max(v['ndcg10'] for v in val):.4f}")
+    bar.set_postfix({f"val_{metric}": f"{max(v[metric] for v in val):.4f}"})
     last = loop.step >= t.steps or loop.selection.all_stopped
     if loop.step % t.checkpoint_every == 0 or last:
         loop.elapsed = time.perf_counter() - loop.t0
+        # a diverged state is never written: the last good checkpoint stays the newest
+        checksums.require_finite({"state": loop.state["params"], "best": loop.kept},
+                                 f"step {loop.step} of {', '.join(r.name for r in trainer.runs)}")
         manager.save(loop.step, args=ocp.args.Composite(
             train=ocp.args.StandardSave({"state": loop.state, "best": loop.kept}),
             meta=ocp.args.JsonSave(loop.selection.meta(loop.elapsed, last))))
+        manager.wait_until_finished()      # then its manifest: a step without one is not trusted
+        if distributed.is_writer():
+            checksums.seal(Path(manager.directory) / str(loop.step))
 
 
 def _log_throughput(name: str, steps: int, seconds: float, log) -> None:
@@ -218,16 +258,19 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
 
     t, g = config.train, len(runs)
     final = loop.kept if t.patience else jax.tree.map(lambda x: np.array(x), loop.state["params"])
+    checksums.require_finite(final, f"the final parameters of {', '.join(r.name for r in runs)}")
     val = trainer.validate(final)
     priors = trainer.choose_prior_weights(final) if trainer.embed_prior is not None else [{}] * g
     summaries = []
     for k, r in enumerate(runs):
         _save_params(wd, r.name, jax.tree.map(lambda x: np.ascontiguousarray(x[k]), final))
-        summary = {"model": r.name, "objective": r.objective.kind, "train_seconds": round(loop.elapsed, 3),
+        summary = {"model": r.name, "base_model": r.base_model or r.name, "seed": r.model_seed(config),
+                   "objective": r.objective.kind, "train_seconds": round(loop.elapsed, 3),
                    "steps": loop.step, "best_step": int(loop.selection.best_step[k]),
                    "stopped_early": bool(loop.selection.stopped[k]) and loop.step < t.steps,
                    **val_record(val[k]), **priors[k], "group_size": g, "program": trainer.program,
-                   "feature_counts": data.counts}
+                   "feature_counts": data.counts, "selection_task": config.selection.task,
+                   "validation_sampling": data.validation.sampling()}
         if distributed.is_writer():
             wd.save_summary(r.name, summary)
             plot_run(wd.run_dir(r.name), wd.metrics_lines(r.name, loop.step), val[k])
@@ -237,7 +280,7 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
 
 def _save_params(wd: Workdir, name: str, params) -> None:
     """One member's final parameters to ``runs/<name>/params/`` (orbax; every process calls
-    save for orbax's barriers, the primary host writes)."""
+    save for orbax's barriers, the primary host writes), sealed with their checksum manifest."""
     import shutil
 
     import orbax.checkpoint as ocp
@@ -249,6 +292,8 @@ def _save_params(wd: Workdir, name: str, params) -> None:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(target, params)
     checkpointer.wait_until_finished()
+    if distributed.is_writer():
+        checksums.seal(target)             # written with them, checked on every load
 
 
 def results_table(summaries: list[dict]) -> str:

@@ -2,11 +2,13 @@
 device and the jitted step (``cinefuse.fuse.step``), with one way to embed rows in chunks.
 
 ``GroupTrainer.multi_step(state)`` runs ``train.steps_per_call`` steps of every member;
-``validate(params)`` measures the selection metric, the pinned nDCG@10 over the validation cold
-items (queries and candidates both the split's validation items, relevance their likes in the
-ratings, ties in a seeded random order; ``metrics.device_ranking`` on the device), with the
-genre-pair ROC AUC on the validation pairs beside it as a diagnostic; ``choose_prior_weights``
-picks the prior's weight in ``cos + w * prior`` on the validation items. Every embedding of rows
+``validate(params)`` measures both tasks over the validation cold items (``fuse.validation``):
+item-to-item nDCG@10 (the pinned metric: queries and candidates both the split's validation
+items, relevance their likes in the ratings, ties in a seeded random order) and user-to-item
+Recall@20 and nDCG@10 (the users' liked training items as history), on the device
+(``metrics.device_ranking``), with the genre-pair ROC AUC on the validation pairs beside them as a
+diagnostic; ``choose_prior_weights`` picks the prior's weight in ``cos + w * prior`` on the
+validation items, in each task. Every embedding of rows
 (validation, the prior scan, ``fuse.embed``) goes through ``embed_in_chunks``.
 """
 
@@ -93,7 +95,7 @@ class GroupTrainer:
             feats={n: self.put(std[n]) for n in self.sets},
             lens={n: self.put(table.lengths[n]) for n in self.sets if table.lengths[n] is not None},
             words=self.put(data.words), triplets=self.put(data.arrays["train_triplets"].astype(np.int32).reshape(-1, 3)),
-            key=self.put(jax.random.PRNGKey(t.seed)),
+            key=self.put(jax.random.PRNGKey(runs[0].model_seed(config))),  # the group's seed (train.seeds)
             targets={k: self.put(v) for k, v in objective_arrays(data, config, objective, log).items()} or None)
         self.feats, self.lens = self.resident.feats, self.resident.lens
         self.n_triplets = int(len(data.arrays["train_triplets"]))
@@ -118,7 +120,8 @@ class GroupTrainer:
         self.multi_step = jax.jit(partial(update, data=self.resident), donate_argnums=0)
         self.embed = jax.jit(make_embed(self.tower, self.masks))
         self.embed_prior = jax.jit(make_embed(self.tower, self.masks, with_prior=True)) if objective.prior else None
-        self.val_likes = self.put(data.val_likes)
+        likes = data.val_likes
+        self.val_likes = self.put(likes) if isinstance(likes, np.ndarray) else likes  # dense, or Likes (host CSR)
         self.tie_key = validation_tie_key(t.seed)
         self._init_all = jax.jit(make_init(self.tower, self.tx, self.masks))
 
@@ -141,21 +144,27 @@ class GroupTrainer:
                                pad=pad)
 
     def validate(self, params, part: str = "val") -> list[dict]:
-        """Per member: ``ndcg10`` / ``hr10`` over the validation items (the selection metric,
-        on the device) and, where the split has validation pairs, their ``auc``, ``d_pos``,
-        ``d_neg`` (a diagnostic)."""
-        from cinefuse.metrics.device_ranking import ndcg_hr_at_k
+        """Per member: ``ndcg10`` / ``hr10`` (item-to-item) and ``u2i_recall20`` / ``u2i_ndcg10``
+        (user-to-item) over the validation items (on the device; ``fuse.validation``) and, where
+        the split has validation pairs, their ``auc``, ``d_pos``, ``d_neg`` (a diagnostic)."""
+        from cinefuse.metrics.device_ranking import ndcg_hr_at_k, u2i_at_k
 
+        vs = self.data.validation or _item_to_item_only()
         pairs = self.data.arrays[f"{part}_pairs"].reshape(-1, 2)
         labels = self.data.arrays[f"{part}_labels"]
         rows = np.unique(np.concatenate([self.data.val_rows, pairs.reshape(-1)]))
         emb, raw = self.embed_rows(params, rows)[:2]
+        hist = self.embed_rows(params, vs.hist_rows)[0] if vs.relevant.n_users else None
         at_val = np.searchsorted(rows, self.data.val_rows)
         pos = np.searchsorted(rows, pairs)
         out = []
         for g, run in enumerate(self.runs):
-            m = ndcg_hr_at_k(self.jnp.asarray(emb[g][at_val]), self.val_likes, self.tie_key, k=VALIDATION_K)
-            rec = {"ndcg10": float(m["nDCG"]), "hr10": float(m["HR"])}
+            val_emb = self.jnp.asarray(emb[g][at_val])
+            m = ndcg_hr_at_k(val_emb, self.val_likes, self.tie_key, k=VALIDATION_K, queries=vs.queries)
+            rec = {"ndcg10": float(m["nDCG"]), "hr10": float(m["HR"]), "u2i_recall20": 0.0, "u2i_ndcg10": 0.0}
+            if hist is not None:
+                u = u2i_at_k(val_emb, hist[g], vs.histories, vs.relevant, self.tie_key, users=vs.users)
+                rec.update({"u2i_recall20": float(u["recall20"]), "u2i_ndcg10": float(u["ndcg10"])})
             if len(pairs) and 0 < labels.sum() < len(labels):
                 d = _pair_distance(emb[g], raw[g], pos, run.loss)
                 rec.update({"auc": _auc(d, labels), "d_pos": float(d[labels == 1].mean()),
@@ -164,22 +173,44 @@ class GroupTrainer:
         return out
 
     def choose_prior_weights(self, params) -> list[dict]:
-        """Per member: the prior weight of ``objective.prior_weights`` with the best validation
-        nDCG@10 of cos + w * prior (the first on ties, so 0 unless the prior helps), and the scan."""
-        from cinefuse.metrics.device_ranking import ndcg_hr_at_k
+        """Per member, in each task: the prior weight of ``objective.prior_weights`` with the best
+        validation value of cos + w * prior (item-to-item nDCG@10: ``prior_weight``; user-to-item
+        Recall@20: ``prior_weight_u2i``; the first on ties, so 0 unless the prior helps), and the scans."""
+        from cinefuse.fuse.validation import scan_best
+        from cinefuse.metrics.device_ranking import ndcg_hr_at_k, u2i_at_k
 
+        vs = self.data.validation or _item_to_item_only()
         out = []
         emb, _, prior = self.embed_rows(params, self.data.val_rows, with_prior=True, pad=False)
+        hist = self.embed_rows(params, vs.hist_rows, pad=False)[0] if vs.relevant.n_users else None
         for g in range(len(self.runs)):
-            scan = {}
+            scan, scan_u2i = {}, {}
             for w in self.objective.prior_weights:
                 m = ndcg_hr_at_k(self.jnp.asarray(emb[g]), self.val_likes, self.tie_key, k=VALIDATION_K,
-                                 prior=self.jnp.asarray(prior[g]), weight=float(w))
+                                 prior=self.jnp.asarray(prior[g]), weight=float(w), queries=vs.queries)
                 scan[float(w)] = float(m["nDCG"])
-            best = max(scan, key=lambda w: (scan[w], -w))
-            out.append({"prior_weight": best, "val_ndcg10_prior": scan[best],
-                        "prior_weight_scan": {str(w): v for w, v in scan.items()}})
+                if hist is not None:
+                    u = u2i_at_k(emb[g], hist[g], vs.histories, vs.relevant, self.tie_key, prior=prior[g],
+                                 weight=float(w), users=vs.users)
+                    scan_u2i[float(w)] = float(u["recall20"])
+            best = scan_best(scan)
+            rec = {"prior_weight": best, "val_ndcg10_prior": scan[best],
+                   "prior_weight_scan": {str(w): v for w, v in scan.items()}}
+            if scan_u2i:
+                best_u = scan_best(scan_u2i)
+                rec.update({"prior_weight_u2i": best_u, "val_u2i_recall20_prior": scan_u2i[best_u],
+                            "prior_weight_scan_u2i": {str(w): v for w, v in scan_u2i.items()}})
+            out.append(rec)
         return out
+
+
+def _item_to_item_only():
+    """The validation set of a ``Prepared`` made without one (benchmarks): every query, no users."""
+    from cinefuse.fuse.validation import ValidationSet
+    from cinefuse.metrics.device_ranking import Likes
+
+    none = Likes(np.zeros(1, np.int32), np.zeros(0, np.int32), 0)
+    return ValidationSet(None, None, np.zeros(0, np.int64), none, none, None, 0)
 
 
 def _data_parallel_mesh(t):

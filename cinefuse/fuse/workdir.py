@@ -16,12 +16,17 @@ recommend and the demo read through it.
     W/index/<model>/              index.faiss, ids.npy, index.json: a nearest-neighbour index
                                   over the fused embeddings (written by `cinefuse index build`)
 
-JSON is written atomically (a temporary file, then rename) so a killed run never leaves half a
-record; ``metrics.jsonl`` lines cut by a kill are skipped when read.
+JSON is written atomically (``cinefuse.atomic.atomic_write``: an exclusive temporary file next
+to it, never through a link, then rename) so a killed run never leaves half a record;
+``metrics.jsonl`` lines cut by a kill are skipped when read. A training run holds the workdir's
+lock (``cinefuse.locks``, ``W/.cinefuse.lock``) while it records: a second fuse on the same
+workdir stops at once naming the holder. The recorded config never holds an endpoint URL's user
+or password (``store.location.redact_url``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from contextlib import contextmanager
@@ -31,8 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from cinefuse.atomic import atomic_write
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.config import FuseConfig, config_from_dict
+from cinefuse.locks import hold
+from cinefuse.store.location import redact_url
 
 FUSED_STORE_DIR = "embeddings"
 RESULTS_DIR = "evaluation"
@@ -51,11 +59,17 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def write_json(path: Path, obj) -> None:
-    """``obj`` as indented, key-sorted JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    tmp.replace(path)
+    """``obj`` as indented, key-sorted JSON, atomically (``atomic_write``)."""
+    atomic_write(Path(path), json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def redacted_record(record: dict) -> dict:
+    """A config record (``FuseConfig.to_dict()`` or a run's) with ``data.endpoint_url``'s user
+    and password replaced by ``***``: a workdir never stores them."""
+    data = record.get("data")
+    if isinstance(data, dict) and data.get("endpoint_url"):
+        record = {**record, "data": {**data, "endpoint_url": redact_url(data["endpoint_url"])}}
+    return record
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -150,9 +164,9 @@ class Workdir:
     def save_config(self, config: FuseConfig, grid: bool) -> None:
         """Record ``config``; a workdir made by another config is an error (the grid section
         only counts for ``grid`` runs)."""
-        record = json.loads(json.dumps(config.to_dict()))
+        record = redacted_record(json.loads(json.dumps(config.to_dict())))
         if self.config_path.is_file():
-            old = read_json(self.config_path, RERUN)
+            old = with_new_keys(read_json(self.config_path, RERUN), record)
             if {k: v for k, v in old.items() if k != "grid"} != {k: v for k, v in record.items() if k != "grid"} or (
                     grid and old.get("grid") != record.get("grid")):
                 raise CinefuseError(
@@ -162,30 +176,34 @@ class Workdir:
 
     @contextmanager
     def recording(self, config: FuseConfig, grid: bool, writer: bool = True):
-        """Record ``config`` (``save_config``) for the run inside the ``with`` block. When the run
-        fails before anything was trained (no checkpoint, no parameters), what this call created is
-        removed again (the record, split, pairs, run folders, the workdir itself when it was new),
-        so a failed start never leaves a workdir that looks like a run. Only the writing process
-        (``writer``; process 0 of a distributed run) records and cleans up."""
+        """Record ``config`` (``save_config``) for the run inside the ``with`` block, holding the
+        workdir's lock (``locks.hold``) throughout: another live fuse on it stops this one at once
+        with one line naming the holder, before anything is written. When the run fails before
+        anything was trained (no checkpoint, no parameters), what this run created is removed
+        again (the record, split, pairs, run folders, the workdir itself when it was new) and
+        nothing else, so a failed start never leaves a workdir that looks like a run. Only the
+        writing process (``writer``; process 0 of a distributed run) locks, records and cleans up."""
         if not writer:
             yield self
             return
         created_root = not self.root.exists()
-        made = [p for p in (self.config_path, self.split_path, self.pairs_path, self.root / "runs", self.root / "grid")
-                if not p.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
-        self.save_config(config, grid)
         try:
-            yield self
+            with hold(self.root, "cinefuse fuse"):
+                # under the lock: what does not exist now is this run's to create (and to remove)
+                made = [p for p in (self.config_path, self.split_path, self.pairs_path, self.root / "runs",
+                                    self.root / "grid") if not p.exists()]
+                try:
+                    self.save_config(config, grid)
+                    yield self
+                except BaseException:
+                    if not self.holds_training():
+                        _remove(made)
+                    raise
         except BaseException:
-            if not self.holds_training():
-                for path in made:
-                    if path.is_dir():
-                        shutil.rmtree(path, ignore_errors=True)
-                    elif path.exists():
-                        path.unlink()
-                if created_root and not any(self.root.iterdir()):
-                    self.root.rmdir()
+            if created_root:
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()      # only when empty (the lock file is gone by now)
             raise
 
     def holds_training(self) -> bool:
@@ -213,7 +231,9 @@ class Workdir:
         """Write ``runs/<model>/config.json``; one holding another configuration is an error."""
         path = self.run_dir(model) / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and read_json(path, RERUN) != json.loads(json.dumps(record)):
+        record = redacted_record(record)
+        record = json.loads(json.dumps(record))
+        if path.is_file() and with_new_keys(read_json(path, RERUN), record) != record:
             raise CinefuseError(f"{path.parent} holds a run with a different configuration; use a new --workdir")
         write_json(path, record)
 
@@ -247,13 +267,35 @@ class Workdir:
         return lines if upto_step is None else [x for x in lines if x.get("step", 0) <= upto_step]
 
     def save_feature_stats(self, model: str, stats: dict) -> None:
-        np.savez(self.run_dir(model) / "feature_stats.npz", **{f"{n}::mean": m for n, (m, s) in stats.items()},
-                 **{f"{n}::std": s for n, (m, s) in stats.items()})
+        arrays = {**{f"{n}::mean": m for n, (m, s) in stats.items()}, **{f"{n}::std": s for n, (m, s) in stats.items()}}
+        atomic_write(self.run_dir(model) / "feature_stats.npz", lambda f: np.savez(f, **arrays))
+
+    def save_split_arrays(self, arrays: dict) -> None:
+        """``pairs.npz`` (the split's pairs and triplets, ``fuse.prepare.split_arrays``), atomically."""
+        atomic_write(self.pairs_path, lambda f: np.savez_compressed(f, **arrays))
 
     def feature_stats(self, model: str, names: list[str]) -> dict:
         """name -> (mean, std) the model standardised its inputs with."""
         with np.load(self.run_dir(model) / "feature_stats.npz") as z:
             return {name: (z[f"{name}::mean"], z[f"{name}::std"]) for name in names}
+
+
+def with_new_keys(old, new):
+    """``old`` (a record read back) with the keys it lacks taken from ``new`` (recursively): keys
+    added to the records since ``old`` was written (``[selection]``, ``train.seeds``, a run's
+    ``seed``) do not make a workdir look like another run's."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old
+    return {**{k: v for k, v in new.items() if k not in old},
+            **{k: with_new_keys(v, new.get(k)) for k, v in old.items()}}
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _parse(record, path: Path) -> FuseConfig:
