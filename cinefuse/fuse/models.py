@@ -13,6 +13,14 @@ Heads fuse the tokens into the embedding:
   so a visual-only model is well defined), mean over queries (the thesis's hybrid head);
 - ``gated``: a softmax gate over tokens weights their sum, then an MLP.
 
+Items that miss a modality (docs/OBJECTIVES.md, "Items that miss a modality"): ``lengths`` holds,
+per set, each item's count of valid entries (timesteps of a sequence; 1 or 0 for a vector set,
+``features.clean_table``); a set is absent for an item where it is 0 (a set missing from
+``lengths`` is present for every item). An absent set's input is zeroed before its encoder and its
+token replaced by the set's learnt ``absent`` token (zeros at init), so what the item does not
+hold never reaches the output; the attention heads also exclude it from their keys, queries and
+gate. For an item holding every set the mask is all ones and changes nothing.
+
 ``token_mask`` (one 0/1 per feature set) switches sets off without changing shapes (kept for
 ablations by hand; the grid instead builds each modality set's own tower, so nothing is computed
 for a set a configuration does not use). Masked tokens are zero in the concatenation, excluded
@@ -72,14 +80,24 @@ def _masked_mean(x, lengths):
     return jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
 
+def presence(sets, lengths: dict, batch: int):
+    """(B, S) bool: which of ``sets`` each item holds (``lengths[name] > 0``; a set without
+    lengths is present for every item)."""
+    return jnp.stack([lengths[s.name] > 0 if s.name in lengths else jnp.ones((batch,), bool) for s in sets], axis=1)
+
+
 class SetEncoder(nn.Module):
+    """One feature set's token; ``present`` (B,) bool: items without the set get the learnt
+    ``absent`` token, their input zeroed first (None: every item holds it)."""
     spec: SetSpec
     hidden: int
     token_dim: int
     pooling: str
 
     @nn.compact
-    def __call__(self, x, lengths=None):
+    def __call__(self, x, lengths=None, present=None):
+        if present is not None:
+            x = jnp.where(present.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)   # not x * 0: NaN * 0 is NaN
         if self.spec.sequence:
             if lengths is None:
                 lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
@@ -98,7 +116,10 @@ class SetEncoder(nn.Module):
             else:
                 x = _masked_mean(x, lengths)
         x = nn.gelu(Linear(self.hidden, name="hidden")(x))
-        return Linear(self.token_dim, name="token")(x)
+        token = Linear(self.token_dim, name="token")(x)
+        absent = self.param("absent", nn.initializers.zeros_init(), (self.token_dim,))  # made last: the
+        # other parameters' initial values do not depend on it
+        return token if present is None else jnp.where(present[:, None], token, absent[None, :])
 
 
 class FusionTower(nn.Module):
@@ -114,12 +135,16 @@ class FusionTower(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict, lengths: dict, token_mask, with_prior: bool = False):
+        b = inputs[self.sets[0].name].shape[0]
+        present = presence(self.sets, lengths, b)                           # (B, S) bool
         tokens = jnp.stack([
-            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=f"enc_{i}")(inputs[s.name], lengths.get(s.name))
+            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=f"enc_{i}")(
+                inputs[s.name], lengths.get(s.name), present[:, i])
             for i, s in enumerate(self.sets)], axis=1)                      # (B, S, token_dim)
         mask = token_mask.astype(tokens.dtype)                              # (S,)
         tokens = tokens * mask[None, :, None]
-        b, s, _ = tokens.shape
+        item_mask = present & (mask[None, :] > 0)                           # (B, S): used and held
+        _, s, _ = tokens.shape
         if self.head == "concat-mlp":
             x = nn.gelu(Linear(self.hidden, name="head_hidden")(tokens.reshape(b, -1)))
             raw = Linear(self.embed_dim, name="head_out")(x)
@@ -128,7 +153,7 @@ class FusionTower(nn.Module):
             raw = Linear(self.embed_dim, name="head_out")(x)
         elif self.head == "gated":
             logits = Linear(s, name="gate")(tokens.reshape(b, -1))
-            logits = jnp.where(mask[None, :] > 0, logits, -1e9)
+            logits = jnp.where(item_mask, logits, -1e9)
             gate = jax.nn.softmax(logits, axis=-1)
             fused = jnp.sum(gate[..., None] * tokens, axis=1)
             raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(fused)))
@@ -136,15 +161,16 @@ class FusionTower(nn.Module):
             is_visual = jnp.array([sp.modality == "visual" for sp in self.sets])
             null = self.param("null_token", nn.initializers.normal(0.02), (1, 1, self.token_dim))
             keys = jnp.concatenate([jnp.broadcast_to(null, (b, 1, self.token_dim)), tokens], axis=1)
-            key_ok = jnp.concatenate([jnp.ones((1,), bool), (~is_visual) & (mask > 0)])
-            # no visual set: the other tokens query themselves, so the head still works
-            query_ok = jnp.where(jnp.any(is_visual & (mask > 0)), is_visual & (mask > 0), mask > 0)
-            attn_mask = jnp.broadcast_to(query_ok[:, None] & key_ok[None, :], (b, 1, s, s + 1))
+            key_ok = jnp.concatenate([jnp.ones((b, 1), bool), (~is_visual)[None, :] & item_mask], axis=1)
+            # an item holding no visual set: its other tokens query themselves, so the head still works
+            visual = is_visual[None, :] & item_mask
+            query_ok = jnp.where(jnp.any(visual, axis=1, keepdims=True), visual, item_mask)   # (B, S)
+            attn_mask = (query_ok[:, :, None] & key_ok[:, None, :])[:, None]    # (B, 1, S, S + 1)
             attended = nn.MultiHeadDotProductAttention(num_heads=self.attention_heads, name="cross_attn")(
                 tokens, keys, mask=attn_mask)
             x = nn.LayerNorm(name="head_norm")(tokens + attended)
-            q = query_ok.astype(x.dtype)[None, :, None]
-            pooled = jnp.sum(x * q, axis=1) / jnp.maximum(jnp.sum(q), 1.0)
+            q = query_ok.astype(x.dtype)[:, :, None]
+            pooled = jnp.sum(x * q, axis=1) / jnp.maximum(jnp.sum(q, axis=1), 1.0)
             raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(pooled)))
         else:  # validated in config; kept for direct users of the module
             raise ValueError(f"unknown head {self.head!r}")
