@@ -221,3 +221,64 @@ def test_a_model_trained_with_require_any_ignores_what_an_item_lacks(trained_any
     table.features["visual/effnet"][rows] = 123.0
     changed = load_embedded(workdir, model, table=table)
     np.testing.assert_array_equal(base.emb, changed.emb)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_encoders_are_named_by_set_so_the_listed_order_changes_nothing(head):
+    import jax
+    import jax.numpy as jnp
+
+    from cinefuse.fuse.models import FusionTower, set_specs
+
+    rng = np.random.default_rng(2)
+    feats = {k: rng.normal(size=(5,) + shape).astype(np.float32) for k, shape in SETS.items()}
+    lens = {"visual/seq": np.array([6, 2, 3, 0, 1], np.int32), "audio/b": np.array([1, 0, 1, 1, 1], np.int32)}
+    outs, trees = [], []
+    for names in (list(SETS), list(reversed(SETS)), ["text/c", "visual/a", "audio/b", "visual/seq"]):
+        tower = FusionTower(sets=set_specs(names, SETS, ["visual/seq"]), head=head, hidden=16, token_dim=8,
+                            embed_dim=6, attention_heads=2, prior=True)
+        mask = jnp.asarray([0.0 if n == "visual/a" else 1.0 for n in names])   # follows the listed order
+        params = tower.init(jax.random.PRNGKey(7), feats, lens, mask)
+        trees.append({jax.tree_util.keystr(k): np.asarray(v)
+                      for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+        outs.append(np.asarray(tower.apply(params, feats, lens, mask)[0]))
+    assert "['params']['enc_visual_seq']['hidden']['kernel']" in trees[0]
+    for tree, out in zip(trees[1:], outs[1:]):
+        assert tree.keys() == trees[0].keys()
+        for k in tree:
+            np.testing.assert_array_equal(tree[k], trees[0][k])
+        np.testing.assert_array_equal(out, outs[0])
+
+
+def test_two_sets_with_one_parameter_name_are_one_error():
+    from cinefuse.fuse.models import param_names
+
+    assert param_names(["visual/mmtf_aesthetic", "audio/x-1"]) == {
+        "visual/mmtf_aesthetic": "enc_visual_mmtf_aesthetic", "audio/x-1": "enc_audio_x_1"}
+    with pytest.raises(CinefuseError, match=r"^feature sets 'visual/a-b' and 'visual/a_b' have the same parameter "
+                                            r"name 'enc_visual_a_b'; rename one of them$"):
+        param_names(["visual/a-b", "visual/a_b"])
+
+
+def test_a_seeded_run_trains_the_same_parameters_whatever_the_order_of_its_sets(tmp_path):
+    """Initialisation, the modality dropout's draws and the training itself depend on the seed and
+    the sets' names, not on the order a configuration lists them."""
+    import jax
+
+    from cinefuse.fuse.embed import load_model
+    from cinefuse.fuse.train import run_fuse
+
+    env = write_synthetic_store(tmp_path / "d", n_items=120, bad_rows={"visual/effnet": {"invalid": [1, 2, 3]}})
+    trees = []
+    for k, sets in enumerate((["visual/effnet", "text/minilm", "audio/logmel_stats"],
+                              ["audio/logmel_stats", "visual/effnet", "text/minilm"])):
+        cfg = small_config(env, model={"modalities": sets},
+                           train={"steps": 40, "steps_per_call": 20, "eval_every": 40, "checkpoint_every": 40,
+                                  "modality_dropout": 0.3})
+        summary = run_fuse(cfg, tmp_path / f"w{k}", log=lambda m: None)
+        (model,) = summary["models"]
+        params = load_model(tmp_path / f"w{k}", model)[1]
+        trees.append({jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+    assert trees[0].keys() == trees[1].keys()
+    for key in trees[0]:
+        np.testing.assert_array_equal(trees[0][key], trees[1][key], err_msg=key)

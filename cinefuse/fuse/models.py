@@ -1,6 +1,9 @@
 """Fusion Siamese towers (Flax linen): one encoder per feature set, a fusion head, a unit embedding.
 
-Each feature set becomes one token of width ``token_dim``:
+Each feature set becomes one token of width ``token_dim``, through its own encoder, named after the
+set (``param_names``: ``enc_text_minilm``), and the tokens are fused in the sets' name order: a
+model's initial parameters depend on the seed and the sets' names only, never on the order in which
+a configuration lists them (``token_mask`` follows the listed order and is reordered with them):
 - a matrix set (N, D): MLP D -> hidden -> token_dim;
 - a sequence set (N, T, D) (frames, audio windows): pooled over its valid timesteps (``mean``, or
   ``attention`` pooling with a learned score), then the MLP; sets named in ``conv_sets`` (the
@@ -45,12 +48,14 @@ made the training step about 7% faster than flax's (in, out) ``nn.Dense``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cinefuse.errors import CinefuseError
 from cinefuse.fuse import objectives
 
 
@@ -135,12 +140,16 @@ class FusionTower(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict, lengths: dict, token_mask, with_prior: bool = False):
-        b = inputs[self.sets[0].name].shape[0]
-        present = presence(self.sets, lengths, b)                           # (B, S) bool
+        order = sorted(range(len(self.sets)), key=lambda k: self.sets[k].name)
+        sets = [self.sets[k] for k in order]                                # name order: see the docstring
+        token_mask = jnp.asarray(token_mask)[jnp.array(order)]
+        names = param_names([s.name for s in sets])
+        b = inputs[sets[0].name].shape[0]
+        present = presence(sets, lengths, b)                                # (B, S) bool
         tokens = jnp.stack([
-            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=f"enc_{i}")(
+            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=names[s.name])(
                 inputs[s.name], lengths.get(s.name), present[:, i])
-            for i, s in enumerate(self.sets)], axis=1)                      # (B, S, token_dim)
+            for i, s in enumerate(sets)], axis=1)                           # (B, S, token_dim)
         mask = token_mask.astype(tokens.dtype)                              # (S,)
         tokens = tokens * mask[None, :, None]
         item_mask = present & (mask[None, :] > 0)                           # (B, S): used and held
@@ -158,7 +167,7 @@ class FusionTower(nn.Module):
             fused = jnp.sum(gate[..., None] * tokens, axis=1)
             raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(fused)))
         elif self.head == "cross-attention":
-            is_visual = jnp.array([sp.modality == "visual" for sp in self.sets])
+            is_visual = jnp.array([sp.modality == "visual" for sp in sets])
             null = self.param("null_token", nn.initializers.normal(0.02), (1, 1, self.token_dim))
             keys = jnp.concatenate([jnp.broadcast_to(null, (b, 1, self.token_dim)), tokens], axis=1)
             key_ok = jnp.concatenate([jnp.ones((b, 1), bool), (~is_visual)[None, :] & item_mask], axis=1)
@@ -186,6 +195,20 @@ class FusionTower(nn.Module):
         return norm, raw
 
 
+def param_names(set_names: list[str]) -> dict[str, str]:
+    """Each feature set's encoder name, ``enc_<the set name, runs of other characters than
+    letters and digits as one "_">`` (``visual/mmtf_aesthetic`` -> ``enc_visual_mmtf_aesthetic``);
+    two sets with the same name so formed are one clear error."""
+    out, seen = {}, {}
+    for name in set_names:
+        safe = "enc_" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+        if safe in seen:
+            raise CinefuseError(f"feature sets {seen[safe]!r} and {name!r} have the same parameter name {safe!r}; "
+                                "rename one of them")
+        out[name], seen[safe] = safe, name
+    return out
+
+
 def set_specs(names: list[str], shapes: dict, conv_sets: list[str]) -> tuple[SetSpec, ...]:
     return tuple(SetSpec(n, n.split("/", 1)[0], len(shapes[n]) == 2, n in conv_sets and len(shapes[n]) == 2)
                  for n in names)
@@ -194,6 +217,7 @@ def set_specs(names: list[str], shapes: dict, conv_sets: list[str]) -> tuple[Set
 def build_tower(model_cfg, specs: tuple[SetSpec, ...], objective=None) -> FusionTower:
     """The tower of ``model_cfg``; ``objective`` (an ``ObjectiveConfig``, None: none) adds its
     heads: the prior head when ``objective.prior``, the distill kernel for ``distill``."""
+    param_names([s.name for s in specs])  # two sets named alike: the error before anything is traced
     return FusionTower(sets=specs, head=model_cfg.head, hidden=model_cfg.hidden, token_dim=model_cfg.token_dim,
                        embed_dim=model_cfg.embed_dim, pooling=model_cfg.pooling,
                        attention_heads=model_cfg.attention_heads,
