@@ -22,8 +22,9 @@ def test_clean_table_masks_invalid_and_nonfinite_rows_and_counts_them():
                         {"v/x": [True, False, True, True], "s/q": [True, True, True, True]},
                         {"s/q": np.array([5, 2, 3, 0])})
     assert table.ids.tolist() == ["a"]          # b invalid, c non-finite, d an empty sequence
-    assert table.counts == {"items": 4, "kept": 1, "excluded_missing_modality": 3, "per_feature_set": {
-        "v/x": {"invalid": 1, "nonfinite": 1, "masked": 2}, "s/q": {"invalid": 0, "nonfinite": 0, "masked": 1}}}
+    assert table.counts == {"items": 4, "kept": 1, "excluded_missing_modality": 3, "require": "all", "per_feature_set": {
+        "v/x": {"invalid": 1, "nonfinite": 1, "masked": 2}, "s/q": {"invalid": 0, "nonfinite": 0, "masked": 1}},
+        "combinations": {"v/x+s/q": 1}}
     assert table.data["v/x"].tolist() == [[0, 1, 2]] and table.lengths["s/q"].tolist() == [5]
 
 

@@ -41,7 +41,7 @@ def test_sequence_encoders_and_infonce_learn(env, tmp_path):
     """Attention pooling over frames, the conv encoder over the log-mel sequence (its own, weaker
     planted signal), each trained with the triplet loss and with InfoNCE, judged by their gain over
     the same towers at initialisation (an untrained tower over the planted signal already
-    separates the pairs somewhat: AUC 0.78 over the frames, 0.66 over the log-mel sequence)."""
+    separates the pairs somewhat: AUC 0.85 over the frames, 0.60 over the log-mel sequence)."""
     from cinefuse.fuse.embed import load_model
     from cinefuse.fuse.train import run_fuse
 
@@ -62,15 +62,17 @@ def test_sequence_encoders_and_infonce_learn(env, tmp_path):
     for model in sorted(names):
         margin, auc = held_out(tmp_path / "w", model)
         margin0, auc0 = held_out(tmp_path / "w0", model)
-        # measured gains (margin, AUC) in 100 steps: frames +0.55 / +0.22, log-mel +0.39 / +0.07
-        # (triplet) and +0.43 / +0.20 (InfoNCE); the mel signal is weaker by design
-        gain = (0.3, 0.15) if "frames" in model else (0.25, 0.05)
+        # measured gains (margin, AUC) in 100 steps (encoders named by set): frames +0.62 / +0.15
+        # (triplet) and +0.36 / +0.15 (InfoNCE), AUC 1.0 after training, so its gain is capped by
+        # the 0.85 at initialisation; log-mel +0.57 / +0.24 and +0.37 / +0.22
+        gain = (0.3, 0.1) if "frames" in model else (0.25, 0.05)
         assert margin - margin0 > gain[0] and auc - auc0 > gain[1], (model, margin0, margin, auc0, auc)
     _, params, _, _ = load_model(tmp_path / "w", "triplet-cosine-audio_logmel_seq-concat-mlp")
-    enc = params["params"]["enc_0"]
+    enc = params["params"]["enc_audio_logmel_seq"]
     assert {"conv1", "conv2", "pool_hidden", "pool_score"} <= set(enc)
     _, params, _, _ = load_model(tmp_path / "w", "infonce-cosine-visual_effnet_frames-concat-mlp")
-    assert "conv1" not in params["params"]["enc_0"] and "pool_score" in params["params"]["enc_0"]
+    enc = params["params"]["enc_visual_effnet_frames"]
+    assert "conv1" not in enc and "pool_score" in enc
 
 
 def gelu(x):  # flax's default (tanh approximation)

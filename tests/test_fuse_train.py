@@ -48,17 +48,24 @@ def test_trained_model_separates_held_out_items(trained):
 def test_bad_rows_are_masked_and_counted(trained):
     env, workdir, summary = trained
     counts = summary["feature_counts"]
-    assert counts["items"] == 160 and counts["kept"] == 158 and counts["excluded_missing_modality"] == 2
+    # [data] require = "any" (the default): item 4 (no text) and 6 (no effnet) train on what they hold
+    assert counts["items"] == 160 and counts["kept"] == 160 and counts["excluded_missing_modality"] == 0
     assert counts["per_feature_set"]["text/minilm"] == {"invalid": 1, "nonfinite": 0, "masked": 1}
     assert counts["per_feature_set"]["visual/effnet"] == {"invalid": 0, "nonfinite": 1, "masked": 1}
+    full = "visual/effnet+visual/lowlevel+audio/logmel_stats+text/minilm"
+    assert counts["combinations"] == {full: 158, "visual/effnet+visual/lowlevel+audio/logmel_stats": 1,
+                                      "visual/lowlevel+audio/logmel_stats+text/minilm": 1}
     split = json.loads((workdir / "split.json").read_text())
     everything = set(split["train"]) | set(split["val"]) | set(split["test"])
-    assert "4" not in everything and "6" not in everything and len(everything) == 158
+    assert "4" in everything and "6" in everything and len(everything) == 160
     from cinefuse.fuse.embed import load_embedded
     embedded = load_embedded(workdir, "triplet-cosine-full-concat-mlp")
-    ids, counts = embedded.ids, embedded.counts
-    assert counts == {"items": 160, "embedded": 158, "left_out": 2}
-    assert "4" not in ids.tolist()
+    ids, counts = embedded.ids.tolist(), embedded.counts
+    assert counts == {"items": 160, "embedded": 160, "left_out": 0}
+    assert embedded.record.feature_sets == full.split("+")
+    assert embedded.present[ids.index("4")].tolist() == [True, True, True, False]
+    assert embedded.present[ids.index("6")].tolist() == [False, True, True, True]
+    assert embedded.present.sum() == 160 * 4 - 2
 
 
 def test_workdir_layout_and_records(trained):
@@ -144,7 +151,8 @@ def test_grid_trains_configurations_as_one_program(trained, tmp_path):
     assert sorted(p.name for p in (tmp_path / "g" / "grid").iterdir()) == ["full-concat-mlp", "visual-concat-mlp"]
     from cinefuse.fuse.embed import embed_items
     ids, emb = embed_items(tmp_path / "g", "pair-cosine-visual-concat-mlp")
-    assert emb.shape == (159, 16)  # item 4 lacks only text/minilm, which a visual model does not need
+    # require = "any": item 6 lacks visual/effnet (NaN) but holds visual/lowlevel, so it is embedded too
+    assert emb.shape == (160, 16)
 
 
 def alone_leaves(env, root: Path, kind: str, distance: str, modalities, train: dict, split_from: Path) -> list:

@@ -6,6 +6,7 @@ Example ``fuse.toml`` (every key optional; unknown keys are errors)::
     store = "store/"              # or s3://bucket/prefix (with endpoint_url)
     ratings = "ml-latest-small/"  # ratings.csv | u.data | ratings.dat, or the folder
     movies = "ml-latest-small/"
+    require = "any"               # items train on the sets they hold; "all": only items holding every set
 
     [data.modality_sets]          # one entry replaces that modality; the others keep the store's
     visual = ["visual/openclip_ViT-B-32", "visual/lowlevel"]   # defaults (plan.store_modality_sets)
@@ -67,6 +68,7 @@ from cinefuse.choices import (
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse import objectives
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET
+from cinefuse.fuse.features import REQUIRES
 from cinefuse.fuse.objectives import THESIS_LABEL_SETS, modalities_label, model_name  # noqa: F401 (re-exported)
 from cinefuse.fuse.pairs import PairConfig
 from cinefuse.tomlconfig import check_value, known_fields, read_toml
@@ -86,6 +88,9 @@ class DataConfig:
     # modality name -> the feature sets it stands for, merged over the store's defaults
     # (``plan.store_modality_sets``): an entry here replaces that one modality, the others stay
     modality_sets: dict = field(default_factory=dict)
+    # "any": an item trains and is embedded from whichever of a model's feature sets it holds;
+    # "all": only items holding every set of the run (one fixed item set, for ablations)
+    require: str = "any"
 
 
 @dataclass
@@ -204,6 +209,9 @@ class TrainConfig:
     seeds: list = field(default_factory=list)
     data_parallel: bool = True      # shard each batch over all local devices
     distributed: bool = False       # call jax.distributed.initialize() first (several hosts)
+    # each training item's present feature sets are dropped at this rate (never all of them), so the
+    # model learns to embed from any subset (models.py, "Items that miss a modality"); 0: off
+    modality_dropout: float = 0.1
 
 
 @dataclass
@@ -261,6 +269,9 @@ class FuseConfig:
         if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
                                                   for x in seeds) or len(set(seeds)) != len(seeds):
             raise CinefuseError(f"train.seeds {seeds!r} must be a list of distinct integers >= 0")
+        _one_of("data.require", self.data.require, REQUIRES)
+        if not 0.0 <= float(self.train.modality_dropout) < 1.0:
+            raise CinefuseError(f"train.modality_dropout must be in [0, 1) (got {self.train.modality_dropout})")
         self.objective.validate()
         for name in ("losses", "distances", "heads", "objectives"):
             allowed = {"losses": LOSSES, "distances": DISTANCES, "heads": HEADS, "objectives": OBJECTIVES}[name]

@@ -7,8 +7,11 @@ L2-normalised embeddings (N, E) float32, the per-item prior (N,) float32 of a mo
 head) with ``prior_weight``, the weight to score it with (chosen on the validation items, from the
 model's summary.json), and ``counts`` of the items embedded and left out. ``table`` is a
 ``cinefuse.store.Table`` (or None: the feature sets are loaded from the store named in the run's
-config). Items lacking a feature set the model needs, or holding an invalid / non-finite row, are
-left out. The rows go through the trainer's one chunked embedding (``trainer.embed_in_chunks``).
+config). An item is embedded from whichever of the model's feature sets it holds (a valid, finite
+row) when the model was trained with ``[data] require = "any"``; items holding none of them are
+left out (with ``"all"``: items lacking any of them). ``present`` (N, S) bool says which of the
+model's sets (columns in ``record.feature_sets`` order) each embedded item holds. The rows go
+through the trainer's one chunked embedding (``trainer.embed_in_chunks``).
 ``embed_items`` and ``item_priors`` are the two halves of it for the callers that want one.
 """
 
@@ -31,6 +34,7 @@ class EmbeddedModel:
     prior_weight: float | None        # the prior's weight (summary.json), None without the head
     counts: dict                      # {"items", "embedded", "left_out"}
     record: RunRecord
+    present: np.ndarray = None        # (N, S) bool: the model's sets (record.feature_sets order) each item holds
 
 
 def list_models(workdir) -> list[str]:
@@ -67,6 +71,7 @@ def load_embedded(workdir, model: str, table=None, batch: int = 4096) -> Embedde
     ft = _feature_table(record, model, names, table)
     counts = {"items": ft.counts["items"], "embedded": ft.counts["kept"],
               "left_out": ft.counts["excluded_missing_modality"]}
+    present = np.stack([ft.present(n) for n in names], axis=1) if names else np.zeros((len(ft.ids), 0), bool)
     feats = apply_standardization(FeatureTable(ft.ids, ft.data, ft.lengths), stats)
     shapes = {n: feats[n].shape[1:] for n in names}
     with_prior = bool(record.config.objective.prior)
@@ -85,7 +90,7 @@ def load_embedded(workdir, model: str, table=None, batch: int = 4096) -> Embedde
         prior = np.zeros(0, np.float32) if prior is None else prior.astype(np.float32)
     weight = _prior_weight(Workdir(workdir), model) if with_prior else None
     return EmbeddedModel(model, ft.ids.astype(str).astype(object), emb, prior,
-                         None if weight is None else float(weight), counts, record)
+                         None if weight is None else float(weight), counts, record, present)
 
 
 def _prior_weight(wd: Workdir, model: str) -> float | None:
@@ -96,15 +101,16 @@ def _prior_weight(wd: Workdir, model: str) -> float | None:
 def _feature_table(record: RunRecord, model: str, names: list[str], table):
     from cinefuse.fuse.features import clean_table, load_features
 
+    require = record.config.data.require
     if table is None:
         data = record.config.data
-        return load_features(data.store, names, endpoint_url=data.endpoint_url)
+        return load_features(data.store, names, endpoint_url=data.endpoint_url, require=require)
     missing = [n for n in names if n not in table.features]
     if missing:
         raise CinefuseError(f"model {model} needs feature set {missing[0]!r}, which the table lacks; "
                             f"load it with store.load({names!r})")
     return clean_table(table.ids, {n: table.features[n] for n in names}, {n: table.valid[n] for n in names},
-                       {n: table.lengths.get(n) for n in names})
+                       {n: table.lengths.get(n) for n in names}, require)
 
 
 def embed_items(workdir, model: str, table=None, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,9 @@
 """Fusion Siamese towers (Flax linen): one encoder per feature set, a fusion head, a unit embedding.
 
-Each feature set becomes one token of width ``token_dim``:
+Each feature set becomes one token of width ``token_dim``, through its own encoder, named after the
+set (``param_names``: ``enc_text_minilm``), and the tokens are fused in the sets' name order: a
+model's initial parameters depend on the seed and the sets' names only, never on the order in which
+a configuration lists them (``token_mask`` follows the listed order and is reordered with them):
 - a matrix set (N, D): MLP D -> hidden -> token_dim;
 - a sequence set (N, T, D) (frames, audio windows): pooled over its valid timesteps (``mean``, or
   ``attention`` pooling with a learned score), then the MLP; sets named in ``conv_sets`` (the
@@ -12,6 +15,14 @@ Heads fuse the tokens into the embedding:
 - ``cross-attention``: visual tokens query the audio and text tokens (plus one learned null token,
   so a visual-only model is well defined), mean over queries (the thesis's hybrid head);
 - ``gated``: a softmax gate over tokens weights their sum, then an MLP.
+
+Items that miss a modality (docs/OBJECTIVES.md, "Items that miss a modality"): ``lengths`` holds,
+per set, each item's count of valid entries (timesteps of a sequence; 1 or 0 for a vector set,
+``features.clean_table``); a set is absent for an item where it is 0 (a set missing from
+``lengths`` is present for every item). An absent set's input is zeroed before its encoder and its
+token replaced by the set's learnt ``absent`` token (zeros at init), so what the item does not
+hold never reaches the output; the attention heads also exclude it from their keys, queries and
+gate. For an item holding every set the mask is all ones and changes nothing.
 
 ``token_mask`` (one 0/1 per feature set) switches sets off without changing shapes (kept for
 ablations by hand; the grid instead builds each modality set's own tower, so nothing is computed
@@ -37,12 +48,14 @@ made the training step about 7% faster than flax's (in, out) ``nn.Dense``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cinefuse.errors import CinefuseError
 from cinefuse.fuse import objectives
 
 
@@ -72,14 +85,24 @@ def _masked_mean(x, lengths):
     return jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
 
+def presence(sets, lengths: dict, batch: int):
+    """(B, S) bool: which of ``sets`` each item holds (``lengths[name] > 0``; a set without
+    lengths is present for every item)."""
+    return jnp.stack([lengths[s.name] > 0 if s.name in lengths else jnp.ones((batch,), bool) for s in sets], axis=1)
+
+
 class SetEncoder(nn.Module):
+    """One feature set's token; ``present`` (B,) bool: items without the set get the learnt
+    ``absent`` token, their input zeroed first (None: every item holds it)."""
     spec: SetSpec
     hidden: int
     token_dim: int
     pooling: str
 
     @nn.compact
-    def __call__(self, x, lengths=None):
+    def __call__(self, x, lengths=None, present=None):
+        if present is not None:
+            x = jnp.where(present.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)   # not x * 0: NaN * 0 is NaN
         if self.spec.sequence:
             if lengths is None:
                 lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
@@ -98,7 +121,10 @@ class SetEncoder(nn.Module):
             else:
                 x = _masked_mean(x, lengths)
         x = nn.gelu(Linear(self.hidden, name="hidden")(x))
-        return Linear(self.token_dim, name="token")(x)
+        token = Linear(self.token_dim, name="token")(x)
+        absent = self.param("absent", nn.initializers.zeros_init(), (self.token_dim,))  # made last: the
+        # other parameters' initial values do not depend on it
+        return token if present is None else jnp.where(present[:, None], token, absent[None, :])
 
 
 class FusionTower(nn.Module):
@@ -114,12 +140,20 @@ class FusionTower(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict, lengths: dict, token_mask, with_prior: bool = False):
+        order = sorted(range(len(self.sets)), key=lambda k: self.sets[k].name)
+        sets = [self.sets[k] for k in order]                                # name order: see the docstring
+        token_mask = jnp.asarray(token_mask)[jnp.array(order)]
+        names = param_names([s.name for s in sets])
+        b = inputs[sets[0].name].shape[0]
+        present = presence(sets, lengths, b)                                # (B, S) bool
         tokens = jnp.stack([
-            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=f"enc_{i}")(inputs[s.name], lengths.get(s.name))
-            for i, s in enumerate(self.sets)], axis=1)                      # (B, S, token_dim)
+            SetEncoder(s, self.hidden, self.token_dim, self.pooling, name=names[s.name])(
+                inputs[s.name], lengths.get(s.name), present[:, i])
+            for i, s in enumerate(sets)], axis=1)                           # (B, S, token_dim)
         mask = token_mask.astype(tokens.dtype)                              # (S,)
         tokens = tokens * mask[None, :, None]
-        b, s, _ = tokens.shape
+        item_mask = present & (mask[None, :] > 0)                           # (B, S): used and held
+        _, s, _ = tokens.shape
         if self.head == "concat-mlp":
             x = nn.gelu(Linear(self.hidden, name="head_hidden")(tokens.reshape(b, -1)))
             raw = Linear(self.embed_dim, name="head_out")(x)
@@ -128,23 +162,24 @@ class FusionTower(nn.Module):
             raw = Linear(self.embed_dim, name="head_out")(x)
         elif self.head == "gated":
             logits = Linear(s, name="gate")(tokens.reshape(b, -1))
-            logits = jnp.where(mask[None, :] > 0, logits, -1e9)
+            logits = jnp.where(item_mask, logits, -1e9)
             gate = jax.nn.softmax(logits, axis=-1)
             fused = jnp.sum(gate[..., None] * tokens, axis=1)
             raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(fused)))
         elif self.head == "cross-attention":
-            is_visual = jnp.array([sp.modality == "visual" for sp in self.sets])
+            is_visual = jnp.array([sp.modality == "visual" for sp in sets])
             null = self.param("null_token", nn.initializers.normal(0.02), (1, 1, self.token_dim))
             keys = jnp.concatenate([jnp.broadcast_to(null, (b, 1, self.token_dim)), tokens], axis=1)
-            key_ok = jnp.concatenate([jnp.ones((1,), bool), (~is_visual) & (mask > 0)])
-            # no visual set: the other tokens query themselves, so the head still works
-            query_ok = jnp.where(jnp.any(is_visual & (mask > 0)), is_visual & (mask > 0), mask > 0)
-            attn_mask = jnp.broadcast_to(query_ok[:, None] & key_ok[None, :], (b, 1, s, s + 1))
+            key_ok = jnp.concatenate([jnp.ones((b, 1), bool), (~is_visual)[None, :] & item_mask], axis=1)
+            # an item holding no visual set: its other tokens query themselves, so the head still works
+            visual = is_visual[None, :] & item_mask
+            query_ok = jnp.where(jnp.any(visual, axis=1, keepdims=True), visual, item_mask)   # (B, S)
+            attn_mask = (query_ok[:, :, None] & key_ok[:, None, :])[:, None]    # (B, 1, S, S + 1)
             attended = nn.MultiHeadDotProductAttention(num_heads=self.attention_heads, name="cross_attn")(
                 tokens, keys, mask=attn_mask)
             x = nn.LayerNorm(name="head_norm")(tokens + attended)
-            q = query_ok.astype(x.dtype)[None, :, None]
-            pooled = jnp.sum(x * q, axis=1) / jnp.maximum(jnp.sum(q), 1.0)
+            q = query_ok.astype(x.dtype)[:, :, None]
+            pooled = jnp.sum(x * q, axis=1) / jnp.maximum(jnp.sum(q, axis=1), 1.0)
             raw = Linear(self.embed_dim, name="head_out")(nn.gelu(Linear(self.hidden, name="head_hidden")(pooled)))
         else:  # validated in config; kept for direct users of the module
             raise ValueError(f"unknown head {self.head!r}")
@@ -160,6 +195,20 @@ class FusionTower(nn.Module):
         return norm, raw
 
 
+def param_names(set_names: list[str]) -> dict[str, str]:
+    """Each feature set's encoder name, ``enc_<the set name, runs of other characters than
+    letters and digits as one "_">`` (``visual/mmtf_aesthetic`` -> ``enc_visual_mmtf_aesthetic``);
+    two sets with the same name so formed are one clear error."""
+    out, seen = {}, {}
+    for name in set_names:
+        safe = "enc_" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+        if safe in seen:
+            raise CinefuseError(f"feature sets {seen[safe]!r} and {name!r} have the same parameter name {safe!r}; "
+                                "rename one of them")
+        out[name], seen[safe] = safe, name
+    return out
+
+
 def set_specs(names: list[str], shapes: dict, conv_sets: list[str]) -> tuple[SetSpec, ...]:
     return tuple(SetSpec(n, n.split("/", 1)[0], len(shapes[n]) == 2, n in conv_sets and len(shapes[n]) == 2)
                  for n in names)
@@ -168,6 +217,7 @@ def set_specs(names: list[str], shapes: dict, conv_sets: list[str]) -> tuple[Set
 def build_tower(model_cfg, specs: tuple[SetSpec, ...], objective=None) -> FusionTower:
     """The tower of ``model_cfg``; ``objective`` (an ``ObjectiveConfig``, None: none) adds its
     heads: the prior head when ``objective.prior``, the distill kernel for ``distill``."""
+    param_names([s.name for s in specs])  # two sets named alike: the error before anything is traced
     return FusionTower(sets=specs, head=model_cfg.head, hidden=model_cfg.hidden, token_dim=model_cfg.token_dim,
                        embed_dim=model_cfg.embed_dim, pooling=model_cfg.pooling,
                        attention_heads=model_cfg.attention_heads,

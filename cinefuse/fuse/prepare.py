@@ -82,10 +82,9 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     from cinefuse.datasets.movielens import load_movies, load_ratings
 
     d = config.data
-    table = load_features(d.store, feature_sets, endpoint_url=d.endpoint_url)
+    table = load_features(d.store, feature_sets, endpoint_url=d.endpoint_url, require=d.require)
     counts = dict(table.counts)
-    log(f"features: {counts['kept']} of {counts['items']} items hold every set "
-        f"({counts['excluded_missing_modality']} excluded)")
+    log_combinations(counts, log)
     ratings, movies = load_ratings(d.ratings), load_movies(d.movies)
     movie_pos = {m: k for k, m in enumerate(movies.ids.tolist())}
     rated = set(np.unique(ratings.item).tolist())
@@ -146,6 +145,15 @@ def split_arrays(split) -> dict:
         arrays.update({f"{part}_pairs": ps.pairs, f"{part}_labels": ps.labels, f"{part}_source": ps.source,
                        f"{part}_triplets": ps.triplets})
     return arrays
+
+
+def log_combinations(counts: dict, log=print) -> None:
+    """How many items hold each combination of the run's feature sets, and how many were left out."""
+    rule = "every set" if counts["require"] == "all" else "at least one set"
+    log(f"features: {counts['kept']} of {counts['items']} items hold {rule} "
+        f"({counts['excluded_missing_modality']} excluded; [data] require = {counts['require']!r})")
+    for combo, n in counts["combinations"].items():
+        log(f"  {n:>7} items hold {combo}")
 
 
 def objective_arrays(data: Prepared, config: FuseConfig, objective: ObjectiveConfig, log=print) -> dict:

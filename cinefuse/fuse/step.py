@@ -36,11 +36,14 @@ from cinefuse.fuse import objectives
 from cinefuse.fuse.losses import split_specs
 
 
+DROPOUT_STREAM = 0x6D6F64  # folded into the step's key for the modality dropout's draws
+
+
 class DeviceData(NamedTuple):
     """What every step reads, resident on the device (a pytree)."""
 
     feats: dict          # feature set -> (N, ...) standardised features
-    lens: dict           # sequence set -> (N,) valid timesteps
+    lens: dict           # feature set -> (N,) valid entries (timesteps; 1/0 for a vector set: present or absent)
     words: Any           # (N, W) uint32 genre bits
     triplets: Any        # (T, 3) int32 rows of the training triplets
     key: Any             # the seed's PRNG key
@@ -59,9 +62,30 @@ def _gather(data: DeviceData, rows) -> tuple[dict, dict]:
     return {n: x[rows] for n, x in data.feats.items()}, {n: v[rows] for n, v in data.lens.items()}
 
 
-def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None, objective=None) -> Batch:
+def drop_modalities(rng, feats: dict, lens: dict, rate: float) -> dict:
+    """``lens`` with each row's present feature sets dropped (length 0) at ``rate``, never all of
+    a row's present sets: a row that would lose every one keeps the one with the largest draw.
+    The draws are made over the sets in name order, so they do not depend on how the sets are
+    listed. A vector set is present where its length is 1 (``features.clean_table``); one without
+    lengths is present in every row."""
+    names = sorted(feats)
+    m = feats[names[0]].shape[0]
+    present = jnp.stack([lens[n] > 0 if n in lens else jnp.ones((m,), bool) for n in names], axis=1)
+    u = jax.random.uniform(rng, present.shape)
+    kept = present & (u >= rate)
+    rescue = jax.nn.one_hot(jnp.argmax(jnp.where(present, u, -1.0), axis=1), len(names), dtype=bool) & present
+    kept = jnp.where(jnp.any(kept, axis=1, keepdims=True), kept, rescue)
+    out = dict(lens)
+    for k, n in enumerate(names):
+        out[n] = jnp.where(kept[:, k], lens[n], 0).astype(jnp.int32) if n in lens else kept[:, k].astype(jnp.int32)
+    return out
+
+
+def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None, objective=None,
+                 modality_dropout: float = 0.0) -> Batch:
     """The step's batch of ``objective`` (None: the thesis triplets), drawn with replacement
-    from the key ``fold_in(data.key, step)``, and its features."""
+    from the key ``fold_in(data.key, step)``, and its features; with ``modality_dropout`` > 0
+    its rows' feature sets dropped at that rate (``drop_modalities``, its own key)."""
     rng = jax.random.fold_in(data.key, step)
     kind = objectives.of(objective)
     items, rows, extras = kind.sample(objective, rng, data, batch_size, batch_sharding)
@@ -69,6 +93,8 @@ def sample_batch(data: DeviceData, step, batch_size: int, batch_sharding=None, o
         extras["prior_target"] = data.targets["prior"][rows]
         extras["prior_mask"] = extras.get("item_mask", jnp.ones(rows.shape, bool))
     feats, lens = _gather(data, rows)
+    if modality_dropout > 0:
+        lens = drop_modalities(jax.random.fold_in(rng, DROPOUT_STREAM), feats, lens, float(modality_dropout))
     words = data.words[items] if kind.through_loss(objective) else None
     return Batch(feats, lens, items, words, extras or None)
 
@@ -101,7 +127,8 @@ def member_update(tower, tx, negative_max_jaccard: float, spec: dict, mask, para
 
 
 def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_per_call: int,
-                negative_max_jaccard: float, unrolled: bool, batch_sharding=None, objective=None):
+                negative_max_jaccard: float, unrolled: bool, batch_sharding=None, objective=None,
+                modality_dropout: float = 0.0):
     """``update(state, data) -> (state, metrics)`` running ``steps_per_call`` steps of every member.
 
     How a group of G configurations becomes one program (``train.grid_program``):
@@ -116,14 +143,15 @@ def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_p
       one member overlap another's GEMMs). Measured faster than vmap and than one run after
       another on 2-core CPUs (benchmarks/results/fuse.md).
     ``metrics`` are (steps_per_call, G) arrays. ``objective`` (shared by the members) picks the
-    sampler and the loss at trace time (module docstring).
+    sampler and the loss at trace time (module docstring). ``modality_dropout``
+    (``train.modality_dropout``) drops the batch rows' feature sets (``drop_modalities``).
     """
     static_spec, stacked_spec = split_specs(specs)
     n_members = len(specs)
     negative_max_jaccard = objectives.of(objective).negative_max_jaccard(negative_max_jaccard)
 
     def step_vmapped(state, data):
-        batch = sample_batch(data, state["step"], batch_size, batch_sharding, objective)
+        batch = sample_batch(data, state["step"], batch_size, batch_sharding, objective, modality_dropout)
         params, opt_state, metrics = jax.vmap(
             lambda p, o, spec, m: member_update(tower, tx, negative_max_jaccard, {**static_spec, **spec}, m, p, o,
                                                 batch, objective))(
@@ -132,7 +160,7 @@ def make_update(tower, tx, specs: list[dict], masks, *, batch_size: int, steps_p
 
     def step_unrolled(members, step, data):
         # members: a tuple of G (params, opt_state) trees, unstacked once per call
-        batch = sample_batch(data, step, batch_size, batch_sharding, objective)
+        batch = sample_batch(data, step, batch_size, batch_sharding, objective, modality_dropout)
         outs = [member_update(tower, tx, negative_max_jaccard, spec, masks[k], p, o, batch, objective)
                 for k, ((p, o), spec) in enumerate(zip(members, specs))]
         metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *[m for _, _, m in outs])

@@ -115,7 +115,7 @@ class GroupTrainer:
                              steps_per_call=t.steps_per_call,
                              negative_max_jaccard=float(config.pairs.negative_max_jaccard),
                              unrolled=mode == "unrolled" and len(runs) > 1, batch_sharding=batch_sharding,
-                             objective=objective)
+                             objective=objective, modality_dropout=float(t.modality_dropout))
         # jitted once, the resident table bound in: a call passes only the state (donated)
         self.multi_step = jax.jit(partial(update, data=self.resident), donate_argnums=0)
         self.embed = jax.jit(make_embed(self.tower, self.masks))
