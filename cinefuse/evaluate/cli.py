@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cinefuse.helptext import HelpFormatter, hidden_alias
-from cinefuse.protocols import EVAL_PROTOCOLS
+from cinefuse.choices import EVAL_PROTOCOLS, TIE_BREAKS
 
 
 def register(subparsers) -> None:
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                     "user-to-item: each warm user ranks the cold items from their liked training items; both: "
                     "one table each (user-to-item needs the cold-item protocol)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
-    ev.add_argument("--tie-break", choices=("random", "id"), default="random",
+    ev.add_argument("--tie-break", choices=TIE_BREAKS, default="random",
                     help="order that breaks score ties in every row: a seeded random candidate order, or "
                     "id order (the old rule, for comparison; ids follow catalogue age and popularity)")
     ev.add_argument("--tie-seed", type=int, default=0, help="seed of the random tie order")

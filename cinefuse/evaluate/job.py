@@ -14,7 +14,7 @@ from cinefuse.evaluate.results import parse_ks
 from cinefuse.evaluate.serving import check_workdir, untrained_error
 from cinefuse.fuse.config import FuseConfig
 from cinefuse.fuse.workdir import Workdir
-from cinefuse.protocols import EVAL_PROTOCOLS
+from cinefuse.choices import EVAL_PROTOCOLS
 
 
 @dataclass
