@@ -15,7 +15,7 @@ Protocols:
   test items; ``thesis`` ranks every rated item (training items included; for comparison only).
 
 Other commands: evaluation tie-break rules, MovieLens dataset versions, index kinds, extract's
-frame sampling.
+frame sampling, the policies for bad rows of a ratings file.
 """
 
 # -- fuse: the loss section (pytorch-metric-learning's pieces: loss, distance, miner) ------------
@@ -46,3 +46,4 @@ TIE_BREAKS = ("random", "id")                                       # cinefuse e
 DATASET_VERSIONS = ("ml-latest-small", "ml-100k", "ml-1m", "ml-20m")  # cinefuse datasets movielens --version
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")                        # cinefuse index build --kind
 FRAME_SAMPLINGS = ("keyframe", "exact")                              # extract frame_sampling
+ON_BAD_RATINGS = ("error", "drop", "keep-last")  # --on-bad-ratings (cinefuse.datasets.ratings_file)
