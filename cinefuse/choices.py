@@ -14,7 +14,7 @@ Protocols:
 - Evaluation protocols (``cinefuse evaluate --protocol``): ``cold-item`` ranks the split's unseen
   test items; ``thesis`` ranks every rated item (training items included; for comparison only).
 
-Other commands: evaluation tie-break rules, MovieLens dataset versions, index kinds, extract's
+Other commands: evaluation tasks and tie-break rules, MovieLens dataset versions, index kinds, extract's
 frame sampling, the policies for bad rows of a ratings file.
 """
 
@@ -42,6 +42,7 @@ SPLIT_PROTOCOLS = ("cold-item", "cold-item-time", "pair")
 EVAL_PROTOCOLS = ("cold-item", "thesis")
 
 # -- other commands -------------------------------------------------------------------------------
+EVAL_TASKS = ("item-to-item", "user-to-item")  # cinefuse evaluate --task (or both; cinefuse.evaluate.tasks.TASKS)
 TIE_BREAKS = ("random", "id")                                       # cinefuse evaluate --tie-break
 DATASET_VERSIONS = ("ml-latest-small", "ml-100k", "ml-1m", "ml-20m")  # cinefuse datasets movielens --version
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")                        # cinefuse index build --kind

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cinefuse.helptext import HelpFormatter, hidden_alias
-from cinefuse.choices import EVAL_PROTOCOLS, ON_BAD_RATINGS, TIE_BREAKS
+from cinefuse.choices import EVAL_PROTOCOLS, EVAL_TASKS, ON_BAD_RATINGS, TIE_BREAKS
 
 
 def register(subparsers) -> None:
@@ -69,7 +69,7 @@ def register_evaluate(subparsers) -> None:
         help="write the fused embeddings to this local store instead of W/embeddings "
         "(adds shards; never wipes it)",
     )
-    ev.add_argument("--task", choices=("item-to-item", "user-to-item", "both"), default="both",
+    ev.add_argument("--task", choices=(*EVAL_TASKS, "both"), default="both",
                     help="item-to-item: a cold item is the query, the other cold items its candidates; "
                     "user-to-item: each warm user ranks the cold items from their liked training items; both: "
                     "one table each (user-to-item needs the cold-item protocol)")
