@@ -14,8 +14,8 @@ Protocols:
 - Evaluation protocols (``cinefuse evaluate --protocol``): ``cold-item`` ranks the split's unseen
   test items; ``thesis`` ranks every rated item (training items included; for comparison only).
 
-Other commands: evaluation tie-break rules, MovieLens dataset versions, index kinds, extract's
-frame sampling.
+Other commands: evaluation tasks and tie-break rules, MovieLens dataset versions, index kinds, extract's
+frame sampling, the policies for bad rows of a ratings file.
 """
 
 # -- fuse: the loss section (pytorch-metric-learning's pieces: loss, distance, miner) ------------
@@ -42,7 +42,9 @@ SPLIT_PROTOCOLS = ("cold-item", "cold-item-time", "pair")
 EVAL_PROTOCOLS = ("cold-item", "thesis")
 
 # -- other commands -------------------------------------------------------------------------------
+EVAL_TASKS = ("item-to-item", "user-to-item")  # cinefuse evaluate --task (or both; cinefuse.evaluate.tasks.TASKS)
 TIE_BREAKS = ("random", "id")                                       # cinefuse evaluate --tie-break
 DATASET_VERSIONS = ("ml-latest-small", "ml-100k", "ml-1m", "ml-20m")  # cinefuse datasets movielens --version
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")                        # cinefuse index build --kind
 FRAME_SAMPLINGS = ("keyframe", "exact")                              # extract frame_sampling
+ON_BAD_RATINGS = ("error", "drop", "keep-last")  # --on-bad-ratings (cinefuse.datasets.ratings_file)

@@ -277,3 +277,39 @@ def test_long_tracks_seek_per_window_and_match_a_full_decode(shared_media):
         reference = signal[begin:begin + 15360]
         if reference.size == 15360:  # (the last window may run past the consecutive ones)
             assert np.corrcoef(reference[2048:], window[2048:])[0, 1] > 0.97  # measured 0.984 to 1.0, no lag
+
+
+def write_mp3_with_cover_art(path, seconds: float = 3.0):
+    """An mp3 (a 440 Hz tone) with a 128x128 JPEG attached as its cover art, muxed by PyAV."""
+    import av
+
+    out = av.open(str(path), "w", format="mp3")
+    audio = out.add_stream("libmp3lame", rate=44100, layout="stereo")
+    cover = out.add_stream("mjpeg", rate=1)
+    cover.width = cover.height = 128
+    cover.pix_fmt = "yuvj420p"
+    cover.disposition = av.stream.Disposition.attached_pic
+    picture = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    for packet in [*cover.encode(av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuvj420p")),
+                   *cover.encode(None)]:
+        out.mux(packet)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(44100 * seconds)) / 44100)).astype(np.float32)
+    frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+    frame.sample_rate = 44100
+    for packet in [*audio.encode(frame), *audio.encode(None)]:
+        out.mux(packet)
+    out.close()
+    return path
+
+
+def test_an_mp3_with_cover_art_has_no_video_but_its_audio(tmp_path):
+    import av
+
+    path = write_mp3_with_cover_art(tmp_path / "song.mp3")
+    with av.open(str(path)) as container:  # the fixture holds what it should: one attached picture
+        assert [s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video] == [
+            av.stream.Disposition.attached_pic]
+    assert _status(lambda p: sample_frames(p, 4, 64), path) == (
+        "no video stream: the file holds only an attached picture (cover art), no video track")
+    audio = sample_audio(str(path), 16000, 0.96, 60)
+    assert audio.status == "ok" and audio.windows.shape == (3, 15360)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-VERSIONS = ("ml-latest-small", "ml-100k", "ml-1m", "ml-20m")
+from cinefuse.choices import DATASET_VERSIONS
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         ),
         epilog="example: cinefuse data movielens --version ml-latest-small --out data/",
     )
-    ml.add_argument("--version", required=True, choices=VERSIONS, help="which release")
+    ml.add_argument("--version", required=True, choices=DATASET_VERSIONS, help="which release")
     ml.add_argument("--out", required=True, help="folder to unpack into (the release lands in OUT/VERSION)")
     ml.add_argument("--zip", dest="zip_path", help="use this already downloaded zip instead of the network")
     ml.add_argument("--base-url", help="folder URL holding the zips (default GroupLens, or "

@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 
 from cinefuse.helptext import HelpFormatter, hidden_alias
-from cinefuse.protocols import EVAL_PROTOCOLS
+from cinefuse.choices import EVAL_PROTOCOLS, EVAL_TASKS, ON_BAD_RATINGS, TIE_BREAKS
 
 
 def register(subparsers) -> None:
+    register_evaluate(subparsers)
+    register_recommend(subparsers)
+
+
+def register_evaluate(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="score every trained model of a fuse workdir and the baselines (cold-start item-to-item and user-to-item)",
@@ -49,17 +54,27 @@ def register(subparsers) -> None:
     ev.add_argument("--endpoint-url", help="S3-compatible endpoint for an s3:// store")
     ev.add_argument("--ratings", help="ratings file or MovieLens folder (default: from config.json)")
     ev.add_argument("--movies", help="movies file or MovieLens folder (default: from config.json)")
+    ev.add_argument("--ratings-sep", metavar="SEP", help="the ratings file's separator (',', tab, '::', ';', '|', spaces; "
+                    "default: data.ratings_sep of config.json, else recognised from the content)")
+    ev.add_argument("--ratings-columns", metavar="USER,ITEM,RATING[,TIMESTAMP]",
+                    help="the ratings file's header names (or 1-based column numbers without a header) for "
+                    "user, item, rating and timestamp (default: data.ratings_columns of config.json, else "
+                    "MovieLens names and the usual aliases)")
+    ev.add_argument("--on-bad-ratings", choices=ON_BAD_RATINGS,
+                    help="non-finite, negative or too large ratings and (user, item) pairs rated differently: "
+                    "error stops with counts and examples, drop removes them, keep-last keeps a pair's latest "
+                    "rating and drops bad values (default: data.on_bad_ratings of config.json, else error)")
     ev.add_argument(
         "--fused-store",
         help="write the fused embeddings to this local store instead of W/embeddings "
         "(adds shards; never wipes it)",
     )
-    ev.add_argument("--task", choices=("item-to-item", "user-to-item", "both"), default="both",
+    ev.add_argument("--task", choices=(*EVAL_TASKS, "both"), default="both",
                     help="item-to-item: a cold item is the query, the other cold items its candidates; "
                     "user-to-item: each warm user ranks the cold items from their liked training items; both: "
                     "one table each (user-to-item needs the cold-item protocol)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
-    ev.add_argument("--tie-break", choices=("random", "id"), default="random",
+    ev.add_argument("--tie-break", choices=TIE_BREAKS, default="random",
                     help="order that breaks score ties in every row: a seeded random candidate order, or "
                     "id order (the old rule, for comparison; ids follow catalogue age and popularity)")
     ev.add_argument("--tie-seed", type=int, default=0, help="seed of the random tie order")
@@ -68,6 +83,8 @@ def register(subparsers) -> None:
     hidden_alias(ev, "--quiet", "progress", action="store_false")
     ev.set_defaults(handler=run_evaluate_command)
 
+
+def register_recommend(subparsers) -> None:
     rec = subparsers.add_parser(
         "recommend",
         help="top-K items most similar to one item, from a trained model",
@@ -94,10 +111,12 @@ def register(subparsers) -> None:
 def run_evaluate_command(args) -> int:
     import json
 
-    from cinefuse.evaluate.run import run_evaluate
+    from cinefuse.evaluate.job import RatingsSource
     from cinefuse.evaluate.report import format_table
+    from cinefuse.evaluate.run import run_evaluate
 
     store = args.store
+    ratings = RatingsSource(args.ratings, args.ratings_sep, args.ratings_columns, args.on_bad_ratings)
     results = run_evaluate(
         args.workdir,
         ks=args.k,
@@ -105,7 +124,7 @@ def run_evaluate_command(args) -> int:
         threshold=args.threshold,
         store=store,
         endpoint_url=args.endpoint_url,
-        ratings=args.ratings,
+        ratings=ratings,
         movies=args.movies,
         fused_store=args.fused_store,
         seed=args.seed,

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cinefuse.choices import INDEX_KINDS
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse.workdir import read_json, write_json
 from cinefuse.metrics.ranking import l2_normalise
 
-KINDS = ("auto", "flat", "hnsw", "ivf")
 FLAT_BELOW = 100_000
 HNSW_DEFAULTS = {"M": 32, "efConstruction": 40, "efSearch": 128}
 IVF_NPROBE = 32
@@ -70,8 +70,8 @@ def build_index(embeddings: np.ndarray, kind: str = "auto", seed: int = 0, norma
     ``normalise`` is False (rows the caller prepared: normalised embeddings with the prior as an
     extra column, ``cinefuse.evaluate.serving.with_prior``; queries are then taken as given)."""
     faiss = _faiss()
-    if kind not in KINDS:
-        raise CinefuseError(f"index kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
+    if kind not in INDEX_KINDS:
+        raise CinefuseError(f"index kind {kind!r} is unknown; choose one of {', '.join(INDEX_KINDS)}")
     x = np.asarray(embeddings, np.float32)
     x = np.ascontiguousarray(l2_normalise(x) if normalise else x)
     n, dim = x.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-KINDS = ("auto", "flat", "hnsw", "ivf")  # cinefuse.evaluate.index.KINDS, without importing faiss here
+from cinefuse.choices import INDEX_KINDS
 
 DESCRIPTION = """\
 Build a nearest-neighbour index over a trained model's fused embeddings (W/embeddings when
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     b.add_argument("--workdir", required=True, help="the fuse workdir")
     b.add_argument("--model", help="which trained model, NAME or NAME+prior (cos + w * prior, the prior as an "
                                    "extra index dimension); default: the one validation chose, with or without prior")
-    b.add_argument("--kind", choices=KINDS, default="auto", help="index kind (default: by catalogue size)")
+    b.add_argument("--kind", choices=INDEX_KINDS, default="auto", help="index kind (default: by catalogue size)")
     b.add_argument("--json", action="store_true", help="print the index record (index.json) as one JSON object")
     b.set_defaults(handler=handle_build)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from cinefuse.choices import FRAME_SAMPLINGS
+
 EPILOG = """\
 examples:
   cinefuse extract --manifest items.csv --store store/
@@ -50,7 +52,7 @@ def register(subparsers) -> None:
     bb.add_argument("--meta", metavar="A,B", help="metadata feature sets (default: year,language)")
     sm = p.add_argument_group("sampling")
     sm.add_argument("--frames", type=int, metavar="N", help="frames sampled uniformly over each video (default 16)")
-    sm.add_argument("--frame-sampling", choices=["keyframe", "exact"], help="keyframe: nearest keyframe when within half a slice (fast); exact: the exact frame (default keyframe)")
+    sm.add_argument("--frame-sampling", choices=FRAME_SAMPLINGS, help="keyframe: nearest keyframe when within half a slice (fast); exact: the exact frame (default keyframe)")
     sm.add_argument("--audio-max-seconds", type=float, metavar="S", help="cap on audio used per item, windows spread over the track (default 60)")
     rt = p.add_argument_group("runtime")
     rt.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (fp16 autocast on GPU; default auto: cuda when torch sees a GPU, else cpu)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cinefuse.choices import FRAME_SAMPLINGS
 from cinefuse.errors import CinefuseError
 from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
@@ -91,8 +92,8 @@ class ExtractConfig:
 
         need(self.frames >= 1, f"frames must be >= 1, got {self.frames}")
         need(self.image_size >= 32, f"image_size must be >= 32, got {self.image_size}")
-        need(self.frame_sampling in ("keyframe", "exact"),
-             f"frame_sampling must be 'keyframe' or 'exact', got {self.frame_sampling!r}")
+        need(self.frame_sampling in FRAME_SAMPLINGS,
+             f"frame_sampling must be {' or '.join(map(repr, FRAME_SAMPLINGS))}, got {self.frame_sampling!r}")
         need(self.decode_threads >= 0, "decode_threads must be >= 0")
         need(self.audio_sample_rate >= 4000, f"audio_sample_rate must be >= 4000, got {self.audio_sample_rate}")
         need(0.1 <= self.audio_window_seconds <= 30, "audio_window_seconds must be in [0.1, 30]")

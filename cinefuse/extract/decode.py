@@ -27,7 +27,8 @@ declared length to within ``max(one window, 2%)``: AAC priming and a header roun
 video's length are normal, a missing second of a ten-second clip is not.
 
 Failures raise :class:`MediaError` whose message is the item's status ("missing file", "empty
-file", "not a video", ...). Damage that still leaves something decoded returns what decoded with
+file", "not a video", "no video stream" (also for a file whose only picture is attached cover
+art, as in an mp3), ...). Damage that still leaves something decoded returns what decoded with
 a status starting ``partial:``.
 """
 
@@ -180,14 +181,26 @@ def uniform_targets(start: float, end: float, count: int) -> np.ndarray:
     return start + (np.arange(count) + 0.5) * span / count
 
 
+def video_stream(container):
+    """The first video stream that is not an attached picture (the cover art of an mp3, m4a or
+    mkv, one still image that is no video); MediaError when there is none."""
+    import av
+
+    streams = list(container.streams.video)
+    moving = [s for s in streams if not s.disposition & av.stream.Disposition.attached_pic]
+    if moving:
+        return moving[0]
+    if streams:
+        raise MediaError("no video stream: the file holds only an attached picture (cover art), no video track")
+    raise MediaError("no video stream: the file holds no video track")
+
+
 def sample_frames(path: str, frames: int, size: int, mode: str = "keyframe", threads: int = 1) -> FrameSample:
     import av
 
     container = open_container(path)
     try:
-        if not container.streams.video:
-            raise MediaError("no video stream: the file holds no video track")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         width, height = stream.codec_context.width, stream.codec_context.height
         if 0 < min(width, height) < MIN_PICTURE_SIDE:
             raise MediaError(f"picture too small: {width}x{height} pixels (at least "

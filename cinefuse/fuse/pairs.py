@@ -41,7 +41,7 @@ from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET, co_count_cap, keep_rarest
 from cinefuse.genres import genre_vocabulary, jaccard, pack_genre_bits
 from cinefuse.metrics.likes import factorize_items, item_columns
 from cinefuse.metrics.ranking import sort_ids
-from cinefuse.protocols import SPLIT_PROTOCOLS
+from cinefuse.choices import SPLIT_PROTOCOLS
 
 SOURCES = ("co-like", "disagree", "random", "coverage")
 PARTS = ("train", "val", "test")

@@ -10,6 +10,9 @@ pull or writer on it stops at once naming the first. A destination holding only 
 merge or compaction left (temp files, shards no manifest names, its stale lock) counts as empty:
 the rerun removes those files and starts again.
 
+Both carry the sources' fitted transforms (``transforms/``, :mod:`cinefuse.store.transforms`) into
+the destination before its manifest, so a merged or compacted store can be grown by extract.
+
 Repeated ids follow the store's one rule: for a feature set, the later shard in manifest order
 wins. A merge lists the shards of SRC1, then SRC2, ...: an id in several sources is read from the
 last source named. A compaction keeps the manifest order, so it never changes what a reader sees.
@@ -39,6 +42,7 @@ from cinefuse.store.manifest import (
 )
 from cinefuse.store.reader import FeatureArray, Store, open_shard_file, open_store
 from cinefuse.store.shard import FeatureBlock, write_shard_file
+from cinefuse.store.transforms import copy_local, download, remove_copies
 from cinefuse.store.writer import (
     StagedShard,
     commit_shards,
@@ -56,11 +60,13 @@ DEFAULT_COMPACT_MB = 512
 
 @dataclass
 class Source:
-    """A store to copy shards from: its manifest and a way to fetch a shard's bytes to a file."""
+    """A store to copy shards from: its manifest, a way to fetch a shard's bytes to a file, and
+    one to copy its fitted transforms into a local store folder."""
 
     location: str
     manifest: Manifest
     fetch: Callable[[ShardRecord, BinaryIO], None]  # writes the shard's bytes into an open file
+    copy_transforms: Callable[[Path], list[Path]]   # into the store folder given; the files written
 
 
 def open_source(location: str, endpoint_url: str | None = None) -> Source:
@@ -75,7 +81,7 @@ def open_source(location: str, endpoint_url: str | None = None) -> Source:
         def fetch(record: ShardRecord, target: BinaryIO) -> None:
             download_to(client, bucket, join_key(prefix, record.name), target)
 
-        return Source(location, manifest, fetch)
+        return Source(location, manifest, fetch, lambda dest: download(client, bucket, prefix, dest))
     root = Path(location)
     if not (root / MANIFEST_NAME).is_file():
         raise StoreError(f"{root} is not a cinefuse store: it has no {MANIFEST_NAME}")
@@ -88,7 +94,7 @@ def open_source(location: str, endpoint_url: str | None = None) -> Source:
         except FileNotFoundError:
             raise StoreError(f"shard {record.name} of store {root} is missing; run `cinefuse store verify {root}`") from None
 
-    return Source(location, manifest, copy)
+    return Source(location, manifest, copy, lambda dest: copy_local(root, dest))
 
 
 def check_configs(sources: list[Source]) -> None:
@@ -157,6 +163,7 @@ def merge_stores(sources: list[str], dest: str, endpoint_url: str | None = None)
     prepare_root(root)
     staged: list[StagedShard] = []
     configs: dict[str, dict] = {}
+    carried: list[Path] = []
     try:
         with store_lock(root, "cinefuse store merge"):
             with manifest_lock(root):
@@ -167,9 +174,12 @@ def merge_stores(sources: list[str], dest: str, endpoint_url: str | None = None)
                     staged.append(stage_copy(source, record, root))
                 configs.update({h: c for h, c in source.manifest.configs.items()
                                 if any(r.config_hash == h for r in source.manifest.shards)})
+            for source in opened:  # before the manifest that names them
+                carried += source.copy_transforms(root)
             commit_shards(root, staged, configs)
     except BaseException:
         discard(staged)
+        remove_copies(carried)
         if created:
             unmake_root(root)
         raise
@@ -280,6 +290,7 @@ def _compact(store: Store, src: str, root: Path, in_place: bool, target_mb: floa
     source = open_source(src, endpoint_url)
     groups = plan_groups(store, int(target_mb * (1 << 20)))
     staged: list[StagedShard] = []
+    carried: list[Path] = []
     try:
         for group in groups:
             if len(group) > 1:
@@ -292,9 +303,12 @@ def _compact(store: Store, src: str, root: Path, in_place: bool, target_mb: floa
             return {"shards_before": len(store.manifest.shards), "shards_after": len(store.manifest.shards),
                     "rows_before": store.manifest.total_rows, "rows": store.manifest.total_rows}
         replaced = [r.name for r in store.manifest.shards] if in_place else []
+        if not in_place:  # before the manifest that names them
+            carried = source.copy_transforms(root)
         commit_shards(root, staged, dict(store.manifest.configs), replace=replaced)
     except BaseException:
         discard(staged)
+        remove_copies(carried)
         raise
     after = open_store(root)
     return {"shards_before": len(store.manifest.shards), "shards_after": len(after.manifest.shards),

@@ -17,6 +17,9 @@ manifest write. Any other non-empty folder is refused. Each download goes to an 
 file, is checked against the manifest's sha256, and is renamed into place; the manifest comes
 last. A killed pull leaves temp files the next pull (or writer) removes.
 
+Both carry the store's fitted transforms (``transforms/*.npz``, :mod:`cinefuse.store.transforms`):
+the ones the other side lacks go before the manifest that names them (push never deletes one).
+
 Messages never print an endpoint URL's user and password (:func:`redact_url`).
 """
 
@@ -27,6 +30,7 @@ import json
 import os
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -44,6 +48,9 @@ from cinefuse.store.manifest import (
     read_manifest,
     shard_name,
 )
+from cinefuse.store.transforms import download as download_transforms
+from cinefuse.store.transforms import remove_copies
+from cinefuse.store.transforms import upload as upload_transforms
 from cinefuse.store.writer import (
     StagedShard,
     commit_shards,
@@ -232,6 +239,7 @@ def push(
         remote.append(replace(record, name=name))
         uploaded += 1
         sent += record.bytes
+    upload_transforms(client, bucket, prefix, root)  # before the manifest that names them
     body = (json.dumps(Manifest(manifest.configs, remote, updated=manifest.updated).to_json(), indent=1)
             + "\n").encode("utf-8")
     _with_retries(
@@ -274,9 +282,10 @@ def pull(
         with store_lock(root, "cinefuse store pull"):
             with manifest_lock(root):
                 here = read_manifest(root)
+            carry = partial(download_transforms, client, bucket, prefix, root)
             if here.shards:
-                return _pull_into_copy(root, uri, manifest, here, fetch)
-            return _pull_fresh(root, uri, manifest, manifest_bytes, fetch)
+                return _pull_into_copy(root, uri, manifest, here, fetch, carry)
+            return _pull_fresh(root, uri, manifest, manifest_bytes, fetch, carry)
     except BaseException:
         if created:
             unmake_root(root)
@@ -309,9 +318,10 @@ def _fetcher(client, bucket: str, prefix: str, uri: str, attempts: int, progress
     return fetch
 
 
-def _pull_fresh(root: Path, uri: str, manifest: Manifest, manifest_bytes: bytes, fetch) -> dict:
+def _pull_fresh(root: Path, uri: str, manifest: Manifest, manifest_bytes: bytes, fetch, carry) -> dict:
     """Into a folder with no store: each shard under its remote name (one already there from a
-    killed pull, with the right bytes, is kept), then the manifest, then leftovers go."""
+    killed pull, with the right bytes, is kept), the transforms (``carry``), then the manifest,
+    then leftovers go."""
     with manifest_lock(root):
         require_no_store(root, f"pull {uri} into an empty folder, or into a copy of the same store")
     downloaded = skipped = received = 0
@@ -325,15 +335,17 @@ def _pull_fresh(root: Path, uri: str, manifest: Manifest, manifest_bytes: bytes,
         os.replace(staged.temp, target)
         downloaded += 1
         received += record.bytes
+    carry()
     with manifest_lock(root):
         atomic_write_bytes(root / MANIFEST_NAME, manifest_bytes)
         remove_leftovers(root)
     return {"downloaded": downloaded, "skipped": skipped, "bytes": received, "shards": len(manifest.shards)}
 
 
-def _pull_into_copy(root: Path, uri: str, manifest: Manifest, here: Manifest, fetch) -> dict:
+def _pull_into_copy(root: Path, uri: str, manifest: Manifest, here: Manifest, fetch, carry) -> dict:
     """Into a local copy of the same store: every local shard checked, the remote shards it lacks
-    (by sha256) added after the local ones with one manifest write."""
+    (by sha256) and transforms (``carry``) added, the shards after the local ones with one
+    manifest write."""
     local_digests = {r.sha256 for r in here.shards}
     if not local_digests & {r.sha256 for r in manifest.shards}:
         raise StoreError(
@@ -343,13 +355,16 @@ def _pull_into_copy(root: Path, uri: str, manifest: Manifest, here: Manifest, fe
         check_local_shard(root, record)
     missing = [r for r in manifest.shards if r.sha256 not in local_digests]
     staged: list[StagedShard] = []
+    carried: list[Path] = []
     try:
         for record in missing:
             staged.append(fetch(record, root))
+        carried = carry()
         if staged:
             commit_shards(root, staged, dict(manifest.configs))
     except BaseException:
         discard(staged)
+        remove_copies(carried)
         raise
     return {"downloaded": len(missing), "skipped": len(manifest.shards) - len(missing),
             "bytes": sum(r.bytes for r in missing), "shards": len(manifest.shards)}
