@@ -48,3 +48,5 @@ DATASET_VERSIONS = ("ml-latest-small", "ml-100k", "ml-1m", "ml-20m")  # cinefuse
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")                        # cinefuse index build --kind
 FRAME_SAMPLINGS = ("keyframe", "exact")                              # extract frame_sampling
 ON_BAD_RATINGS = ("error", "drop", "keep-last")  # --on-bad-ratings (cinefuse.datasets.ratings_file)
+SELECTION_TASKS = EVAL_TASKS  # [selection] task: the task whose validation metric keeps the checkpoint
+REQUIRES = ("any", "all")  # [data] require: items holding any / all of a model's feature sets

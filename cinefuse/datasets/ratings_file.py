@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cinefuse.choices import ON_BAD_RATINGS
 from cinefuse.errors import CinefuseError
 
-ON_BAD_RATINGS = ("error", "drop", "keep-last")
 ROLES = ("user", "item", "rating", "timestamp")
 ALIASES = {
     "user": ("userid", "user_id", "user"),

@@ -61,23 +61,21 @@ from cinefuse.choices import (
     LOSSES,
     MINERS,
     OBJECTIVES,
+    ON_BAD_RATINGS,
     POOLINGS,
+    REQUIRES,
+    SELECTION_TASKS,
     SPLIT_PROTOCOLS,
     TEACHERS,
 )
 from cinefuse.errors import CinefuseError
 from cinefuse.fuse import objectives
 from cinefuse.fuse.cocounts import CO_PRODUCTS_BUDGET
-from cinefuse.fuse.features import REQUIRES
 from cinefuse.fuse.objectives import THESIS_LABEL_SETS, modalities_label, model_name  # noqa: F401 (re-exported)
 from cinefuse.fuse.pairs import PairConfig
 from cinefuse.tomlconfig import check_value, known_fields, read_toml
 
 FULL = "full"  # the modality spec standing for every modality the store holds
-# the evaluation tasks, by the names evaluate uses (issue 20): the one whose validation metric
-# picks the checkpoint is [selection] task
-SELECTION_TASKS = ("item-to-item", "user-to-item")
-
 
 @dataclass
 class DataConfig:
@@ -91,6 +89,12 @@ class DataConfig:
     # "any": an item trains and is embedded from whichever of a model's feature sets it holds;
     # "all": only items holding every set of the run (one fixed item set, for ablations)
     require: str = "any"
+    # how the ratings file is read (cinefuse.datasets.movielens.load_ratings): the separator (None:
+    # recognised from the content), the columns "user,item,rating[,timestamp]" (None: the header's
+    # names or MovieLens's order) and the policy for bad rows: "error", "drop" or "keep-last"
+    ratings_sep: str | None = None
+    ratings_columns: str | None = None
+    on_bad_ratings: str = "error"
 
 
 @dataclass
@@ -270,6 +274,7 @@ class FuseConfig:
                                                   for x in seeds) or len(set(seeds)) != len(seeds):
             raise CinefuseError(f"train.seeds {seeds!r} must be a list of distinct integers >= 0")
         _one_of("data.require", self.data.require, REQUIRES)
+        _one_of("data.on_bad_ratings", self.data.on_bad_ratings, ON_BAD_RATINGS)
         if not 0.0 <= float(self.train.modality_dropout) < 1.0:
             raise CinefuseError(f"train.modality_dropout must be in [0, 1) (got {self.train.modality_dropout})")
         self.objective.validate()

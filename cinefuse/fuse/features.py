@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cinefuse.choices import REQUIRES
 from cinefuse.errors import CinefuseError, StoreError
 from cinefuse.genres import pack_genre_bits
 
@@ -42,7 +43,6 @@ class FeatureTable:
                             {k: (v[rows] if v is not None else None) for k, v in self.lengths.items()}, self.counts)
 
 
-REQUIRES = ("any", "all")
 
 
 def clean_table(ids, features: dict, valid: dict, lengths: dict, require: str = "all") -> FeatureTable:

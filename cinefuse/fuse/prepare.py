@@ -85,7 +85,9 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     table = load_features(d.store, feature_sets, endpoint_url=d.endpoint_url, require=d.require)
     counts = dict(table.counts)
     log_combinations(counts, log)
-    ratings, movies = load_ratings(d.ratings), load_movies(d.movies)
+    ratings = load_ratings(d.ratings, sep=d.ratings_sep, columns=d.ratings_columns, on_bad_ratings=d.on_bad_ratings,
+                           require_timestamp=config.split.protocol == "cold-item-time", log=log)
+    movies = load_movies(d.movies)
     movie_pos = {m: k for k, m in enumerate(movies.ids.tolist())}
     rated = set(np.unique(ratings.item).tolist())
     universe = [i for i in table.ids.tolist() if i in movie_pos and i in rated]

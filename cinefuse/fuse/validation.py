@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinefuse.fuse.config import SELECTION_TASKS
+from cinefuse.choices import SELECTION_TASKS
 
 I2I, U2I = SELECTION_TASKS
 SELECTION_METRIC = {I2I: "ndcg10", U2I: "u2i_recall20"}

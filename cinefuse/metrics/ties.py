@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cinefuse.choices import TIE_BREAKS
 from cinefuse.errors import CinefuseError
 from cinefuse.metrics.ranking import id_sort_key
 
-TIE_BREAKS = ("random", "id")
 TIE_STREAM = 0x7E5  # folded into the training seed: the validation's random tie order
 
 

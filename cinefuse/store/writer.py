@@ -185,13 +185,14 @@ def is_leftover(name: str, listed: set[str]) -> bool:
 
 def require_no_store(root: Path, advice: str) -> None:
     """Refuse a folder holding a store with shards, or files that are not a killed writer's
-    leftovers (a manifest listing no shard counts as none)."""
+    leftovers (a manifest listing no shard counts as none; nor does ``transforms/`` without
+    shards, which a killed merge or pull copies first)."""
     try:
         listed = {s.name for s in read_manifest(root).shards}
     except StoreError:
         listed = {"?"}
     names = sorted(p.name for p in root.iterdir())
-    if listed or any(n != MANIFEST_NAME and not is_leftover(n, listed) for n in names):
+    if listed or any(n not in (MANIFEST_NAME, "transforms") and not is_leftover(n, listed) for n in names):
         raise StoreError(f"{root} already exists and is not empty; {advice}")
 
 
