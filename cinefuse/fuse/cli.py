@@ -8,6 +8,7 @@ from cinefuse.choices import (
     LOSSES,
     MINERS,
     OBJECTIVES,
+    ON_BAD_RATINGS,
     SPLIT_PROTOCOLS,
 )
 from cinefuse.helptext import HelpFormatter
@@ -73,8 +74,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("fuse", help="train fusion Siamese networks over a store",
                               description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--store", help="store folder or s3://bucket/prefix (data.store)")
-    p.add_argument("--ratings", help="ratings.csv | u.data | ratings.dat, or a MovieLens folder (data.ratings)")
+    p.add_argument("--ratings", help="a ratings file (CSV/TSV/.dat/u.data, recognised by content) or a MovieLens "
+                   "folder (data.ratings)")
     p.add_argument("--movies", help="movies.csv | u.item | movies.dat, or a MovieLens folder (data.movies)")
+    p.add_argument("--ratings-sep", metavar="SEP", help="the ratings file's separator (',', tab, '::', ';', '|', "
+                   "spaces; data.ratings_sep; default: recognised from the content)")
+    p.add_argument("--ratings-columns", metavar="USER,ITEM,RATING[,TIMESTAMP]",
+                   help="the ratings file's header names (or 1-based column numbers without a header) for user, "
+                   "item, rating and timestamp (data.ratings_columns; the timestamp only cold-item-time needs)")
+    p.add_argument("--on-bad-ratings", choices=ON_BAD_RATINGS,
+                   help="non-finite, negative or too large ratings and pairs rated differently: error stops with "
+                   "counts and examples, drop removes them, keep-last keeps a pair's latest (data.on_bad_ratings; "
+                   "default error)")
     p.add_argument("--workdir", required=True, help="run folder: written, and resumed from when it exists")
     p.add_argument("--config", help="fuse.toml (see `cinefuse.fuse.config` for every key); options override it")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint for an s3:// store")
@@ -135,7 +146,9 @@ def handle(args) -> int:
     from cinefuse.fuse.train import run_fuse
 
     overrides = {
-        "data": {"store": args.store, "ratings": args.ratings, "movies": args.movies, "endpoint_url": args.endpoint_url},
+        "data": {"store": args.store, "ratings": args.ratings, "movies": args.movies, "endpoint_url": args.endpoint_url,
+                 "ratings_sep": args.ratings_sep, "ratings_columns": args.ratings_columns,
+                 "on_bad_ratings": args.on_bad_ratings},
         "objective": {"kind": args.objective},
         "loss": {"kind": args.loss, "distance": args.distance, "mining": args.mining},
         "model": {"head": args.head, "modalities": modalities_option(args.modalities)},

@@ -42,9 +42,9 @@ def list_models(workdir) -> list[str]:
 
 
 def load_model(workdir, model: str) -> tuple[RunRecord, dict, dict, object]:
-    """(record, params, stats, model config) of a trained model."""
-    import jax
-    import orbax.checkpoint as ocp
+    """(record, params, stats, model config) of a trained model; the parameters are checked
+    against their sha256 manifest and for finite values (one line naming the file otherwise)."""
+    from cinefuse.fuse.checksums import load_params
 
     wd = Workdir(workdir)
     if not wd.params_dir(model).is_dir():
@@ -52,8 +52,7 @@ def load_model(workdir, model: str) -> tuple[RunRecord, dict, dict, object]:
         raise CinefuseError(f"model {model!r} is not trained in {workdir}; trained: {', '.join(have) or 'none'}")
     record = wd.run_record(model)
     stats = wd.feature_stats(model, record.feature_sets)
-    params = ocp.StandardCheckpointer().restore(wd.params_dir(model).absolute())
-    params = jax.tree.map(np.asarray, params)
+    params = load_params(wd.params_dir(model))
     return record, params, stats, record.config.model
 
 

@@ -454,17 +454,14 @@ def make_split(ratings, movies, items: Sequence[str] | None, cfg: PairConfig, pr
     return Split(protocol, seed, ids, part_items, parts, cut)
 
 
-def save_split(split: Split, path: Path) -> None:
+def split_arrays(split: Split) -> dict[str, np.ndarray]:
+    """The arrays of ``pairs.npz`` for ``split`` (the workdir writes them atomically)."""
     arrays = {"ids": split.ids.astype(str)}
     for part in PARTS:
         ps = split.parts[part]
-        arrays[f"{part}_pairs"] = ps.pairs
-        arrays[f"{part}_labels"] = ps.labels
-        arrays[f"{part}_source"] = ps.source
-        arrays[f"{part}_triplets"] = ps.triplets
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+        arrays.update({f"{part}_pairs": ps.pairs, f"{part}_labels": ps.labels, f"{part}_source": ps.source,
+                       f"{part}_triplets": ps.triplets})
+    return arrays
 
 
 def load_split_arrays(path: Path) -> dict[str, np.ndarray]:

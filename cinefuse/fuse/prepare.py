@@ -19,12 +19,7 @@ from cinefuse.errors import CinefuseError
 from cinefuse.fuse import distributed, objectives
 from cinefuse.fuse.config import FuseConfig, ObjectiveConfig
 from cinefuse.fuse.features import FeatureTable, load_features, pack_genre_words
-from cinefuse.fuse.pairs import (
-    PARTS,
-    load_split_arrays,
-    make_split,
-    training_ratings,
-)
+from cinefuse.fuse.pairs import PARTS, load_split_arrays, make_split, split_arrays, training_ratings
 from cinefuse.fuse.workdir import Workdir, write_json
 
 MIN_ITEMS = 10  # items with features, ratings and a movie entry: fewer cannot make a three-way split
@@ -137,16 +132,6 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
                             "undefined; use [selection] task = \"item-to-item\", more items or more ratings")
     return Prepared(ids, table, words, arrays, split_json, counts, train_rows, val_rows, vs.likes, seen,
                     validation=vs)
-
-
-def split_arrays(split) -> dict:
-    """The arrays of ``pairs.npz`` for a ``fuse.pairs.Split`` (as ``pairs.save_split`` writes them)."""
-    arrays = {"ids": split.ids.astype(str)}
-    for part in PARTS:
-        ps = split.parts[part]
-        arrays.update({f"{part}_pairs": ps.pairs, f"{part}_labels": ps.labels, f"{part}_source": ps.source,
-                       f"{part}_triplets": ps.triplets})
-    return arrays
 
 
 def log_combinations(counts: dict, log=print) -> None:

@@ -271,7 +271,7 @@ class Workdir:
         atomic_write(self.run_dir(model) / "feature_stats.npz", lambda f: np.savez(f, **arrays))
 
     def save_split_arrays(self, arrays: dict) -> None:
-        """``pairs.npz`` (the split's pairs and triplets, ``fuse.prepare.split_arrays``), atomically."""
+        """``pairs.npz`` (the split's pairs and triplets, ``fuse.pairs.split_arrays``), atomically."""
         atomic_write(self.pairs_path, lambda f: np.savez_compressed(f, **arrays))
 
     def feature_stats(self, model: str, names: list[str]) -> dict:
