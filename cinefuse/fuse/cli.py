@@ -106,6 +106,10 @@ def register(subparsers) -> None:
     _config_option(p, "--seeds", "train.seeds", type=seeds_option,
                    help="several seeds, comma-separated (0,1,2): every model trained once per seed, "
                         "named <model>@seed<N>")
+    _config_option(p, "--patience", "train.patience", type=int,
+                   help="stop a model after this many validations without improvement and keep its best step "
+                        "(0: never stop early)")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON instead of the table")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     dist = p.add_argument_group("several processes (jax.distributed; README \"Scaling out\")")
     dist.add_argument("--distributed", action="store_true",
@@ -154,11 +158,17 @@ def handle(args) -> int:
         "model": {"head": args.head, "modalities": modalities_option(args.modalities)},
         "split": {"protocol": args.protocol},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "seeds": args.seeds,
+                  "patience": args.patience,
                   "distributed": True if args.distributed else None},
     }
     config = load_config(args.config, overrides)
     processes = resolve_process_group(args.coordinator, args.num_processes, args.process_id)
     summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress, processes=processes)
-    print(summary["table"])
+    if args.json:
+        import json
+
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(summary["table"])
     print(f"workdir: {args.workdir}", file=sys.stderr)
     return 0

@@ -128,7 +128,13 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
         manager.wait_until_finished()
         interrupt.raise_if_pending()
     _log_throughput(group_dir.name, loop.step - start_step, time.perf_counter() - loop_t0, log)
-    return _finish(config, runs, data, trainer, loop, wd)
+    summaries = _finish(config, runs, data, trainer, loop, wd)
+    for s in summaries:
+        if s["stopped_early"]:
+            log(f"{s['model']}: stopped early at step {s['steps']} of {t.steps}: validation "
+                f"{'nDCG@10' if config.selection.task == 'item-to-item' else 'Recall@20'} did not improve for "
+                f"{t.patience} evaluations (train.patience, --patience); kept step {s['best_step']}")
+    return summaries
 
 
 def val_record(val: dict) -> dict:
@@ -297,16 +303,24 @@ def _save_params(wd: Workdir, name: str, params) -> None:
 
 
 def results_table(summaries: list[dict]) -> str:
-    """Validation table, best nDCG@10 first (AUC: the pair diagnostic, '-' without pairs)."""
-    head = (f"{'model':<44} {'val nDCG@10':>11} {'+prior':>7} {'w':>5} {'val AUC':>8} {'best step':>9} "
-            f"{'train s':>8}")
+    """Validation table, best item-to-item nDCG@10 first, with user-to-item Recall@20 beside it.
+    The genre-pair AUC is shown for the thesis objective only: its pairs are what that objective
+    trains on, while for a co-preference objective genre agreement is no target (about 0.5 there
+    says nothing about the model). "early" marks a member stopped by patience."""
+    head = (f"{'model':<44} {'val nDCG@10':>11} {'+prior':>7} {'w':>5} {'u2i R@20':>8} {'genre AUC':>9} "
+            f"{'best step':>9} {'train s':>8}")
     rows = [head, "-" * len(head)]
     for s in sorted(summaries, key=lambda s: -s["val_ndcg10"]):
-        auc = f"{s['val_auc']:>8.4f}" if "val_auc" in s else f"{'-':>8}"
+        shown = "val_auc" in s and s.get("objective", "thesis") == "thesis"
+        auc = f"{s['val_auc']:>9.4f}" if shown else f"{'-':>9}"
         prior = (f"{s['val_ndcg10_prior']:>7.4f} {s['prior_weight']:>5.2f}" if "prior_weight" in s
                  else f"{'-':>7} {'-':>5}")
-        rows.append(f"{s['model']:<44} {s['val_ndcg10']:>11.4f} {prior} {auc} {s['best_step']:>9d} "
-                    f"{s['train_seconds']:>8.2f}")
+        u2i = f"{s['val_u2i_recall20']:>8.4f}" if s.get("val_u2i_recall20") is not None else f"{'-':>8}"
+        early = " early" if s.get("stopped_early") else ""
+        rows.append(f"{s['model']:<44} {s['val_ndcg10']:>11.4f} {prior} {u2i} {auc} {s['best_step']:>9d} "
+                    f"{s['train_seconds']:>8.2f}{early}")
+    rows.append("val: the validation cold items; +prior: nDCG@10 of cos + w * prior; genre AUC: thesis "
+                "objective only; early: stopped by train.patience at its best step")
     return "\n".join(rows)
 
 
