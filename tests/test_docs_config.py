@@ -41,7 +41,7 @@ def test_every_section_and_key_is_documented_with_its_default():
     rows = rows_under(text, "## extract", None)
     assert rows == {f.name: default_cell(f) for f in dataclasses.fields(ExtractConfig)}
     # the comment beside a field in the source, and an option's choices, are its description
-    assert "| `patience` | `int` | `5` |  | evaluations without improvement before stopping; 0: never stop early |" in text
+    assert "| `patience` | `int` | `5` | `--patience` | evaluations without improvement before stopping; 0: never stop early |" in text
     assert "| `protocol` | `str` | `\"cold-item\"` | `--protocol` | one of: cold-item, cold-item-time, pair |" in text
     assert "### runtime (not part of the config hash)" in text
 
