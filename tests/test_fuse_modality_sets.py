@@ -113,8 +113,9 @@ def test_too_few_items_says_the_minimum_and_leaves_no_workdir(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.splitlines()[-1] == (
-        f"cinefuse fuse: error: only 8 items of store {env['store']} have features, ratings and a movie entry; "
-        "fuse needs at least 10: check that the store ids are MovieLens movieIds of the ratings file")
+        f"cinefuse fuse: error: only 8 items of store {env['store']} have features, ratings and a movie entry "
+        "(8 hold features, 8 of them are in the movies file); fuse needs at least 10: check that the store ids "
+        "are the movie ids of the ratings file")
     assert not w.exists()
     # so evaluate says there is nothing trained yet, not that the workdir holds no model
     code = main(["evaluate", "--workdir", str(w)])
@@ -146,3 +147,19 @@ def test_the_config_docstring_example_loads_and_merges(tmp_path):
     resolved = resolve_modalities(load_config(path), FULL_STORE)
     assert resolved.data.modality_sets["visual"] == ["visual/openclip_ViT-B-32", "visual/lowlevel"]
     assert resolved.data.modality_sets["audio"] == ["audio/logmel_stats"]
+
+
+def test_a_feature_set_without_a_valid_row_is_named_not_the_ids(tmp_path, capsys):
+    from cinefuse.cli import main
+
+    env = write_synthetic_store(tmp_path, n_items=40, n_users=30, dims={"text/minilm": 6, "visual/lowlevel": 4},
+                                bad_rows={"visual/lowlevel": {"invalid": list(range(40)), "nan": []}})
+    fuse = ["fuse", "--store", env["store"], "--ratings", env["ratings"], "--movies", env["movies"], "--no-progress"]
+    config = tmp_path / "all.toml"
+    config.write_text('[data]\nrequire = "all"\n')
+    assert main([*fuse, "--workdir", str(tmp_path / "w"), "--config", str(config),
+                 "--modalities", "text/minilm,visual/lowlevel"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"cinefuse fuse: error: no item of store {env['store']} holds a valid row of every one of text/minilm, "
+        f"visual/lowlevel (data.require = 'all'; `cinefuse store info {env['store']}` shows each set's coverage): "
+        're-extract those sets, train on others (--modalities) or set data.require = "any"')

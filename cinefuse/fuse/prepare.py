@@ -87,10 +87,17 @@ def prepare(config: FuseConfig, workdir: Path, feature_sets: list[str], log=prin
     rated = set(np.unique(ratings.item).tolist())
     universe = [i for i in table.ids.tolist() if i in movie_pos and i in rated]
     counts["without_ratings_or_movie"] = int(len(table.ids) - len(universe))
-    if len(universe) < MIN_ITEMS:
+    if len(table.ids) == 0:
         raise CinefuseError(
-            f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry; fuse "
-            f"needs at least {MIN_ITEMS}: check that the store ids are MovieLens movieIds of the ratings file")
+            f"no item of store {d.store} holds a valid row of {'every one' if d.require == 'all' else 'any'} of "
+            f"{', '.join(feature_sets)} (data.require = {d.require!r}; `cinefuse store info {d.store}` shows each "
+            "set's coverage): re-extract those sets, train on others (--modalities) or set data.require = \"any\"")
+    if len(universe) < MIN_ITEMS:
+        with_movie = sum(i in movie_pos for i in table.ids.tolist())
+        raise CinefuseError(
+            f"only {len(universe)} items of store {d.store} have features, ratings and a movie entry ({len(table.ids)} "
+            f"hold features, {with_movie} of them are in the movies file); fuse needs at least {MIN_ITEMS}: check "
+            "that the store ids are the movie ids of the ratings file")
     wd = Workdir(workdir)
     # process 0 writes the split, the others read it once written (the same for every process)
     if not distributed.is_writer() or (wd.split_path.is_file() and wd.pairs_path.is_file()):
