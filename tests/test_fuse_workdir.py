@@ -64,3 +64,20 @@ def test_a_failed_start_leaves_no_workdir_and_another_config_is_refused(tmp_path
     other = FuseConfig(loss=LossConfig(kind="pair"))
     with pytest.raises(CinefuseError, match="was made by a different fuse config"):
         Workdir(root).save_config(other, grid=False)
+
+
+def test_the_run_records_absolute_data_paths(tmp_path, monkeypatch):
+    """A workdir names its store, ratings and movies absolutely: evaluate or recommend run from
+    another folder must not read another store of the same relative name (issue 24, point 11)."""
+    from cinefuse.fuse.config import as_config
+    from cinefuse.fuse.plan import absolute_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    config = as_config({"data": {"store": "store", "ratings": "ml/ratings.csv", "movies": "ml",
+                                 "endpoint_url": None}})
+    d = absolute_data_paths(config).data
+    assert (d.store, d.ratings, d.movies) == (str(tmp_path / "store"), str(tmp_path / "ml" / "ratings.csv"),
+                                              str(tmp_path / "ml"))
+    s3 = absolute_data_paths(as_config({"data": {"store": "s3://bucket/store", "ratings": "r.csv",
+                                                 "movies": "m.csv"}})).data
+    assert s3.store == "s3://bucket/store"

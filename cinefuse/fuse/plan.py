@@ -148,9 +148,22 @@ def with_store_modalities(config: FuseConfig, grid: bool, log) -> FuseConfig:
     for key in ("store", "ratings", "movies"):
         if not getattr(d, key):
             raise CinefuseError(f"fuse needs --{key} (or data.{key} in the config)")
+    config = absolute_data_paths(config)
     config = resolve_modalities(config, store_feature_kinds(d.store, endpoint_url=d.endpoint_url))
     log(describe_modalities(config, grid))
     return config
+
+
+def absolute_data_paths(config: FuseConfig) -> FuseConfig:
+    """``config`` with its local store, ratings and movies paths made absolute, so the workdir's
+    record names the same files wherever evaluate or recommend run later (an ``s3://`` store is
+    kept as written)."""
+    from pathlib import Path
+
+    d = config.data
+    paths = {key: str(Path(getattr(d, key)).absolute()) for key in ("store", "ratings", "movies")
+             if not str(getattr(d, key)).startswith("s3://")}
+    return dataclasses.replace(config, data=dataclasses.replace(d, **paths))
 
 
 # -- modalities ---------------------------------------------------------------------------------
