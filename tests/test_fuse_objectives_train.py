@@ -329,3 +329,27 @@ def test_validation_runs_on_the_validation_items(trained):
         assert validation_ndcg10(workdir, run["model"]) == pytest.approx(run["val_ndcg10"], abs=1e-5), run["model"]
         assert validation_ndcg10(workdir, run["model"], run["prior_weight"]) == pytest.approx(
             run["val_ndcg10_prior"], abs=1e-5), run["model"]
+
+
+def test_evaluate_scores_the_prior_row_with_the_weight_validation_chose(trained, tmp_path):
+    """The ``+prior`` row ranks by cos + w x prior with the run's recorded weight: with w = 0 it is
+    the plain row query for query; with w = 50 the prior dominates and the row differs."""
+    import shutil
+
+    from cinefuse.evaluate.run import run_evaluate
+
+    workdir, _ = trained
+    model = "co-like-full-concat-mlp"
+    values = {}
+    for weight in (0.0, 50.0):
+        copy = tmp_path / f"w{weight:g}"
+        shutil.copytree(workdir, copy)
+        path = copy / "runs" / model / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "prior_weight": weight}))
+        rows = {r.name: r for r in run_evaluate(copy, ks=(10,), write=False, progress=False).rows}
+        plain, prior = rows[model], rows[f"{model}+prior"]
+        assert prior.note.startswith(f"cosine + {weight:g} x item prior"), prior.note
+        values[weight] = (plain.per_query.of("nDCG@10"), prior.per_query.of("nDCG@10"))
+    np.testing.assert_array_equal(values[0.0][1], values[0.0][0])
+    np.testing.assert_array_equal(values[50.0][0], values[0.0][0])
+    assert np.abs(values[50.0][1] - values[50.0][0]).max() > 0.05
