@@ -112,6 +112,7 @@ def test_bad_environment_names_the_variable():
     assert str(err.value) == "CINEFUSE_NUM_PROCESSES must be an integer (got 'two')"
 
 
+@pytest.mark.slow  # three fuse processes of a 3-objective grid: about 3-4 minutes on 2 loaded cores
 def test_co_preference_objectives_on_two_processes_equal_one_process(tmp_path):
     """The co-preference objectives draw their batches (co-like pairs, user histories, distill
     items) from the same key on every process: two processes train what one process over two
