@@ -43,8 +43,7 @@ def walk(value, path: str):
         else:
             value = value[m.group("quoted") if m.group("quoted") is not None else m.group("plain")]
         rest = rest[m.end():]
-        if rest.startswith("."):
-            rest = rest[1:]
+        rest = rest.removeprefix(".")
     return value
 
 
