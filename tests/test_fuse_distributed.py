@@ -110,3 +110,45 @@ def test_bad_environment_names_the_variable():
     with pytest.raises(CinefuseError) as err:
         resolve_process_group(environ={"CINEFUSE_NUM_PROCESSES": "two"})
     assert str(err.value) == "CINEFUSE_NUM_PROCESSES must be an integer (got 'two')"
+
+
+@pytest.mark.slow  # three fuse processes of a 3-objective grid: about 3-4 minutes on 2 loaded cores
+def test_co_preference_objectives_on_two_processes_equal_one_process(tmp_path):
+    """The co-preference objectives draw their batches (co-like pairs, user histories, distill
+    items) from the same key on every process: two processes train what one process over two
+    devices trains, bit for bit, for each objective of a grid."""
+    import jax
+
+    from cinefuse.fuse.embed import load_model
+
+    env_data = write_synthetic_store(tmp_path)
+    config = small_config(env_data, train={"steps": 20, "eval_every": 20, "checkpoint_every": 20},
+                          objective={"kind": "co-like", "history_users": 8, "history_per_user": 4,
+                                     "history_random": 8, "teacher_dim": 8},
+                          grid={"objectives": ["co-like", "history", "distill"], "modalities": ["full"],
+                                "losses": ["triplet"], "distances": ["cosine"], "heads": []})
+    path = tmp_path / "fuse.toml"
+    path.write_text(_toml(config))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CINEFUSE_") and k != "XLA_FLAGS"}
+    base["JAX_PLATFORMS"] = "cpu"
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [_fuse(path, tmp_path / "w-two", base, "--grid", "--coordinator", coordinator, "--num-processes", "2",
+                   "--process-id", str(i)) for i in range(2)]
+    procs.append(_fuse(path, tmp_path / "w-one", {**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                       "--grid"))
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=400)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        assert proc.returncode == 0, err[-3000:]
+    models = json.loads((tmp_path / "w-one" / "grid_summary.json").read_text())["models"]
+    assert sorted(models) == ["co-like-full-concat-mlp", "distill-full-concat-mlp", "history-full-concat-mlp"]
+    for model in models:
+        two = jax.tree.leaves(load_model(tmp_path / "w-two", model)[1])
+        one = jax.tree.leaves(load_model(tmp_path / "w-one", model)[1])
+        assert len(two) == len(one) > 0
+        for a, b in zip(two, one):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), (model, float(np.max(np.abs(a - b))))

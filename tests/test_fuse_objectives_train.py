@@ -196,7 +196,7 @@ def test_selection_keeps_the_best_validation_ndcg(env, tmp_path):
     best = max(lines, key=lambda x: (x["val_ndcg10"], -x["step"]))
     assert run["best_step"] == best["step"] and run["val_ndcg10"] == pytest.approx(best["val_ndcg10"], abs=1e-6)
     # recomputed from the saved parameters with the same metric and tie key: the logged best value
-    assert held_out_ndcg10(tmp_path / "w", run["model"], "val") > 0
+    assert validation_ndcg10(tmp_path / "w", run["model"]) == pytest.approx(best["val_ndcg10"], abs=1e-5)
     assert "val_auc" in lines[0]  # the pair AUC stays a logged diagnostic where pairs exist
 
 
@@ -290,3 +290,66 @@ def test_objective_config_errors(env, tmp_path):
     assert load_config(None, {"model": {"modalities": ["meta/genres"]}}).objective.kind == "distill"
     with pytest.raises(CinefuseError, match=r"objective.prior_weights \[\] must be a non-empty list"):
         load_config(None, {"objective": {"prior_weights": []}})
+
+
+def validation_ndcg10(workdir: Path, model: str, weight: float | None = None) -> float:
+    """The selection metric recomputed from a saved model: nDCG@10 over the split's validation
+    items (queries and candidates), relevance their likes at the run's like threshold, users with
+    two liked validation items, ties in the run's validation tie order; ``weight``: cos + weight x
+    the model's item prior."""
+    from cinefuse.datasets.movielens import load_ratings
+    from cinefuse.fuse.embed import embed_items, item_priors
+    from cinefuse.metrics.device_ranking import ndcg_hr_at_k
+    from cinefuse.metrics.likes import like_matrix
+    from cinefuse.metrics.ties import validation_tie_key
+
+    split = json.loads((workdir / "split.json").read_text())
+    config = json.loads((workdir / "config.json").read_text())
+    r = load_ratings(config["data"]["ratings"])
+    ids, emb = embed_items(workdir, model)
+    row = {i: k for k, i in enumerate(ids.tolist())}
+    items = [i for i in split["val"] if i in row]
+    assert len(items) == len(split["val"]) > 10
+    take = [row[i] for i in items]
+    likes = like_matrix(r.user, r.item, r.rating, np.array(items, dtype=object),
+                        float(config["pairs"]["like_threshold"])).X
+    likes = likes[np.asarray(likes.sum(axis=1)).ravel() >= 2].toarray() > 0
+    extra = {} if weight is None else {"prior": item_priors(workdir, model)[take], "weight": weight}
+    return float(ndcg_hr_at_k(emb[take], likes, validation_tie_key(int(config["train"]["seed"])), k=10,
+                              **extra)["nDCG"])
+
+
+def test_validation_runs_on_the_validation_items(trained):
+    """Every run's logged validation nDCG@10 (and +prior value) is the metric recomputed from its
+    saved parameters over ``split.json``'s validation items, not another part's."""
+    workdir, summary = trained
+    split = json.loads((workdir / "split.json").read_text())
+    assert not set(split["val"]) & set(split["test"])
+    for run in summary["runs"]:
+        assert validation_ndcg10(workdir, run["model"]) == pytest.approx(run["val_ndcg10"], abs=1e-5), run["model"]
+        assert validation_ndcg10(workdir, run["model"], run["prior_weight"]) == pytest.approx(
+            run["val_ndcg10_prior"], abs=1e-5), run["model"]
+
+
+def test_evaluate_scores_the_prior_row_with_the_weight_validation_chose(trained, tmp_path):
+    """The ``+prior`` row ranks by cos + w x prior with the run's recorded weight: with w = 0 it is
+    the plain row query for query; with w = 50 the prior dominates and the row differs."""
+    import shutil
+
+    from cinefuse.evaluate.run import run_evaluate
+
+    workdir, _ = trained
+    model = "co-like-full-concat-mlp"
+    values = {}
+    for weight in (0.0, 50.0):
+        copy = tmp_path / f"w{weight:g}"
+        shutil.copytree(workdir, copy)
+        path = copy / "runs" / model / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "prior_weight": weight}))
+        rows = {r.name: r for r in run_evaluate(copy, ks=(10,), write=False, progress=False).rows}
+        plain, prior = rows[model], rows[f"{model}+prior"]
+        assert prior.note.startswith(f"cosine + {weight:g} x item prior"), prior.note
+        values[weight] = (plain.per_query.of("nDCG@10"), prior.per_query.of("nDCG@10"))
+    np.testing.assert_array_equal(values[0.0][1], values[0.0][0])
+    np.testing.assert_array_equal(values[50.0][0], values[0.0][0])
+    assert np.abs(values[50.0][1] - values[50.0][0]).max() > 0.05
