@@ -156,6 +156,11 @@ class CoLike(Objective):
         k_pair, k_neg = jax.random.split(rng)
         a, p = copref.sample_co_like(k_pair, t["anchors"], t["partner_idx"], t["partner_weight"], t["partner_mask"],
                                      batch_size)
+        if batch_sharding is not None:  # each process computes its shard of the batch (data parallel)
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            one_d = NamedSharding(batch_sharding.mesh, PartitionSpec("data"))
+            a, p = jax.lax.with_sharding_constraint(a, one_d), jax.lax.with_sharding_constraint(p, one_d)
         if self.through_loss(cfg):
             n = jax.random.randint(k_neg, (batch_size,), 0, t["train_rows"].shape[0])
             items = t["train_rows"][jnp.stack([a, p, n], axis=1)]
