@@ -146,7 +146,8 @@ def trailer_coverage(store: Path) -> dict:
             "every_trailer_set": int(every.sum())}
 
 
-def fuse_config(work: Path, data: Path, steps: int, batch_size: int, require: str) -> dict:
+def fuse_config(work: Path, data: Path, steps: int, batch_size: int, require: str, train: dict | None = None,
+                model: dict | None = None) -> dict:
     per_call = min(50, steps)
     steps = max(per_call, steps // per_call * per_call)
     eval_every = per_call * max(1, steps // per_call // 5)
@@ -155,9 +156,10 @@ def fuse_config(work: Path, data: Path, steps: int, batch_size: int, require: st
                  "modality_sets": MODALITY_SETS},
         "model": {"modalities": "full"},
         "train": {"steps": steps, "steps_per_call": per_call, "eval_every": eval_every,
-                  "checkpoint_every": eval_every, "batch_size": batch_size, "patience": 3},
+                  "checkpoint_every": eval_every, "batch_size": batch_size, "patience": 3, **(train or {})},
         "grid": {"modalities": GRID, "heads": []},
     }
+    config["model"].update(model or {})
     if require == "any":  # the key exists once fuse handles items that miss a modality
         config["data"]["require"] = "any"
     return config
@@ -285,6 +287,10 @@ def main() -> int:
                         "all: the key left out (today's rule: items holding every set)")
     parser.add_argument("--subset", type=int, help="smoke test: N movies with MMTF features and N without "
                         "(give it its own --work: a store holds the items it was built with)")
+    parser.add_argument("--modality-dropout", type=float, help="[train] modality_dropout (default: fuse's)")
+    parser.add_argument("--head", help="[model] head (default: fuse's, concat-mlp)")
+    parser.add_argument("--patience", type=int, help="[train] patience in evaluations (default 3)")
+    parser.add_argument("--learning-rate", type=float, help="[train] learning_rate (default: fuse's)")
     parser.add_argument("--out", default=str(RESULTS / "trailers.json"), help="the JSON to write")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args()
@@ -302,8 +308,12 @@ def main() -> int:
 
     from cinefuse.fuse.train import run_fuse
 
-    config = fuse_config(work, Path(args.data), args.steps, args.batch_size, args.require)
-    workdir = work / f"fuse-{config['train']['steps']}steps-b{args.batch_size}-{args.require}"
+    train = {k: v for k, v in (("modality_dropout", args.modality_dropout), ("patience", args.patience),
+                               ("learning_rate", args.learning_rate)) if v is not None}
+    model = {"head": args.head} if args.head else {}
+    config = fuse_config(work, Path(args.data), args.steps, args.batch_size, args.require, train, model)
+    options = "".join(f"-{k}{v}" for k, v in {**train, **model}.items())
+    workdir = work / f"fuse-{config['train']['steps']}steps-b{args.batch_size}-{args.require}{options}"
     start = time.perf_counter()
     fuse_summary = run_fuse(config, workdir, grid=True)
     timings["fuse_seconds"] = round(time.perf_counter() - start, 3)
@@ -339,6 +349,7 @@ def main() -> int:
         "timings": timings,
         "models": models,
         "fuse": {"steps": config["train"]["steps"], "batch_size": args.batch_size, "grid": GRID,
+                 "train_options": train, "model_options": model,
                  "modality_sets": MODALITY_SETS, "objective": "default (the fuse config's)",
                  "split": fuse_summary.get("split"), "items": fuse_summary.get("items"),
                  "feature_counts": fuse_summary.get("feature_counts"),
