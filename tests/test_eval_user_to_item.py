@@ -228,7 +228,10 @@ def test_user_to_item_on_a_trained_workdir_equals_brute_force(workdir, capsys): 
         want = brute_force_metrics(topk, rel_sets, (20,))
         assert results.row(model).metrics["R@20"] == pytest.approx(want["R@20"].mean(), abs=1e-12)
     assert results.verdict["metric"] == "R@20" and results.verdict["chosen_on"] == "validation"
-    assert any("computed by evaluate on the validation items" in n for n in results.notes)
+    # fuse wrote the user-to-item validation values: evaluate reads them and computes none
+    assert all("val_u2i_recall20" in json.loads((workdir / "runs" / m / "summary.json").read_text())
+               for m in ev.job.models)
+    assert not any("computed by evaluate on the validation items" in n for n in results.notes)
     assert any(n.startswith("user-to-item: ") and "users scored" in n for n in results.notes)
 
     both = run_evaluate(workdir, progress=False, task="both")
@@ -253,3 +256,23 @@ def test_user_to_item_under_the_thesis_protocol_is_a_one_line_error(workdir, cap
     assert err == ["cinefuse evaluate: error: the user-to-item task needs the cold-item protocol, not 'thesis'"]
     both = run_evaluate(workdir, protocol="thesis", task="both", write=False, progress=False)
     assert list(both) == ["item-to-item"]  # both: item-to-item alone where no cold split exists
+
+
+def test_user_to_item_validation_is_computed_when_the_summaries_lack_it(workdir, tmp_path):  # noqa: F811
+    """A workdir trained before fuse validated user-to-item: evaluate chooses the weights and the
+    headline on the validation items itself, and says so."""
+    import json
+    import shutil
+
+    from cinefuse.evaluate.run import evaluate_run
+
+    old = tmp_path / "old"
+    shutil.copytree(workdir, old, ignore=shutil.ignore_patterns("evaluation", "index"))
+    for summary in old.glob("runs/*/summary.json"):
+        s = json.loads(summary.read_text())
+        for key in ("val_u2i_recall20", "val_u2i_ndcg10", "val_u2i_recall20_prior", "prior_weight_u2i"):
+            s.pop(key, None)
+        summary.write_text(json.dumps(s))
+    results = evaluate_run(old, progress=False, task="user-to-item").results
+    assert any("computed by evaluate on the validation items" in n for n in results.notes)
+    assert results.verdict["chosen_on"] == "validation"
