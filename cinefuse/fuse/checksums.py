@@ -14,7 +14,6 @@ exit 2). ``require_finite`` refuses parameters holding NaN or inf before anythin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,17 +21,10 @@ import numpy as np
 
 from cinefuse.atomic import atomic_write
 from cinefuse.errors import CinefuseError
+from cinefuse.store.manifest import sha256_file
 
 MANIFEST = "cinefuse.sha256"
 RETRAIN = "rerun `cinefuse fuse` with the same command to train it again"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _files(folder: Path) -> list[str]:
@@ -43,7 +35,7 @@ def _files(folder: Path) -> list[str]:
 def seal(folder) -> None:
     """Write ``folder``'s manifest of every file under it (call once the writer has finished)."""
     folder = Path(folder)
-    files = {name: {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size}
+    files = {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
              for name in _files(folder)}
     atomic_write(folder / MANIFEST, json.dumps({"algorithm": "sha256", "files": files}, indent=1,
                                                sort_keys=True).encode())
@@ -68,7 +60,7 @@ def damage(folder) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{path} (missing)"
-        if path.stat().st_size != want.get("bytes") or _sha256(path) != want.get("sha256"):
+        if path.stat().st_size != want.get("bytes") or sha256_file(path) != want.get("sha256"):
             return f"{path} (checksum mismatch)"
     return None
 
