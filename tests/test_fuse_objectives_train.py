@@ -129,6 +129,7 @@ def test_co_preference_objectives_beat_the_thesis_on_held_out_items(trained):
             json.loads((workdir / "runs" / run["model"] / "metrics.jsonl").read_text().splitlines()[-1])["val_ndcg10"])
 
 
+@pytest.mark.slow  # 16 programs compiled (about 50-100 s); each head and objective is trained in faster tests too
 def test_every_objective_trains_with_every_head(env, tmp_path):
     from cinefuse.fuse.train import run_fuse
 
