@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "cinefuse.evaluate.cli",
     "cinefuse.evaluate.index_cli",
     "cinefuse.store.cli",
+    "cinefuse.export.cli",
     "cinefuse.demo.cli",
     "cinefuse.datasets.cli",
 )
