@@ -316,6 +316,17 @@ def test_a_second_export_replaces_the_first_and_leaves_no_staging(env, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
+def test_a_failed_export_leaves_the_earlier_one_whole(env, tmp_path):
+    from cinefuse.export.run import export
+
+    export("npz", tmp_path / "x", "visual/effnet", workdir=env["workdir"])
+    before = {p: p.read_bytes() for p in (tmp_path / "x").rglob("*") if p.is_file()}
+    with pytest.raises(CinefuseError, match="is a sequence set"):  # refused while writing, inside the staging folder
+        export("cornac", tmp_path / "x", "visual/effnet_frames", workdir=env["workdir"])
+    assert {p: p.read_bytes() for p in (tmp_path / "x").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
 def test_a_folder_of_other_files_is_refused_untouched(env, tmp_path):
     from cinefuse.export.run import export
 
@@ -402,3 +413,8 @@ def test_cli_prints_counts_and_the_loading_lines(env, tmp_path, capsys):
     assert "5 item(s) left out: not valid in every exported set" in out
     assert "from cornac.data import FeatureModality, ImageModality, Reader" in out
     assert out.endswith((tmp_path / "c" / "README.txt").read_text())
+    assert main(["export", "parquet", "--sets", "visual/lowlevel", "--out", str(tmp_path / "p"),
+                 "--workdir", str(env["workdir"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["format"] == "parquet" and result["items"] == 40 and result["out"] == str(tmp_path / "p")
+    assert result["files"] == ["README.txt", "features.parquet", "interactions.parquet", "export.json"]

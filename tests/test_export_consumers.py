@@ -42,12 +42,11 @@ def test_cornac_fits_vbpr_on_the_export_and_scores_cold_items(env, tmp_path):
     assert method.train_set.num_ratings == len(expected["train"])
     assert method.test_set.num_ratings == len(expected["test"])
     assert method.total_items == len(keep)
-    # the image modality holds each item's exported row at Cornac's own index of that item
+    # the image modality holds each item's store row at Cornac's own index of that item
     image = method.train_set.item_image.features
-    with np.load(tmp_path / "c" / "features" / "visual" / "effnet.npz") as z:
-        by_id = dict(zip(z["ids"].tolist(), z["features"]))
+    rows = store_rows(env)["visual/effnet"]
     for item, index in method.global_iid_map.items():
-        assert np.array_equal(image[index], by_id[item])
+        assert np.array_equal(image[index], rows[item][0])
     model = cornac.models.VBPR(k=4, k2=4, n_epochs=3, batch_size=64, learning_rate=0.01, seed=0, verbose=False)
     model.fit(method.train_set, method.val_set)
     cold = [method.global_iid_map[i] for i in env["split"]["test"] if i in method.global_iid_map]

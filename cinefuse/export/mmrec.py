@@ -112,4 +112,7 @@ def mmrec_config(name: str, files: dict[str, str], timestamp: bool) -> str:
     if text is not None:
         lines.append(f"text_feature_file: '{text}'{note}")
     lines.append('field_separator: "\\t"')
+    unread = [f for f in files.values() if f not in (vision, text)]
+    if unread:
+        lines.append(f"# also exported, not read by MMRec's loader (vision and text files only): {', '.join(unread)}")
     return "\n".join(lines) + "\n"
