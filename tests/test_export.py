@@ -295,6 +295,22 @@ def test_cold_item_time_leaves_out_training_ratings_after_the_cut(tmp_path):
         assert len(z["train/user"]) == sum(1 for r in rating_rows(env) if r[1] in train) - len(late)
 
 
+def test_ratings_option_replaces_the_runs_file_and_a_file_without_timestamps_reads_as_uir(env, tmp_path):
+    from cinefuse.export.cornac import export_cornac
+
+    rows = rating_rows(env)[:120]
+    path = tmp_path / "few.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r, _ in rows))
+    result = export_cornac(tmp_path / "c", ["visual/lowlevel"], workdir=env["workdir"], ratings=str(path))
+    split = env["split"]
+    for p in PARTS:
+        lines = (tmp_path / "c" / "interactions" / f"{p}.tsv").read_text().splitlines()
+        assert [tuple(x.split("\t")) for x in lines] == [(str(u), i, f"{r:g}") for u, i, r, _ in rows if i in split[p]]
+    assert sum(result.interactions.values()) == 120
+    assert 'fmt="UIR", sep=' in result.readme and "UIRT" not in result.readme
+    assert json.loads((tmp_path / "c" / "export.json").read_text())["ratings"]["path"] == str(path)
+
+
 def test_features_only_without_a_run(env, tmp_path):
     from cinefuse.export.run import export
 

@@ -60,7 +60,6 @@ def feature_files(sets) -> dict[str, str]:
 
 def write_mmrec(inp: ExportInput, folder: Path, out: Path, name: str) -> tuple[str, dict]:
     inp.require_matrices("mmrec")
-    inp.require_split("mmrec")
     data = folder / name
     files = feature_files(inp.sets)
     for set_name, file in files.items():

@@ -77,11 +77,6 @@ class ExportInput:
                     f"{fmt} holds one vector per item: export a pooled set of the store instead, or use the "
                     "npz format (which keeps sequences with their lengths)")
 
-    def require_split(self, fmt: str) -> None:
-        if self.interactions is None:
-            raise CinefuseError(f"{fmt} needs interactions divided by a split (its x_label); pass --workdir of a "
-                                "cold-item or cold-item-time fuse run (its split.json and its ratings)")
-
 
 def parse_sets(sets: str | Sequence[str]) -> list[str]:
     """``"text/minilm,fused/distill-full"`` (or a list) -> the names, each once, in order."""
@@ -112,12 +107,14 @@ def gather(sets: str | Sequence[str], store=None, workdir=None, ratings=None, en
                             "config names its store)")
     sources = _resolve_sets(names, str(location), run["wd"] if run else None, endpoint_url)
     ids = _item_ids(sources, run)
+    groups: dict[int, list[str]] = {}  # one read per store, of every set asked from it
+    for name in names:
+        groups.setdefault(id(sources[name]), []).append(name)
     loaded = {}
-    for store_obj in {id(s): s for s in sources.values()}.values():
-        wanted = [n for n in names if sources[n] is store_obj]
-        table = store_obj.load(wanted)
+    for wanted in groups.values():
+        table = sources[wanted[0]].load(wanted)
         for name in wanted:
-            loaded[name] = _aligned_set(name, table, ids, store_obj)
+            loaded[name] = _aligned_set(name, table, ids, sources[name])
     provenance = {"workdir": None, "split": None, "ratings": None}
     part = interactions = None
     dropped: dict[str, int] = {}
