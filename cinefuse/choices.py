@@ -49,4 +49,5 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")                        # cinefuse 
 FRAME_SAMPLINGS = ("keyframe", "exact")                              # extract frame_sampling
 ON_BAD_RATINGS = ("error", "drop", "keep-last")  # --on-bad-ratings (cinefuse.datasets.ratings_file)
 SELECTION_TASKS = EVAL_TASKS  # [selection] task: the task whose validation metric keeps the checkpoint
+EXPORT_FORMATS = ("cornac", "recbole", "mmrec", "elliot", "parquet", "npz")  # cinefuse export FORMAT
 REQUIRES = ("any", "all")  # [data] require: items holding any / all of a model's feature sets

@@ -2,10 +2,12 @@
 lines the export prints and fits VBPR (which needs item features) on it; RecBole's own dataset
 loader reads the atomic files. Each skips with a reason where its package is not installed
 (RecBole 1.2.1 pins ray<=2.6.3, which this environment's ray 2.60 does not meet, so it is not a
-dev dependency; with RecBole on the path the test runs)."""
+dev dependency; `make test-all` installs it beside the venv without its pins and names the folder in
+CINEFUSE_RECBOLE_SITE, which this module appends to the path)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+if os.environ.get("CINEFUSE_RECBOLE_SITE"):
+    sys.path.append(os.environ["CINEFUSE_RECBOLE_SITE"])
 
 from test_export import SETS, build_env, expected_parts, store_rows, usable_everywhere  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cinefuse.export.run import FORMATS
+from cinefuse.choices import EXPORT_FORMATS as FORMATS
 from cinefuse.helptext import HelpFormatter
 
 DESCRIPTION = """\

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cinefuse.choices import EXPORT_FORMATS as FORMATS
 from cinefuse.errors import CinefuseError
 
-if TYPE_CHECKING:  # the CLI reads FORMATS for --help: nothing heavy at import time
+if TYPE_CHECKING:  # nothing heavy at import time (the CLI imports this module for --help)
     from cinefuse.export.folder import ExportResult
 
-# (the lead may move this tuple to cinefuse.choices as EXPORT_FORMATS)
-FORMATS = ("cornac", "recbole", "mmrec", "elliot", "parquet", "npz")
 NAMED = ("recbole", "mmrec")  # formats that take a dataset name
 
 
