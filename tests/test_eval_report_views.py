@@ -105,7 +105,8 @@ def test_compact_table_holds_the_headline_of_results_json_within_120_characters(
     assert "P@1" not in text and "BEYOND ACCURACY" not in text  # every metric is --full's
     assert lines[lines.index(title) + len(results.rows) + 3] == verdict_line(results.verdict)
     assert ("nDCG@10 = nDCG (binary), HR@10 = HitRate, R@20 = Recall, Cov@10 = catalogue coverage; "
-            "Train (s) = training seconds; [95% CI]: percentile bootstrap over users (1000 resamples, seed 0).") in lines
+            "Train (s) = training seconds (- where nothing is trained); [95% CI]: percentile bootstrap over users "
+            "(1000 resamples, seed 0).") in lines
     full = format_table(results)
     assert "BEYOND ACCURACY" in full and "cR@100" in full
 
@@ -185,6 +186,9 @@ def test_html_report_is_self_contained_and_its_cells_are_results_json(tmp_path):
     assert "<strong>verdict: model" not in text  # no chosen_on: "best model"
     assert f"<strong>verdict: best model {data['verdict']['best_model']} beats" in text
     assert "<li>fused embeddings written to W/embeddings</li>" in text
+    assert ("<p>task user-to-item, protocol cold-item: 600 users (each ranks the 970 cold candidates from their "
+            "liked training items), 5000 liked (user, candidate) pairs; ties: broken by a seeded random candidate "
+            "order (seed 0).</p>") in text
 
 
 def test_html_escapes_row_names(tmp_path):
@@ -275,7 +279,8 @@ def test_evaluation_training_curves_title_and_label_every_logged_series(tmp_path
     for i, model in enumerate(("m1", "m2")):
         run = tmp_path / "runs" / model
         run.mkdir(parents=True)
-        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in validation_lines(range(10, 40 + i * 10, 10))))
+        records = validation_lines(range(10, 40 + i * 10, 10))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in records))
     assert set(validation_lines([1])[0]) - {"step", "seconds"} <= set(CURVE_LABELS)  # every series training logs
     figures = closed_figures(monkeypatch)
     assert plot_training_curves(tmp_path, ["m1", "m2", "m1+prior"], tmp_path / "curves.png", max_panels=6)

@@ -14,8 +14,8 @@ full table as CSV (``results.csv``) and JSON (``results.json``), and the figures
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import math
 from pathlib import Path
 
@@ -240,7 +240,7 @@ def compact_legend(results) -> str:
     over = "users" if getattr(results, "task", "item-to-item") != "item-to-item" else "queries"
     intervals = (f"; [95% CI]: percentile bootstrap over {over} ({b.get('resamples')} resamples, seed "
                  f"{b.get('seed')})" if ci_columns(results) else "")
-    return f"{words}; Train (s) = training seconds{intervals}."
+    return f"{words}; Train (s) = training seconds (- where nothing is trained){intervals}."
 
 
 def format_compact(results) -> str:
@@ -271,10 +271,11 @@ def report_blocks(results, figures: dict[str, str] | None = None) -> list[tuple]
     | "subheading" | "text" | "strong", text), ("table", header, body), ("list", items) and
     ("figure", file name, caption). ``figures``: key of :data:`FIGURE_CAPTIONS` -> file name."""
     c = results.counts
+    counts = (f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
+              f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs"
+              if getattr(results, "task", "item-to-item") == "item-to-item" else head_line(results))
     blocks = [("title", f"Evaluation: {results.protocol} protocol" + task_words(results)),
-              ("text", f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
-                       f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} "
-                       f"query-user pairs; {tie_line(results)}."),
+              ("text", f"{counts}; {tie_line(results)}."),
               ("heading", "Summary"), ("table", *compact_cells(results)),
               ("strong", verdict_line(results.verdict)), ("text", compact_legend(results)),
               ("heading", "All metrics"), ("subheading", "Accuracy"),
