@@ -75,7 +75,13 @@ def test_written_files_match(tmp_path):
     results = sample_results()
     paths = write_report(results, tmp_path / "out")
     md = paths["markdown"].read_text()
-    assert md == format_markdown(results)
+    assert md == format_markdown(results, {"intervals": "intervals.png", "bars": "metrics_at_k.png"})
+    # the compact table and the verdict first, every metric after, the figures at the end
+    assert md.index("## Summary\n\n| Model | nDCG@10 [95% CI] | HR@10 [95% CI] | Cov@10 | Train (s) |") \
+        < md.index("**verdict: ") < md.index("## All metrics\n\n### Accuracy") < md.index("## Figures")
+    assert "| concat-mlp | 0.2600 [0.2000, 0.3000] | 0.2600 [0.2100, 0.3100] | 0.2600 | 12.3457 |" in md
+    assert md.endswith("![Accuracy at each K, a line per row](metrics_at_k.png)\n")
+    assert sorted(paths) == ["bars", "csv", "html", "intervals", "json", "markdown"]
     assert "| concat-mlp | 0.2510 | 0.2600 |" in md
     assert "ties: broken by a seeded random candidate order (seed 5)." in md
     assert "**verdict: best model concat-mlp beats best raw baseline cosine x by +0.0600" in md

@@ -79,6 +79,10 @@ def register_evaluate(subparsers) -> None:
                     "id order (the old rule, for comparison; ids follow catalogue age and popularity)")
     ev.add_argument("--tie-seed", type=int, default=0, help="seed of the random tie order")
     ev.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    ev.add_argument("--full", action="store_true",
+                    help="print every metric at every K, the beyond-accuracy, seed and stratum tables (default: the "
+                    "compact table of nDCG@10, HitRate@10, the verdict metric, their 95%% intervals, coverage@10 "
+                    "and train seconds; results.md and results.html always hold both, results.csv every metric)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     hidden_alias(ev, "--quiet", "progress", action="store_false")
     ev.set_defaults(handler=run_evaluate_command)
@@ -112,7 +116,7 @@ def run_evaluate_command(args) -> int:
     import json
 
     from cinefuse.evaluate.job import RatingsSource
-    from cinefuse.evaluate.report import format_table
+    from cinefuse.evaluate.report import format_compact, format_table
     from cinefuse.evaluate.run import run_evaluate
 
     store = args.store
@@ -139,7 +143,7 @@ def run_evaluate_command(args) -> int:
         print(json.dumps({**first.to_json(), **{r.task: r.to_json() for r in rest}}, indent=2, default=float))
         return 0
     for i, r in enumerate(tables.values()):
-        print(("\n\n" if i else "") + format_table(r))
+        print(("\n\n" if i else "") + (format_table(r) if args.full else format_compact(r)))
         if r.outputs:
             print(f"\nwritten: {', '.join(r.outputs.values())}")
     return 0

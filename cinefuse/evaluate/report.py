@@ -1,20 +1,28 @@
-"""Results tables and plots of one evaluation, Cornac style: rows are models and baselines,
-columns are metric@K plus train and eval seconds, four decimals.
+"""Results tables of one evaluation, Cornac style: rows are models and baselines, columns are
+metric@K plus train and eval seconds, four decimals.
 
-``format_table`` gives the text table printed on stdout; ``write_report`` writes the same as
-Markdown (``results.md``), CSV (``results.csv``) and JSON (``results.json``) plus PNG plots
-(``metrics_at_k.png``: metric@K bars per model; ``training_curves.png``: metrics over training
-steps from ``runs/<model>/metrics.jsonl``).
+Two views of the same rows. The compact table (:func:`compact_cells`: nDCG and HitRate at 10,
+the task's verdict metric such as Recall@20, their 95% intervals, coverage@10 and train seconds)
+is what ``cinefuse evaluate`` prints (:func:`format_compact`) and what ``results.md`` opens
+with; the full table (:func:`format_table`, ``--full``) holds every metric at every K, the
+beyond-accuracy block, the seeds and the strata. ``write_report`` writes both as Markdown
+(``results.md``) and as one self-contained page (``results.html``, every figure inline), the
+full table as CSV (``results.csv``) and JSON (``results.json``), and the figures of
+``evaluate.plots``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 
-from cinefuse.fuse.workdir import Workdir
+from cinefuse.atomic import atomic_write
+from cinefuse.evaluate.html import render_html
+from cinefuse.evaluate.plots import plot_intervals, plot_metrics_at_k, plot_training_curves
+from cinefuse.evaluate.results import headline_k, headline_metrics
 from cinefuse.metrics.metrics import ACCURACY_METRICS, BEYOND_METRICS, METRIC_LABELS
 
 TIME_COLUMNS = ("Train (s)", "Eval (s)")
@@ -147,20 +155,23 @@ def _text_table(header, body) -> str:
     return "\n".join([line(header), rule] + [line(r) for r in body])
 
 
-def format_table(results) -> str:
-    """The stdout table: accuracy block, then beyond-accuracy block, then the legend."""
+def head_line(results) -> str:
+    """The first line: the protocol (and task) and how many queries or users were scored."""
     c = results.counts
     if getattr(results, "task", "item-to-item") != "item-to-item":
-        head = (f"task {results.task}, protocol {results.protocol}: {c.get('users', 0)} users (each ranks the "
+        return (f"task {results.task}, protocol {results.protocol}: {c.get('users', 0)} users (each ranks the "
                 f"{c.get('candidates', 0)} cold candidates from their liked training items), "
                 f"{c.get('relevant_pairs', 0)} liked (user, candidate) pairs")
-        return format_body(results, head)
-    head = (
+    return (
         f"protocol {results.protocol}: {c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
         f"{c.get('queries_with_relevant', 0)} queries with relevant items "
         f"({c.get('pairs', 0)} query-user pairs)"
     )
-    return format_body(results, head)
+
+
+def format_table(results) -> str:
+    """The full stdout table (``--full``): accuracy block, then beyond-accuracy block, then the legend."""
+    return format_body(results, head_line(results))
 
 
 def format_body(results, head: str) -> str:
@@ -197,151 +208,148 @@ def legend(results) -> str:
     )
 
 
+COMPACT_TITLE = "ACCURACY (headline metrics and coverage; every metric at every K: --full, results.md, results.csv)"
+
+
+def fmt_with_ci(value, ci) -> str:
+    """``0.2600 [0.2000, 0.3000]``: the value and its 95% interval in one cell."""
+    return fmt(value) if not ci else f"{fmt(value)} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def compact_cells(results) -> tuple[list[str], list[list[str]]]:
+    """The compact table: Model, the headline metrics (``results.headline_metrics``; a metric
+    with an interval as ``value [low, high]``), coverage at the headline K, train seconds."""
+    metrics = headline_metrics(results)
+    intervals = set(ci_columns(results))
+    coverage = f"Cov@{headline_k(results)}"
+    header = ["Model"] + [f"{m} [95% CI]" if m in intervals else m for m in metrics] + [coverage, TIME_COLUMNS[0]]
+    body = [[row.name] + [fmt_with_ci(row.metrics.get(m), row.ci.get(m) if m in intervals else None)
+                          for m in metrics]
+            + [fmt(row.metrics.get(coverage)), fmt(row.train_seconds)] for row in results.rows]
+    return header, body
+
+
+def compact_legend(results) -> str:
+    """What the compact table's columns mean, and how its intervals were drawn."""
+    header, _ = compact_cells(results)
+    labels = getattr(results, "labels", METRIC_LABELS)
+    names = [h.removesuffix(" [95% CI]") for h in header[1:-1]]
+    words = ", ".join(f"{n} = {labels.get(n.partition('@')[0], METRIC_LABELS.get(n.partition('@')[0], n))}"
+                      for n in names)
+    b = getattr(results, "bootstrap", {}) or {}
+    over = "users" if getattr(results, "task", "item-to-item") != "item-to-item" else "queries"
+    intervals = (f"; [95% CI]: percentile bootstrap over {over} ({b.get('resamples')} resamples, seed "
+                 f"{b.get('seed')})" if ci_columns(results) else "")
+    return f"{words}; Train (s) = training seconds (- where nothing is trained){intervals}."
+
+
+def format_compact(results) -> str:
+    """The table ``cinefuse evaluate`` prints: the counts, the compact table, the verdict, the
+    legend and the notes."""
+    parts = [head_line(results), tie_line(results), "", COMPACT_TITLE, _text_table(*compact_cells(results)),
+             verdict_line(results.verdict), "", compact_legend(results)]
+    if results.notes:
+        parts += [""] + [f"note: {n}" for n in results.notes]
+    return "\n".join(parts)
+
+
 def markdown_table(header, body) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     return "\n".join(lines)
 
 
-def format_markdown(results) -> str:
+FIGURE_CAPTIONS = {
+    "intervals": "Headline metrics per row with their 95% bootstrap intervals (baselines as open squares)",
+    "bars": "Accuracy at each K, a line per row",
+    "curves": "Training curves of the models (a marker per validation)",
+}
+
+
+def report_blocks(results, figures: dict[str, str] | None = None) -> list[tuple]:
+    """The report as blocks both ``results.md`` and ``results.html`` render: ("title" | "heading"
+    | "subheading" | "text" | "strong", text), ("table", header, body), ("list", items) and
+    ("figure", file name, caption). ``figures``: key of :data:`FIGURE_CAPTIONS` -> file name."""
     c = results.counts
-    parts = [
-        f"# Evaluation: {results.protocol} protocol" + task_words(results),
-        "",
-        f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
-        f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs; "
-        f"{tie_line(results)}.",
-        "",
-        "## Accuracy",
-        "",
-        markdown_table(*table_cells(results, accuracy_names(results), True)),
-        "",
-        f"**{verdict_line(results.verdict)}**",
-        "",
-        "## Beyond accuracy",
-        "",
-        markdown_table(*table_cells(results, BEYOND_METRICS)),
-    ]
+    counts = (f"{c.get('queries', 0)} queries, {c.get('candidates', 0)} candidates, "
+              f"{c.get('queries_with_relevant', 0)} queries with relevant items, {c.get('pairs', 0)} query-user pairs"
+              if getattr(results, "task", "item-to-item") == "item-to-item" else head_line(results))
+    blocks = [("title", f"Evaluation: {results.protocol} protocol" + task_words(results)),
+              ("text", f"{counts}; {tie_line(results)}."),
+              ("heading", "Summary"), ("table", *compact_cells(results)),
+              ("strong", verdict_line(results.verdict)), ("text", compact_legend(results)),
+              ("heading", "All metrics"), ("subheading", "Accuracy"),
+              ("table", *table_cells(results, accuracy_names(results), True)),
+              ("subheading", "Beyond accuracy"), ("table", *table_cells(results, BEYOND_METRICS))]
     seeds = seed_cells(results)
     if seeds:
-        parts += ["", "## Over seeds", "", SEEDS_LINE + ".", "", markdown_table(*seeds)]
+        blocks += [("subheading", "Over seeds"), ("text", SEEDS_LINE + "."), ("table", *seeds)]
     strata = strata_cells(results)
     if strata:
         title = "By popularity stratum" if getattr(results, "task", "item-to-item") == "item-to-item" else "By stratum"
-        parts += ["", f"## {title}", "", strata_line(results) + ".", "", markdown_table(*strata)]
-    parts += ["", legend(results)]
+        blocks += [("subheading", title), ("text", strata_line(results) + "."), ("table", *strata)]
+    blocks.append(("text", legend(results)))
     notes = results.notes + [f"{r.name}: {r.note}" for r in results.rows if r.note]
     if notes:
-        parts += [""] + [f"- {n}" for n in notes]
-    return "\n".join(parts) + "\n"
+        blocks += [("heading", "Notes"), ("list", notes)]
+    if figures:
+        blocks.append(("heading", "Figures"))
+        blocks += [("figure", name, FIGURE_CAPTIONS[key]) for key, name in figures.items()]
+    return blocks
 
 
-def write_csv(results, path: Path) -> None:
+def render_markdown(blocks: list[tuple]) -> str:
+    marks = {"title": "# ", "heading": "## ", "subheading": "### ", "text": ""}
+    out = []
+    for kind, *rest in blocks:
+        if kind in marks:
+            out.append(marks[kind] + rest[0])
+        elif kind == "strong":
+            out.append(f"**{rest[0]}**")
+        elif kind == "table":
+            out.append(markdown_table(*rest))
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in rest[0]))
+        elif kind == "figure":
+            out.append(f"![{rest[1]}]({rest[0]})")
+    return "\n\n".join(out) + "\n"
+
+
+def format_markdown(results, figures: dict[str, str] | None = None) -> str:
+    """``results.md``: the compact table and the verdict first, then every metric."""
+    return render_markdown(report_blocks(results, figures))
+
+
+def csv_text(results) -> str:
     columns = metric_columns(results.ks, accuracy_names(results) + BEYOND_METRICS)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "kind"] + columns + ["train_seconds", "eval_seconds"])
-        for row in results.rows:
-            writer.writerow(
-                [row.name, row.kind] + [fmt(row.metrics.get(c)) for c in columns]
-                + [fmt(row.train_seconds), fmt(row.eval_seconds)]
-            )
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["model", "kind"] + columns + ["train_seconds", "eval_seconds"])
+    for row in results.rows:
+        writer.writerow([row.name, row.kind] + [fmt(row.metrics.get(c)) for c in columns]
+                        + [fmt(row.train_seconds), fmt(row.eval_seconds)])
+    return handle.getvalue()
 
 
 def write_report(results, out_dir: Path, workdir: Path | None = None) -> dict[str, Path]:
-    """Markdown, CSV, JSON and PNGs into ``out_dir``; returns the paths written."""
+    """Markdown, CSV, JSON, the figures and the HTML page into ``out_dir``, each written whole or
+    not at all; returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "markdown": out_dir / "results.md",
-        "csv": out_dir / "results.csv",
-        "json": out_dir / "results.json",
-        "bars": out_dir / "metrics_at_k.png",
-    }
-    paths["markdown"].write_text(format_markdown(results))
-    write_csv(results, paths["csv"])
-    paths["json"].write_text(json.dumps(results.to_json(), indent=2, default=float))
+    paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json",
+             "html": out_dir / "results.html", "bars": out_dir / "metrics_at_k.png"}
     plot_metrics_at_k(results, paths["bars"])
+    if plot_intervals(results, out_dir / "intervals.png"):
+        paths["intervals"] = out_dir / "intervals.png"
     if workdir is not None:
         curves = out_dir / "training_curves.png"
         if plot_training_curves(Path(workdir), [r.name for r in results.rows if r.kind == "model"], curves):
             paths["curves"] = curves
+    figures = {k: paths[k].name for k in FIGURE_CAPTIONS if k in paths}
+    blocks = report_blocks(results, figures)
+    atomic_write(paths["markdown"], render_markdown(blocks).encode())
+    atomic_write(paths["csv"], csv_text(results).encode())
+    atomic_write(paths["json"], json.dumps(results.to_json(), indent=2, default=float).encode())
+    title = f"Evaluation: {results.protocol} protocol" + task_words(results)
+    atomic_write(paths["html"], render_html(title, blocks, out_dir).encode())
     return paths
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_metrics_at_k(results, path: Path) -> None:
-    """One panel per accuracy metric: grouped bars, x = K, one bar per row of the table."""
-    plt = _pyplot()
-    metrics = accuracy_names(results)
-    cols = 3
-    rows_n = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
-    n = len(results.rows)
-    width = 0.8 / max(n, 1)
-    # one distinct colour per row (tab20 has 20), baselines hatched so they read as references
-    cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
-    for ax, metric in zip(axes.flat, metrics):
-        for i, row in enumerate(results.rows):
-            values = [row.metrics.get(f"{metric}@{k}", float("nan")) for k in results.ks]
-            xs = [j + (i - (n - 1) / 2) * width for j in range(len(results.ks))]
-            ax.bar(xs, values, width=width, label=row.name, color=cmap(i % cmap.N),
-                   hatch=None if row.kind == "model" else "//", edgecolor="white", linewidth=0)
-        ax.set_xticks(range(len(results.ks)), [f"@{k}" for k in results.ks])
-        ax.set_title(results.labels.get(metric, metric) if hasattr(results, "labels") else METRIC_LABELS[metric])
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(n, 1)), fontsize="small")
-    fig.suptitle(f"{results.protocol} protocol")
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(n / 4), 1, 0.96))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_training_curves(workdir: Path, models: list[str], path: Path, max_panels: int = 6) -> bool:
-    """Every numeric series of ``runs/<model>/metrics.jsonl`` against ``step``, one panel per
-    series, one line per model. Returns False (and writes nothing) when no run logged any."""
-    series: dict[str, dict[str, tuple[list, list]]] = {}
-    for model in models:
-        for record in Workdir(workdir).metrics_lines(model):
-            step = record.get("step")
-            if not isinstance(step, (int, float)):
-                continue
-            for key, value in record.items():
-                if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
-                    continue
-                xs, ys = series.setdefault(key, {}).setdefault(model, ([], []))
-                xs.append(step)
-                ys.append(value)
-    if not series:
-        return False
-    keys = sorted(series, key=lambda k: (not k.startswith(("val", "loss", "train")), k))[:max_panels]
-    plt = _pyplot()
-    cols = min(3, len(keys))
-    rows_n = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.4 * rows_n), squeeze=False)
-    cmap = plt.get_cmap("tab20" if len(models) > 10 else "tab10")
-    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    for ax, key in zip(axes.flat, keys):
-        for model, (xs, ys) in series[key].items():
-            ax.plot(xs, ys, label=model, color=colour[model])
-        ax.set_title(key)
-        ax.set_xlabel("step")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    n_lines = math.ceil(len(labels) / 3)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
-    fig.tight_layout(rect=(0, 0.03 + 0.035 * n_lines, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True

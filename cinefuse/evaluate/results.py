@@ -113,3 +113,27 @@ def parse_ks(text: str | tuple | list) -> tuple[int, ...]:
 
 def verdict_k(ks) -> int:
     return VERDICT_K if VERDICT_K in ks else max(ks)
+
+
+def headline_k(results: Results) -> int:
+    """The K of the compact table: the K of the nDCG that carries an interval, else 10 or the
+    largest K under it (the smallest asked when every K is over 10)."""
+    for row in results.rows:
+        for metric in row.ci:
+            name, _, k = metric.partition("@")
+            if name == "nDCG" and k.isdigit():
+                return int(k)
+    under = [k for k in results.ks if k <= VERDICT_K]
+    return max(under) if under else min(results.ks)
+
+
+def headline_metrics(results: Results) -> list[str]:
+    """The accuracy columns of the compact table: nDCG and HitRate at :func:`headline_k`, then
+    the verdict's metric and every metric with an interval (user-to-item: Recall@20), in that
+    order, each once, those no row holds left out."""
+    k = headline_k(results)
+    names = [f"nDCG@{k}", f"HR@{k}"]
+    wanted = [(results.verdict or {}).get("metric")] + [m for row in results.rows for m in row.ci]
+    names += [m for m in wanted if m and m not in names]
+    held = set().union(*(row.metrics for row in results.rows)) if results.rows else set()
+    return [m for m in dict.fromkeys(names) if m in held]
