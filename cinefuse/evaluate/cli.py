@@ -31,9 +31,9 @@ def register_evaluate(subparsers) -> None:
             "task's validation metric, mean over seeds; the best test row only shown, labelled "
             "'chosen on test') against the best raw baseline, with coverage@10 of both; models "
             "trained under several seeds (runs <model>@seed<N>) are reported as their mean, spread "
-            "and a 95% bootstrap that resamples seeds, then queries. Prints the tables and writes "
-            "them as Markdown, CSV, JSON and PNG plots to W/evaluation/<protocol>/ (user-to-item: "
-            "its user-to-item/ folder)."
+            "and a 95% bootstrap that resamples seeds, then queries. Prints a compact table (--full: every "
+            "metric) and writes the tables as Markdown, a self-contained HTML page, CSV, JSON and PNG "
+            "plots to W/evaluation/<protocol>/ (user-to-item: its user-to-item/ folder)."
         ),
         formatter_class=HelpFormatter,
     )
