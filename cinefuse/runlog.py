@@ -253,7 +253,8 @@ def exit_status(command: str, exc: BaseException) -> tuple[int, list[str]]:
     if isinstance(exc, KeyboardInterrupt):
         return 130, ["interrupted"]
     if isinstance(exc, SystemExit):
-        return (exc.code if isinstance(exc.code, int) else 1), []
+        code = exc.code
+        return (code or 0) if code is None or isinstance(code, int) else 1, []
     if isinstance(exc, OSError):
         from cinefuse.cli import SIGPIPE_EXIT, denied_message
 

@@ -5,8 +5,9 @@
 metrics.jsonl line, as scalars at that step (``tag``): ``train/<name>`` for the loss and the
 objective's terms, the gradient norm and the learning rate the step's last update used (the
 optax schedule); ``val/<name>`` for item-to-item nDCG@10 and HR@10, user-to-item Recall@20 and
-nDCG@10 and the genre-pair AUC and mean distances; ``speed/steps_per_second`` and
-``speed/seconds``. A grid's models and a seed's ``<model>@seed<N>`` are sibling folders, so
+nDCG@10 and the genre-pair AUC and mean distances; ``speed/steps_per_second`` (training steps
+since the previous validation over their seconds, validation left out; the first includes the
+compilation) and ``speed/seconds`` (since training began). A grid's models and a seed's ``<model>@seed<N>`` are sibling folders, so
 TensorBoard overlays them as runs.
 
 ``DIR/<model>/final/``: what the model ended with, written whole when it ends (an older one

@@ -230,8 +230,13 @@ def _open_logs(wd: Workdir, runs: list[RunSpec], step: int) -> list:
 def _discard_unless_checkpointed(boards: Boards, manager):
     """An exit callback: a group that fails before its first checkpoint takes its events away."""
     def on_exit(exc_type, exc, tb) -> None:
-        if exc_type is not None and manager.latest_step() is None:
-            boards.discard()
+        if exc_type is not None:
+            try:
+                checkpointed = manager.latest_step() is not None
+            except Exception:  # noqa: BLE001 (the failure in flight is the one to report)
+                checkpointed = True
+            if not checkpointed:
+                boards.discard()
     return on_exit
 
 
