@@ -250,13 +250,14 @@ def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, outputs: tuple, bar, m
     logs, boards = outputs
     metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,): waits for the steps
     rate = (loop.step - loop.mark[0]) / max(time.perf_counter() - loop.mark[1], 1e-9)
+    lr = trainer.learning_rate(loop.step)
     val = trainer.validate(loop.state["params"])
     training = [not s for s in loop.selection.stopped]
     metric = SELECTION_METRIC[trainer.config.selection.task]
     loop.selection, improved = loop.selection.update([v[metric] for v in val], loop.step)
     for k in np.flatnonzero(training):
         rec = {"step": loop.step, **{name: float(v[k]) for name, v in metrics.items()},
-               "learning_rate": trainer.learning_rate(loop.step), **val_record(val[k]),
+               "learning_rate": lr, **val_record(val[k]),
                "steps_per_second": round(rate, 3), "seconds": round(time.perf_counter() - loop.t0, 3)}
         logs[k].write(json.dumps(rec) + "\n")
         logs[k].flush()
