@@ -7,6 +7,7 @@ import argparse
 
 from cinefuse.helptext import HelpFormatter, hidden_alias
 from cinefuse.choices import EVAL_PROTOCOLS, EVAL_TASKS, ON_BAD_RATINGS, TIE_BREAKS
+from cinefuse.runlog import logged  # W/logs/<command>-<UTC time>.log of each run
 
 
 def register(subparsers) -> None:
@@ -112,6 +113,7 @@ def register_recommend(subparsers) -> None:
     rec.set_defaults(handler=run_recommend_command)
 
 
+@logged("evaluate")
 def run_evaluate_command(args) -> int:
     import json
 
@@ -149,6 +151,7 @@ def run_evaluate_command(args) -> int:
     return 0
 
 
+@logged("recommend")
 def run_recommend_command(args) -> int:
     import json
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cinefuse.choices import INDEX_KINDS
+from cinefuse.runlog import logged
 
 DESCRIPTION = """\
 Build a nearest-neighbour index over a trained model's fused embeddings (W/embeddings when
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     b.set_defaults(handler=handle_build)
 
 
+@logged("index")
 def handle_build(args) -> int:
     import json
 

@@ -12,6 +12,7 @@ from cinefuse.choices import (
     SPLIT_PROTOCOLS,
 )
 from cinefuse.helptext import HelpFormatter
+from cinefuse.runlog import logged
 
 DESCRIPTION = """\
 Train an intermodal fusion Siamese network over the features in a store, from MovieLens ratings
@@ -26,7 +27,9 @@ weight is chosen on the validation items. Validation measures item-to-item nDCG@
 user-to-item Recall@20 / nDCG@10; the kept model is the one with the best validation metric of
 [selection] task (default item-to-item nDCG@10). `--seeds 0,1,2` trains every model once per seed
 (<model>@seed<N>). Checkpoints and parameters carry sha256 manifests, checked before use. Writes W/config.json, W/split.json, W/pairs.npz and W/runs/<model>/ (metrics.jsonl,
-curves.png, checkpoints/, params/, summary.json). Run the same command again to resume.
+curves.png, checkpoints/, params/, summary.json), TensorBoard event files per model in
+W/tensorboard/<model>/ (`tensorboard --logdir W/tensorboard`) and this run's log in
+W/logs/fuse-<UTC time>.log. Run the same command again to resume.
 
 Modalities follow what the store holds: each modality prefix of its feature sets with valid rows
 (visual, audio, text, meta, ...) stands for its per-item vector sets, `full` for all of them;
@@ -109,6 +112,11 @@ def register(subparsers) -> None:
     _config_option(p, "--patience", "train.patience", type=int,
                    help="stop a model after this many validations without improvement and keep its best step "
                         "(0: never stop early)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="TensorBoard event files, one folder per model: training loss, learning rate, steps/s and "
+                   "validation metrics at every validation; hyper-parameters, final metrics and the prior weight "
+                   "scan in <model>/final (view with `tensorboard --logdir DIR`; default: W/tensorboard)")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="write no TensorBoard events")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON instead of the table")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     dist = p.add_argument_group("several processes (jax.distributed; README \"Scaling out\")")
@@ -134,6 +142,15 @@ def seeds_option(value: str) -> list[int]:
     return seeds
 
 
+def tensorboard_folder(args):
+    """``--tensorboard DIR`` as a path, W/tensorboard without it, None with ``--no-tensorboard``."""
+    from pathlib import Path
+
+    if args.tensorboard is False:
+        return None
+    return Path(args.tensorboard) if args.tensorboard else Path(args.workdir) / "tensorboard"
+
+
 def modalities_option(value: str | None):
     """``--modalities``: a modality spec ("visual+audio", "full") as it is, feature sets
     ("text/minilm,meta/year") as the list the config takes."""
@@ -142,6 +159,7 @@ def modalities_option(value: str | None):
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
+@logged("fuse", creates_workdir=True)
 def handle(args) -> int:
     import sys
 
@@ -163,7 +181,8 @@ def handle(args) -> int:
     }
     config = load_config(args.config, overrides)
     processes = resolve_process_group(args.coordinator, args.num_processes, args.process_id)
-    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress, processes=processes)
+    summary = run_fuse(config, args.workdir, grid=args.grid, progress=args.progress, processes=processes,
+                       tensorboard=tensorboard_folder(args))
     if args.json:
         import json
 

@@ -30,7 +30,9 @@ parameters replicated; on several processes or hosts ``jax.distributed`` joins t
 (``train.distributed = true`` or ``--process-id`` and friends; each runs the same command on the
 same store and workdir; ``cinefuse.fuse.distributed``).
 Validation, early stopping, checkpoints and logging happen every ``eval_every`` steps only
-(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early).
+(``fuse.trainer`` validates, ``fuse.selection`` keeps the best parameters and stops early; each
+validation is a metrics.jsonl line with the learning rate and steps/s, and, given a folder,
+the same numbers as TensorBoard scalars: ``fuse.tensorboard``).
 Validation measures both tasks over the validation cold items (``fuse.validation``; on the device,
 in bounded memory, ``metrics.device_ranking``): item-to-item nDCG@10 (the pinned metric: queries
 and candidates both the split's validation items, relevance their likes in the ratings, ties in
@@ -76,7 +78,8 @@ from cinefuse.fuse.prepare import Prepared, objective_arrays, prepare  # noqa: F
 from cinefuse.fuse.selection import Selection, keep
 from cinefuse.fuse.trainer import VALIDATION_K, GroupTrainer  # noqa: F401 (re-exported)
 from cinefuse.fuse.validation import SELECTION_METRIC
-from cinefuse.fuse.workdir import Workdir, write_json
+from cinefuse.fuse.tensorboard import Boards
+from cinefuse.fuse.workdir import Workdir, redacted_record, write_json
 from cinefuse.interrupts import DeferredInterrupt
 from cinefuse.progress import progress_bar
 
@@ -93,12 +96,14 @@ class Loop:
     step: int
     elapsed: float
     t0: float
+    mark: tuple = (0, 0.0)      # (step, time) where the last validation ended: steps/s since then
 
 
 def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir: Path, log=print,
-                progress: bool = True) -> list[dict]:
+                progress: bool = True, tensorboard=None) -> list[dict]:
     """Trains one group (one program) to its end, resuming from its newest checkpoint; returns
-    the members' summaries (read back when every member is already trained)."""
+    the members' summaries (read back when every member is already trained). ``tensorboard``:
+    the folder of the members' event files (``fuse.tensorboard``; None: none)."""
     t, wd = config.train, Workdir(workdir)
     if _record_runs(config, runs, wd, log):
         return [wd.summary(r.name) for r in runs]
@@ -108,14 +113,18 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
     group_dir = _group_dir(wd, runs)
     manager, loop = _restore(trainer, group_dir, t, log)
     logs = _open_logs(wd, runs, loop.step)
+    boards = Boards(tensorboard if distributed.is_writer() else None, [r.name for r in runs], loop.step, log)
     bar = progress_bar(t.steps, f"fuse {group_dir.name}", "step", enabled=progress, initial=loop.step,
                        dynamic_ncols=True, mininterval=0.5)  # the first call compiles, which can take a while
     bar.set_postfix_str("compiling")
     start_step, loop_t0 = loop.step, time.perf_counter()
+    loop.mark = (start_step, loop_t0)
     # Ctrl-C is taken between calls, after any checkpoint in flight (cinefuse.interrupts)
     with DeferredInterrupt() as interrupt, contextlib.ExitStack() as cleanup:
         cleanup.callback(lambda: [f.close() for f in logs])
         cleanup.callback(bar.close)
+        cleanup.callback(boards.close)
+        cleanup.push(_discard_unless_checkpointed(boards, manager))
         while loop.step < t.steps and not loop.selection.all_stopped:
             interrupt.raise_if_pending(before=manager.wait_until_finished)
             loop.state, metrics = trainer.multi_step(loop.state)
@@ -124,11 +133,11 @@ def train_group(config: FuseConfig, runs: list[RunSpec], data: Prepared, workdir
                 bar.set_postfix_str("", refresh=False)  # compiled
             bar.update(t.steps_per_call)
             if loop.step % t.eval_every == 0 or loop.step >= t.steps:
-                _evaluate(trainer, loop, metrics, logs, bar, manager, t)
+                _evaluate(trainer, loop, metrics, (logs, boards), bar, manager, t)
         manager.wait_until_finished()
         interrupt.raise_if_pending()
     _log_throughput(group_dir.name, loop.step - start_step, time.perf_counter() - loop_t0, log)
-    summaries = _finish(config, runs, data, trainer, loop, wd)
+    summaries = _finish(config, runs, data, trainer, loop, wd, boards)
     for s in summaries:
         if s["stopped_early"]:
             log(f"{s['model']}: stopped early at step {s['steps']} of {t.steps}: validation "
@@ -218,22 +227,41 @@ def _open_logs(wd: Workdir, runs: list[RunSpec], step: int) -> list:
     return [open(wd.metrics_path(r.name) if writer else os.devnull, "a") for r in runs]
 
 
-def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, logs: list, bar, manager, t) -> None:
+def _discard_unless_checkpointed(boards: Boards, manager):
+    """An exit callback: a group that fails before its first checkpoint takes its events away."""
+    def on_exit(exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            try:
+                checkpointed = manager.latest_step() is not None
+            except Exception:  # noqa: BLE001 (the failure in flight is the one to report)
+                checkpointed = True
+            if not checkpointed:
+                boards.discard()
+    return on_exit
+
+
+def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, outputs: tuple, bar, manager, t) -> None:
     """Validation at ``loop.step``: the selection's update, a log line per member still
-    training, the kept parameters and, every ``checkpoint_every`` steps or at the end, a checkpoint."""
+    training (metrics.jsonl and its TensorBoard scalars: ``outputs``), the kept parameters and,
+    every ``checkpoint_every`` steps or at the end, a checkpoint."""
     import jax
     import orbax.checkpoint as ocp
 
-    metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,)
+    logs, boards = outputs
+    metrics = jax.tree.map(lambda x: np.asarray(x).mean(axis=0), metrics)   # (G,): waits for the steps
+    rate = (loop.step - loop.mark[0]) / max(time.perf_counter() - loop.mark[1], 1e-9)
+    lr = trainer.learning_rate(loop.step)
     val = trainer.validate(loop.state["params"])
     training = [not s for s in loop.selection.stopped]
     metric = SELECTION_METRIC[trainer.config.selection.task]
     loop.selection, improved = loop.selection.update([v[metric] for v in val], loop.step)
     for k in np.flatnonzero(training):
-        rec = {"step": loop.step, **{name: float(v[k]) for name, v in metrics.items()}, **val_record(val[k]),
-               "seconds": round(time.perf_counter() - loop.t0, 3)}
+        rec = {"step": loop.step, **{name: float(v[k]) for name, v in metrics.items()},
+               "learning_rate": lr, **val_record(val[k]),
+               "steps_per_second": round(rate, 3), "seconds": round(time.perf_counter() - loop.t0, 3)}
         logs[k].write(json.dumps(rec) + "\n")
         logs[k].flush()
+        boards.scalars(k, rec)
     loop.kept = keep(loop.kept, loop.state["params"], improved)
     bar.set_postfix({f"val_{metric}": f"{max(v[metric] for v in val):.4f}"})
     last = loop.step >= t.steps or loop.selection.all_stopped
@@ -248,6 +276,7 @@ def _evaluate(trainer: GroupTrainer, loop: Loop, metrics, logs: list, bar, manag
         manager.wait_until_finished()      # then its manifest: a step without one is not trusted
         if distributed.is_writer():
             checksums.seal(Path(manager.directory) / str(loop.step))
+    loop.mark = (loop.step, time.perf_counter())
 
 
 def _log_throughput(name: str, steps: int, seconds: float, log) -> None:
@@ -257,7 +286,7 @@ def _log_throughput(name: str, steps: int, seconds: float, log) -> None:
 
 
 def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: GroupTrainer, loop: Loop,
-            wd: Workdir) -> list[dict]:
+            wd: Workdir, boards: Boards) -> list[dict]:
     """The final parameters (the kept ones under early stopping, else the last) of each member
     saved to ``params/``, validated once more, with the prior's weight chosen; the summaries."""
     import jax
@@ -280,6 +309,7 @@ def _finish(config: FuseConfig, runs: list[RunSpec], data: Prepared, trainer: Gr
         if distributed.is_writer():
             wd.save_summary(r.name, summary)
             plot_run(wd.run_dir(r.name), wd.metrics_lines(r.name, loop.step), val[k])
+            boards.final(k, summary, redacted_record(r.record(config)))
         summaries.append(summary)
     return summaries
 
@@ -325,12 +355,14 @@ def results_table(summaries: list[dict]) -> str:
 
 
 def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = True,
-             processes: distributed.ProcessGroup | None = None) -> dict:
+             processes: distributed.ProcessGroup | None = None, tensorboard=None) -> dict:
     """Train one configuration (or the ablation grid) into ``workdir``; returns the summary.
 
     ``config``: a :class:`FuseConfig`, a dict of sections, or a TOML path; its modality sets follow
     what the store holds (``with_store_modalities``). Resumes when ``workdir`` already holds
     checkpoints for the same configuration. ``progress``: a progress bar per program on stderr.
+    ``tensorboard``: a folder for TensorBoard event files, one subfolder per model
+    (``fuse.tensorboard``; the CLI's default is ``W/tensorboard``); None writes none.
     ``processes`` (or ``train.distributed = true``) starts ``jax.distributed`` first: see
     ``cinefuse.fuse.distributed``.
     """
@@ -353,7 +385,8 @@ def run_fuse(config, workdir, grid: bool = False, log=None, progress: bool = Tru
         t0 = time.perf_counter()
         summaries = []
         for group in groups:
-            summaries.extend(train_group(config, group, data, workdir, log, progress=progress))
+            summaries.extend(train_group(config, group, data, workdir, log, progress=progress,
+                                         tensorboard=tensorboard))
     table = results_table(summaries)
     summary = {"workdir": str(workdir), "models": [s["model"] for s in summaries], "runs": summaries,
                "split": {k: v for k, v in data.split.items() if k not in PARTS},

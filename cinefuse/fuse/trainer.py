@@ -104,6 +104,7 @@ class GroupTrainer:
         self.masks = jnp.asarray(np.array([r.token_mask for r in runs], dtype=np.float32))
         schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(1, min(t.warmup_steps, t.steps - 1)),
                                                       t.steps, end_value=t.learning_rate * 0.05)
+        self.schedule = schedule
         self.tx = optax.chain(optax.clip_by_global_norm(t.clip_norm),
                               optax.adamw(schedule, weight_decay=t.weight_decay))
         self.key = self.resident.key
@@ -135,6 +136,11 @@ class GroupTrainer:
         if self.mesh is not None:
             state = jax.tree.map(lambda x: self.put(np.asarray(x)), state)
         return state
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate the update that reached ``step`` used: optax counts updates from 0,
+        so the schedule at ``step - 1`` (a host float, for the logs)."""
+        return float(self.schedule(max(step - 1, 0)))
 
     def embed_rows(self, params, rows: np.ndarray, with_prior: bool = False, chunk: int = CHUNK, pad: bool = True):
         """(G, M, E) normalised and raw embeddings of ``rows`` for every member (and, with
