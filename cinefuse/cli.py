@@ -91,6 +91,7 @@ def closed_pipe() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["cinefuse", *(sys.argv[1:] if argv is None else argv)]  # the command line a run log records
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

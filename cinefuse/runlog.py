@@ -209,9 +209,10 @@ class RunLog:
     def _header(self) -> list[str]:
         from cinefuse.store.location import redact_url   # an endpoint's user and password never reach a log
 
-        options = {k: v for k, v in vars(self.args).items() if k != "handler"} if self.args is not None else {}
+        options = {k: v for k, v in vars(self.args).items() if k not in ("handler", "argv")} if self.args is not None else {}
+        argv = getattr(self.args, "argv", None) or sys.argv
         return [f"cinefuse {self.command}: log of one run",
-                f"command line: {redact_url(shlex.join(sys.argv))}",
+                f"command line: {redact_url(shlex.join(argv))}",
                 f"options: {redact_url(json.dumps(options, sort_keys=True, default=str))}",
                 f"versions: {versions()}",
                 f"host: {socket.gethostname()}, pid {os.getpid()}, cwd {os.getcwd()}",

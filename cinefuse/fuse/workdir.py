@@ -13,6 +13,8 @@ recommend and the demo read through it.
     W/grid/<modalities>-<head>/   checkpoints of one grid program (its members train together)
     W/embeddings/                 a store of fused/<model> feature sets (written by evaluate)
     W/evaluation/<protocol>/      results.{md,csv,json} and plots (written by evaluate)
+    W/tensorboard/<model>/        TensorBoard event files (written by fuse; --tensorboard DIR)
+    W/logs/<command>-<UTC>.log    a log of every fuse, evaluate, recommend and index build run
     W/index/<model>/              index.faiss, ids.npy, index.json: a nearest-neighbour index
                                   over the fused embeddings (written by `cinefuse index build`)
 
