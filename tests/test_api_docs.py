@@ -175,24 +175,31 @@ def test_every_example_prints_what_the_document_shows(doc_run):
 
 
 @pytest.mark.slow
-def test_recommendations_equal_the_cli_and_brute_force(doc_run, capsys):
+def test_recommendations_equal_the_cli_and_brute_force(doc_run, capsys, monkeypatch):
     from cinefuse.cli import main
     from cinefuse.evaluate.serving import choose_served
     from cinefuse.fuse.embed import load_embedded
     from cinefuse.fuse.workdir import Workdir
 
     root, ns, _ = doc_run
-    workdir = root / "runs" / "a"
-    # the item recommendation (through the index the document built) lists what the command lists
-    assert main(["recommend", "--workdir", str(workdir), "--item", "1", "-k", "5", "--json", "--exact"]) == 0
+    monkeypatch.chdir(root)  # the command run as the document's calls were, from that folder
+    workdir = Path("runs/a")
+    # the item recommendations list what the command lists for the same workdir: the new film's,
+    # and film 1's (asked before film 61 was added; the command now may list 61 among them)
+    assert main(["recommend", "--workdir", str(workdir), "--item", "61", "-k", "5", "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in cli["results"]] == ns["top"] == [r["id"] for r in ns["rec"].results]
-    assert cli["model"] == ns["rec"].model
+    assert cli == ns["new"].to_json()
+    assert main(["recommend", "--workdir", str(workdir), "--item", "1", "-k", "5", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    listed = [r["id"] for r in cli["results"] if r["id"] != "61"]
+    assert listed == ns["top"][:len(listed)] and len(listed) >= 4 and cli["model"] == ns["rec"].model
+    assert [r["id"] for r in ns["rec"].results] == ns["top"]
     # the user's list is the brute-force ranking of the mean unit liked embedding (+ w * prior)
     served = choose_served(Workdir(workdir))
     m = load_embedded(workdir, served.model)
-    ids = m.ids.astype(str)
-    unit = m.emb / np.linalg.norm(m.emb, axis=1, keepdims=True)
+    before = m.ids.astype(str) != "61"  # the users' lists were asked before film 61 was added
+    ids, emb, m.prior = m.ids.astype(str)[before], m.emb[before], m.prior[before]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     prior = 0.0 if served.prior_weight is None else served.prior_weight * m.prior  # the served row's rule
     liked = np.isin(ids, ["1", "5", "9"])
     score = unit @ unit[liked].mean(axis=0) + prior
@@ -217,8 +224,11 @@ def test_embeddings_and_tables_are_what_evaluate_wrote(doc_run):
     root, ns, _ = doc_run
     embedded = ns["embedded"]
     fused = open_store(root / "runs" / "a" / "embeddings").load_feature_set(safe_set_name(embedded.name))
-    assert np.asarray(fused.ids, str).tolist() == embedded.ids.astype(str).tolist()
-    assert np.allclose(np.asarray(fused.data, np.float32), embedded.emb, atol=1e-5)
+    # evaluate wrote the 60 films; film 61 came after, and the model embeds it as well
+    row = {i: r for r, i in enumerate(embedded.ids.astype(str).tolist())}
+    assert sorted(row) == sorted([*np.asarray(fused.ids, str).tolist(), "61"])
+    rows = [row[i] for i in np.asarray(fused.ids, str).tolist()]
+    assert np.allclose(np.asarray(fused.data, np.float32), embedded.emb[rows], atol=1e-5)
     written = json.loads((root / "runs" / "a" / "evaluation" / "cold-item" / "results.json").read_text())
     assert [r["name"] for r in written["rows"]] == [r.name for r in ns["i2i"].rows]
     assert written["user-to-item"]["verdict"]["best_model"] == ns["verdict"]["best_model"]
