@@ -26,11 +26,12 @@ __all__ = [
 
 
 # -- extract and the store ----------------------------------------------------------------------
-def extract(*, store: PathLike, manifest: PathLike | None = None, videos: PathLike | None = None,
+def extract(*, store: PathLike | None = None, manifest: PathLike | None = None, videos: PathLike | None = None,
             config: PathLike | None = None, **options: Any) -> dict:
     """``cinefuse extract``: run the backbones once over a manifest or a video folder into ``store``
     (a folder, or ``s3://bucket/prefix`` with ``endpoint_url=``). ``config``: an extract TOML
-    file; ``options``: any other :class:`~cinefuse.extract.config.ExtractConfig` key
+    file (which may name the store and the manifest); ``options``: any other
+    :class:`~cinefuse.extract.config.ExtractConfig` key
     (``visual=["lowlevel"]``, ``frames=8``, ``workers=0``, ``progress=False``, ...), which
     override the file. Returns the run summary (``processed``, ``skipped``, ``failed``,
     ``by_status``, ``failed_items``, ...; ``cinefuse.extract.run``). Resumes like the command."""
