@@ -19,11 +19,14 @@ from cinefuse.errors import CinefuseError
 from cinefuse.metrics.bootstrap import paired_bootstrap
 
 MOVED = 3  # test items of run b moved to its training part
+LONE = "9999"  # a user with a liked training item in run a only
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run a (full) and run b (text, the same split but MOVED test items made training items)."""
+    """Run a (full) and run b (text) trained on the same split, then b's split made to disagree:
+    MOVED test items made training items, and the one training item user LONE likes made a
+    validation item (LONE also likes a test item: a user with a history in run a only)."""
     from test_eval_workdir import write_catalogue
 
     root = tmp_path_factory.mktemp("compare")
@@ -32,8 +35,12 @@ def runs(tmp_path_factory):
     b = train_small(root, "b", "text")
     split = json.loads((b / "split.json").read_text())
     moved = sorted(split["test"], key=int)[:MOVED]
+    history = sorted(split["train"], key=int)[0]
+    with open(root / "ml" / "ratings.csv", "a") as handle:  # both runs read this file when evaluated
+        handle.write(f"{LONE},{history},5.0,5000\n{LONE},{sorted(split['test'], key=int)[-1]},5.0,5000\n")
     split["test"] = [i for i in split["test"] if i not in moved]
-    split["train"] = split["train"] + moved
+    split["train"] = [i for i in split["train"] if i != history] + moved
+    split["val"] = split["val"] + [history]
     (b / "split.json").write_text(json.dumps(split))
     return root, a, b, moved
 
@@ -105,12 +112,17 @@ def test_user_to_item_rows_equal_each_run_alone_over_the_shared_users(runs, comp
     root, a, b, _ = runs
     comp = compared["user-to-item"]
     users = comp.es.query_ids.tolist()
-    assert comp.shared["shared_users"] == len(users) > 0
+    assert comp.shared["shared_users"] == len(users) > 0 and comp.shared["dropped_users"] == 1
+    assert LONE not in users
     items = comp.es.candidate_ids.tolist()
     for run, wd in (("a", a), ("b", b)):
         folder = alone(root, wd, items, run) / "evaluation" / "cold-item" / "user-to-item"
         per_user = pd.read_parquet(folder / "per_query.parquet")
         assert set(users) <= set(per_user.query_id)
+        assert (LONE in set(per_user.query_id)) == (run == "a")  # scored by run a alone, so left out here
+        names = {r.name for r in comp.results.rows}
+        # every row of the run is in the table; the raw-feature rows of b too (its histories differ from a's)
+        assert {f"{run}/{n}" for n in set(per_user.row) if not n.startswith(("random", "popularity"))} <= names
         per_user = per_user[per_user.query_id.isin(users)]
         for row in comp.results.rows:
             if not row.name.startswith(f"{run}/"):

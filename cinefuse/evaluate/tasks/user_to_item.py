@@ -75,9 +75,9 @@ class UserPerQuery(PerQuery):
 
 
 def build_user_eval_set(ratings, history_ids, candidate_ids, threshold: float, cut: int | None = None,
-                        movies=None, tie_break: str = "random", tie_seed: int = 0, users=None) -> UserEvalSet:
+                        movies=None, tie_break: str = "random", tie_seed: int = 0, only_users=None) -> UserEvalSet:
     """The users with a liked history item and a liked candidate (see the module docstring);
-    ``cut``: only ratings before it count for the history (``cold-item-time``); ``users``: only
+    ``cut``: only ratings before it count for the history (``cold-item-time``); ``only_users``: only
     those of them (``cinefuse compare``: the users every compared run scores; the others are
     counted in ``users_not_given``)."""
     candidate_ids = tie_order(candidate_ids, tie_break, tie_seed)
@@ -93,8 +93,8 @@ def build_user_eval_set(ratings, history_ids, candidate_ids, threshold: float, c
               "users_without_history": int(len(test.user_ids) - len(keep)),
               "users_without_relevant": int(len(hist.user_ids) - len(keep)),
               "history_items": len(history_ids)}
-    if users is not None:
-        given = np.isin(np.asarray(keep).astype(str), np.asarray(list(users), dtype=str))
+    if only_users is not None:
+        given = np.isin(np.asarray(keep).astype(str), np.asarray(list(only_users), dtype=str))
         keep, in_hist, in_test = keep[given], in_hist[given], in_test[given]
         counts.update({"users": len(keep), "users_not_given": int((~given).sum())})
     history = sp.csr_array(hist.X[in_hist])
