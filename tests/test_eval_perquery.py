@@ -106,3 +106,23 @@ def test_intervals_and_the_paired_verdict_recomputed_from_the_file(evaluated, ta
                           seed=record["bootstrap"]["seed"])
     assert (iv.mean, iv.low, iv.high, iv.share_above_zero) == pytest.approx(
         (v["diff"], v["ci_low"], v["ci_high"], v["p_better"]), abs=1e-12)
+
+
+def test_past_the_csv_limit_the_parquet_file_alone_and_a_note(evaluated, tmp_path, monkeypatch):
+    from cinefuse.evaluate import perquery
+
+    wd, evs = evaluated
+    ev = evs["item-to-item"]
+    (tmp_path / "per_query.csv.gz").write_bytes(b"an older twin")
+    lines = len(pd.read_parquet(wd / "evaluation" / "cold-item" / "per_query.parquet"))
+    monkeypatch.setattr(perquery, "CSV_MAX_LINES", lines - 1)
+    notes = list(ev.results.notes)
+    try:
+        paths = perquery.write_per_query(ev.results, ev.es, tmp_path)
+        assert ev.results.notes[len(notes):] == [
+            f"per-query values: {lines:,} lines, in per_query.parquet only (the CSV twin is written up to "
+            f"{lines - 1:,} lines)"]
+    finally:
+        ev.results.notes[:] = notes
+    assert set(paths) == {"per_query"} and sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet"]
+    assert len(pd.read_parquet(paths["per_query"])) == lines

@@ -83,7 +83,8 @@ def format_markdown(comp: Comparison) -> str:
     parts += [f"- {pair_line(p)}" for p in comp.pairs] or ["- none"]
     parts += ["", "## Beyond accuracy", "", markdown_table(*table_cells(r, BEYOND_METRICS)), "", legend(r)]
     notes = r.notes + [f"{row.name}: {row.note}" for row in r.rows if row.note]
-    parts += [""] + [f"- {n}" for n in notes]
+    parts += [""] + [f"- {n}" for n in notes] + ["", "## Each run's own notes", ""]
+    parts += [f"- {name}: {n}" for name, ev in comp.runs.items() for n in ev.results.notes]
     return "\n".join(parts) + "\n"
 
 
@@ -107,7 +108,8 @@ def csv_text(comp: Comparison) -> str:
 
 def compare_json(comp: Comparison) -> dict:
     runs = [{"name": name, "workdir": str(ev.job.wd.root), "models": list(ev.job.models),
-             "chosen": comp.chosen[name], "verdict": ev.results.verdict} for name, ev in comp.runs.items()]
+             "chosen": comp.chosen[name], "verdict": ev.results.verdict, "notes": ev.results.notes}
+            for name, ev in comp.runs.items()]
     return finite_or_none({"task": comp.task, "shared": comp.shared, "runs": runs, "pairs": comp.pairs,
                            "table": comp.results.to_json()})
 
@@ -117,11 +119,12 @@ def write_compare(comp: Comparison, out_dir) -> dict[str, Path]:
     (each written atomically); records and returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    per_query = write_per_query(comp.results, comp.es, out_dir)  # first: a note it adds reaches the tables
     paths = {"markdown": out_dir / "compare.md", "csv": out_dir / "compare.csv", "json": out_dir / "compare.json"}
     atomic_write(paths["markdown"], format_markdown(comp).encode())
     atomic_write(paths["csv"], csv_text(comp).encode())
     atomic_write(paths["json"], json.dumps(compare_json(comp), indent=2, default=float).encode())
-    paths.update(write_per_query(comp.results, comp.es, out_dir))
+    paths.update(per_query)
     comp.outputs = {key: str(path) for key, path in paths.items()}
     return paths
 

@@ -18,6 +18,9 @@ candidate), so the mean of ``value`` over a (row, metric, k) is the table's figu
 values are the very numbers its intervals and paired verdicts resample. Within a (row, metric,
 k) the queries follow the table's query order (the order the bootstrap resamples). Beyond-accuracy
 metrics (coverage, diversity, novelty) are properties of all lists together and are not here.
+The text columns are categorical (Parquet dictionary columns: pandas categories, R factors), so a
+table of many users stays small in memory and on disk; the CSV twin is left out past
+``CSV_MAX_LINES`` lines (the notes say so), the Parquet file always written.
 
 A paired test in pandas: ``df[(df.metric == "nDCG") & (df.k == 10)].pivot(index="query_id",
 columns="row", values="value")`` gives one column per row over the same queries; in R,
@@ -34,6 +37,7 @@ from cinefuse.atomic import atomic_write
 
 COLUMNS = ("task", "row", "kind", "query_id", "metric", "k", "value")
 FILES = {"per_query": "per_query.parquet", "per_query_csv": "per_query.csv.gz"}
+CSV_MAX_LINES = 2_000_000  # ~1 minute of gzip text; past it the Parquet file alone
 
 
 def per_query_frame(results, query_ids):
@@ -41,33 +45,49 @@ def per_query_frame(results, query_ids):
     values); ``query_ids``: the eval set's queries, in the order the rows' values follow."""
     import pandas as pd
 
-    query_ids = np.asarray(query_ids, dtype=str)
-    parts = []
-    for row in results.rows:
-        if row.per_query is None:
-            continue
-        scored = np.asarray(row.per_query.scored, bool)
-        ids = query_ids[scored]
-        for name in row.per_query.values:
+    rows = [r for r in results.rows if r.per_query is not None]
+    kinds = list(dict.fromkeys(r.kind for r in rows))
+    metrics: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {"row": [], "metric": [], "k": [], "query": [], "value": []}
+    for i, row in enumerate(rows):
+        scored = np.flatnonzero(np.asarray(row.per_query.scored, bool))
+        for name, values in row.per_query.values.items():
             metric, _, k = name.partition("@")
-            parts.append(pd.DataFrame({
-                "task": results.task, "row": row.name, "kind": row.kind, "query_id": ids, "metric": metric,
-                "k": np.full(len(ids), int(k), np.int64),
-                "value": np.asarray(row.per_query.values[name], np.float64)[scored]}))
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=("int64" if c == "k" else "float64" if c == "value" else object))
-                             for c in COLUMNS})
-    return pd.concat(parts, ignore_index=True)[list(COLUMNS)]
+            metrics += [metric] if metric not in metrics else []
+            parts["row"].append(np.full(len(scored), i, np.int32))
+            parts["metric"].append(np.full(len(scored), metrics.index(metric), np.int32))
+            parts["k"].append(np.full(len(scored), int(k), np.int64))
+            parts["query"].append(scored)
+            parts["value"].append(np.asarray(values, np.float64)[scored])
+    col = {key: (np.concatenate(v) if v else np.zeros(0, np.int64 if key == "query" else np.int32))
+           for key, v in parts.items()}
+    kind_of = np.array([kinds.index(r.kind) for r in rows], np.int32)
+    return pd.DataFrame({
+        "task": pd.Categorical.from_codes(np.zeros(len(col["row"]), np.int32), [results.task]),
+        "row": pd.Categorical.from_codes(col["row"], [r.name for r in rows]),
+        "kind": pd.Categorical.from_codes(kind_of[col["row"]], kinds),
+        "query_id": pd.Categorical.from_codes(col["query"], np.asarray(query_ids, dtype=str).tolist()),
+        "metric": pd.Categorical.from_codes(col["metric"], metrics),
+        "k": col["k"].astype(np.int64),
+        "value": col["value"].astype(np.float64),
+    })
 
 
 def write_per_query(results, es, out_dir) -> dict[str, Path]:
     """``per_query.parquet`` and ``per_query.csv.gz`` of ``results`` (queries of ``es``) in
-    ``out_dir``, each written atomically; returns their paths by output key."""
+    ``out_dir``, each written atomically; returns their paths by output key (the CSV's left out,
+    and a note added to ``results.notes``, past ``CSV_MAX_LINES`` lines)."""
     frame = per_query_frame(results, es.query_ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in FILES.items()}
     atomic_write(paths["per_query"], lambda handle: frame.to_parquet(handle, index=False))
+    if len(frame) > CSV_MAX_LINES:
+        results.notes.append(f"per-query values: {len(frame):,} lines, in {FILES['per_query']} only (the CSV twin "
+                             f"is written up to {CSV_MAX_LINES:,} lines)")
+        paths["per_query_csv"].unlink(missing_ok=True)  # an older twin would no longer match
+        del paths["per_query_csv"]
+        return paths
     # mtime 0: the same values give the same bytes
     atomic_write(paths["per_query_csv"], lambda handle: frame.to_csv(
         handle, index=False, compression={"method": "gzip", "mtime": 0}))

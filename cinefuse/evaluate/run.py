@@ -172,6 +172,6 @@ def write_results(ev: Evaluation, fused_store=None, embeddings: bool = True) -> 
     out = job.wd.evaluation_dir(job.protocol)
     if results.task != "item-to-item":
         out = out / results.task
-    written = write_report(results, out, job.wd.root)
-    written.update(write_per_query(results, ev.es, out))
+    per_query = write_per_query(results, ev.es, out)  # first: a note it adds reaches the report
+    written = {**write_report(results, out, job.wd.root), **per_query}
     results.outputs = {k: str(v) for k, v in written.items()}
