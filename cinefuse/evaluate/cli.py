@@ -13,6 +13,7 @@ from cinefuse.runlog import logged  # W/logs/<command>-<UTC time>.log of each ru
 def register(subparsers) -> None:
     register_evaluate(subparsers)
     register_recommend(subparsers)
+    register_compare(subparsers)
 
 
 def register_evaluate(subparsers) -> None:
@@ -160,4 +161,60 @@ def run_recommend_command(args) -> int:
     rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies,
                     use_index=not args.exact)
     print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))
+    return 0
+
+
+def register_compare(subparsers) -> None:
+    cmp = subparsers.add_parser(
+        "compare",
+        help="one table of every model of several fuse workdirs, re-ranked on the cold items they share",
+        description=(
+            "Evaluate every trained model of each WORKDIR (and its baselines) on the items that are cold "
+            "(split.json test) in every run and that every run can rank, and for user-to-item on the users "
+            "every run scores, so that every row ranks the same candidates for the same queries. Items cold "
+            "in one run but training or validation in another are dropped and counted. Runs over different "
+            "ratings or like thresholds are refused. Rows are named <run>/<model> (random and popularity "
+            "once); each carries its 95% bootstrap intervals, and paired bootstraps over the shared queries "
+            "compare named rows (--pair A B; default: the model each run chose on validation against the "
+            "first run's, and each against the best raw-feature baseline). Prints the compact table and "
+            "writes compare.md, compare.csv, compare.json and the per-query values (per_query.parquet, "
+            "per_query.csv.gz) to --out (user-to-item: its user-to-item/ folder)."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    cmp.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="fuse workdirs (each with config.json, "
+                     "split.json, runs/; each reads the store, ratings and movies its config.json names)")
+    cmp.add_argument("--names", help="comma-separated run names, one per WORKDIR (default: the folder names)")
+    cmp.add_argument("--task", choices=(*EVAL_TASKS, "both"), default="both",
+                     help="item-to-item, user-to-item, or both (one table each)")
+    cmp.add_argument("--out", default="cinefuse-compare", help="folder for the tables and per-query files")
+    cmp.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"), default=None,
+                     help="compare row (or model) A with B, paired over the shared queries; repeatable (when "
+                     "not given: each run's model chosen on validation against the first run's, and each "
+                     "against the best raw-feature baseline)")
+    cmp.add_argument("-k", dest="k", default="1,3,5,10", help="cut-offs K, comma-separated")
+    cmp.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    cmp.add_argument("--tie-break", choices=TIE_BREAKS, default="random",
+                     help="order that breaks score ties in every row: a seeded random candidate order, or id order")
+    cmp.add_argument("--tie-seed", type=int, default=0, help="seed of the random tie order")
+    cmp.add_argument("--json", action="store_true", help="print compare.json (per task) instead of the table")
+    cmp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    cmp.set_defaults(handler=run_compare_command)
+
+
+def run_compare_command(args) -> int:
+    import json
+
+    from cinefuse.evaluate.compare import compare_runs
+    from cinefuse.evaluate.compare_report import compare_json, format_compare, write_comparisons
+
+    comps = compare_runs(args.workdirs, names=args.names, task=args.task, ks=args.k, pairs=args.pair or (),
+                         seed=args.seed, tie_break=args.tie_break, tie_seed=args.tie_seed, progress=args.progress)
+    write_comparisons(comps, args.out)
+    if args.json:
+        print(json.dumps({task: compare_json(c) for task, c in comps.items()}, indent=2, default=float))
+        return 0
+    for i, comp in enumerate(comps.values()):
+        print(("\n\n" if i else "") + format_compare(comp))
+        print(f"\nwritten: {', '.join(comp.outputs.values())}")
     return 0

@@ -4,7 +4,8 @@
 embeddings and prior), lets each task (``tasks``: item-to-item, user-to-item, or both) build
 its eval set and rank, makes the rows (``rows.model_rows``, ``baselines.baseline_rows``), adds the verdict and strata
 (``verdict``), writes the fused embeddings to a store as feature sets ``fused/<model>``
-(``fused``) and the tables and plots (``report``).
+(``fused``) and the tables and plots (``report``), and every row's per-query values beside them
+(``perquery``: ``per_query.parquet`` and ``per_query.csv.gz``).
 
 Every row of one table ranks the same candidates: items a model cannot embed are dropped from
 the candidate set for all rows and counted in ``notes``. Ties follow ``cinefuse.metrics.ties``
@@ -23,6 +24,7 @@ from cinefuse.evaluate.baselines import baseline_rows
 from cinefuse.evaluate.evalset import EvalSet
 from cinefuse.evaluate.fused import safe_set_name, write_fused_embeddings
 from cinefuse.evaluate.job import Job, load_models, open_job
+from cinefuse.evaluate.perquery import write_per_query
 from cinefuse.evaluate.results import DEFAULT_KS, Results
 from cinefuse.evaluate.rows import model_rows
 from cinefuse.errors import CinefuseError
@@ -115,11 +117,14 @@ def evaluate_runs(workdir, ks=DEFAULT_KS, protocol: str = "cold-item", threshold
 
 
 def evaluate_task(job: Job, models: dict, seconds: dict, task, seed: int, tie_break: str, tie_seed: int,
-                  bar) -> Evaluation:
+                  bar, items=None, users=None) -> Evaluation:
     """One task's table: its eval set, the model rows (the prior weight the task chose on
-    validation), the baselines, the verdict and strata."""
+    validation), the baselines, the verdict and strata. ``items`` (and for user-to-item
+    ``users``): score only those test items (users), as ``cinefuse compare`` does over the ones
+    every compared run shares; validation is untouched by them."""
     job = replace(job, ks=task.ks(job.ks))
-    es, counts, notes = task.eval_set(job, models, tie_break, tie_seed)
+    restrict = {key: value for key, value in (("items", items), ("users", users)) if value is not None}
+    es, counts, notes = task.eval_set(job, models, tie_break, tie_seed, **restrict)
     bar.update(1)
     bar.set_description(f"ranking models ({task.name})")
     weights, validation = task_validation(job, models, task, tie_break, tie_seed, notes)
@@ -167,5 +172,6 @@ def write_results(ev: Evaluation, fused_store=None, embeddings: bool = True) -> 
     out = job.wd.evaluation_dir(job.protocol)
     if results.task != "item-to-item":
         out = out / results.task
-    written = write_report(results, out, job.wd.root)
+    per_query = write_per_query(results, ev.es, out)  # first: a note it adds reaches the report
+    written = {**write_report(results, out, job.wd.root), **per_query}
     results.outputs = {k: str(v) for k, v in written.items()}

@@ -48,8 +48,8 @@ class ItemToItem:
     def content_rows(self, matrix: np.ndarray, valid) -> np.ndarray:
         return matrix
 
-    def eval_set(self, job, models: dict, tie_break: str = "random", tie_seed: int = 0):
-        return candidates(job, models, tie_break, tie_seed)
+    def eval_set(self, job, models: dict, tie_break: str = "random", tie_seed: int = 0, items=None):
+        return candidates(job, models, tie_break, tie_seed, items)
 
     def rank(self, es: EvalSet, ids, emb, k: int, prior=None, weight: float = 0.0) -> np.ndarray:
         if prior is None:
@@ -72,20 +72,18 @@ class ItemToItem:
 ITEM_TO_ITEM = ItemToItem()
 
 
-def candidates(job, models: dict, tie_break: str = "random", tie_seed: int = 0) -> tuple[EvalSet, dict, list[str]]:
+def candidates(job, models: dict, tie_break: str = "random", tie_seed: int = 0,
+               items=None) -> tuple[EvalSet, dict, list[str]]:
     """The protocol's queries and candidates, every one in the store and embedded by every model
-    (so that every row ranks the same set): (eval set, counts, notes)."""
+    (so that every row ranks the same set): (eval set, counts, notes). ``items``: rank only
+    those of them (``cinefuse compare``: the items every compared run can rank)."""
     notes: list[str] = []
-    pool = protocol_pool(job, notes)
-    pool_set = set(pool) & set(job.store.ids().tolist())
-    dropped_store = len(set(pool)) - len(pool_set)
-    if dropped_store:
-        notes.append(f"{dropped_store} items of the protocol are not in the store and were left out")
-    for model, e in models.items():
-        missing = pool_set - set(np.asarray(e.ids, dtype=str).tolist())
-        if missing:
-            notes.append(f"model {model} could not embed {len(missing)} items; left out for every row")
-            pool_set -= missing
+    pool_set = rankable_items(job, models, notes)
+    if items is not None:
+        outside = pool_set - set(str(i) for i in items)
+        pool_set -= outside
+        notes.append(f"restricted to {len(pool_set)} given items; {len(outside)} other items of the protocol "
+                     f"left out")
     if len(pool_set) < 2:
         raise CinefuseError(f"only {len(pool_set)} items to rank under the {job.protocol} protocol; need at least 2")
     chosen = np.array(sorted(pool_set), dtype=str)
@@ -102,6 +100,22 @@ def candidates(job, models: dict, tie_break: str = "random", tie_seed: int = 0) 
         "users": es.n_users,
     }
     return es, counts, notes
+
+
+def rankable_items(job, models: dict, notes: list[str]) -> set[str]:
+    """The protocol's items that the store holds and every model embeds; those left out are
+    counted in ``notes``."""
+    pool = protocol_pool(job, notes)
+    pool_set = set(pool) & set(job.store.ids().tolist())
+    dropped_store = len(set(pool)) - len(pool_set)
+    if dropped_store:
+        notes.append(f"{dropped_store} items of the protocol are not in the store and were left out")
+    for model, e in models.items():
+        missing = pool_set - set(np.asarray(e.ids, dtype=str).tolist())
+        if missing:
+            notes.append(f"model {model} could not embed {len(missing)} items; left out for every row")
+            pool_set -= missing
+    return pool_set
 
 
 def protocol_pool(job, notes: list[str]) -> list[str]:

@@ -75,9 +75,11 @@ class UserPerQuery(PerQuery):
 
 
 def build_user_eval_set(ratings, history_ids, candidate_ids, threshold: float, cut: int | None = None,
-                        movies=None, tie_break: str = "random", tie_seed: int = 0) -> UserEvalSet:
+                        movies=None, tie_break: str = "random", tie_seed: int = 0, only_users=None) -> UserEvalSet:
     """The users with a liked history item and a liked candidate (see the module docstring);
-    ``cut``: only ratings before it count for the history (``cold-item-time``)."""
+    ``cut``: only ratings before it count for the history (``cold-item-time``); ``only_users``: only
+    those of them (``cinefuse compare``: the users every compared run scores; the others are
+    counted in ``users_not_given``)."""
     candidate_ids = tie_order(candidate_ids, tie_break, tie_seed)
     history_ids = np.asarray(sorted(set(np.asarray(history_ids, dtype=str).tolist())), dtype=str)
     users = np.asarray(ratings.user)
@@ -91,6 +93,10 @@ def build_user_eval_set(ratings, history_ids, candidate_ids, threshold: float, c
               "users_without_history": int(len(test.user_ids) - len(keep)),
               "users_without_relevant": int(len(hist.user_ids) - len(keep)),
               "history_items": len(history_ids)}
+    if only_users is not None:
+        given = np.isin(np.asarray(keep).astype(str), np.asarray(list(only_users), dtype=str))
+        keep, in_hist, in_test = keep[given], in_hist[given], in_test[given]
+        counts.update({"users": len(keep), "users_not_given": int((~given).sum())})
     history = sp.csr_array(hist.X[in_hist])
     relevant = sp.csr_array(test.X[in_test])
     counts["relevant_pairs"] = int(relevant.nnz)
@@ -135,12 +141,22 @@ class UserToItem:
     def interval_metrics(self, ks) -> tuple[str, ...]:
         return (SELECTION_METRIC, "nDCG@10") if 10 in ks else (SELECTION_METRIC,)
 
-    def eval_set(self, job, models: dict, tie_break: str = "random", tie_seed: int = 0, part: str = "test"):
+    def eval_set(self, job, models: dict, tie_break: str = "random", tie_seed: int = 0, part: str = "test",
+                 items=None, users=None):
+        """``items``/``users``: rank only those candidates for only those users (``cinefuse compare``)."""
         notes: list[str] = []
         candidates = embedded_items(job, models, part, notes)
+        if items is not None:
+            given = set(str(i) for i in items)
+            notes.append(f"user-to-item: restricted to the {len(given & set(candidates))} given items; "
+                         f"{len(set(candidates) - given)} other {part} items left out")
+            candidates = sorted(set(candidates) & given)
         history = embedded_items(job, models, "train", notes)
         es = build_user_eval_set(job.ratings, history, candidates, job.threshold, job.wd.split().get("cut_timestamp"),
-                                 job.movies, tie_break, tie_seed)
+                                 job.movies, tie_break, tie_seed, users)
+        if users is not None:
+            notes.append(f"user-to-item: restricted to the given users; {es.counts['users_not_given']} other users "
+                         f"left out")
         c = es.counts
         if c["users"] < 1:
             raise CinefuseError(f"no user has a liked training item and a liked {part} item; user-to-item needs one")
