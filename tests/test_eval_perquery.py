@@ -13,7 +13,7 @@ import pytest
 from cinefuse.metrics.bootstrap import bootstrap_interval, paired_bootstrap
 
 
-def train_small(root, name, modalities="full", seed=0, steps=50):
+def train_small(root, name, modalities="full", seed=0, steps=50, prior=False):
     """A run trained by run_fuse on the catalogue of test_eval_workdir (4 planted genre groups)."""
     from cinefuse.fuse.train import run_fuse
 
@@ -23,7 +23,7 @@ def train_small(root, name, modalities="full", seed=0, steps=50):
         "model": {"modalities": modalities, "token_dim": 16, "hidden": 32, "embed_dim": 8},
         "train": {"steps": steps, "steps_per_call": steps, "eval_every": steps, "checkpoint_every": steps,
                   "batch_size": 32, "patience": 0, "seed": seed},
-        "objective": {"kind": "thesis", "prior": False},
+        "objective": {"kind": "thesis", "prior": prior},
     }
     run_fuse(config, root / name, log=lambda msg: None)
     return root / name
@@ -37,7 +37,7 @@ def evaluated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("perquery")
     write_catalogue(root)
-    wd = train_small(root, "wd")
+    wd = train_small(root, "wd", prior=True)  # a prior head: its +prior rows and fused/<model>.prior too
     evs = evaluate_runs(wd, progress=False, tasks=["item-to-item", "user-to-item"])
     write_all(evs)
     return wd, evs
@@ -126,3 +126,29 @@ def test_past_the_csv_limit_the_parquet_file_alone_and_a_note(evaluated, tmp_pat
         ev.results.notes[:] = notes
     assert set(paths) == {"per_query"} and sorted(p.name for p in tmp_path.iterdir()) == ["per_query.parquet"]
     assert len(pd.read_parquet(paths["per_query"])) == lines
+
+
+def test_the_prior_rows_are_reproducible_from_the_fused_store_alone(evaluated):
+    """W/embeddings holds fused/<model>.prior beside fused/<model>, with the weight each task
+    chose: ranking with only those arrays gives the +prior row's figures exactly."""
+    import numpy as np
+
+    from cinefuse.evaluate.rows import score_row
+    from cinefuse.store import open_store
+
+    wd, evs = evaluated
+    store = open_store(wd / "embeddings")
+    (model,) = evs["item-to-item"].models
+    emb, prior = store.load_feature_set(f"fused/{model}"), store.load_feature_set(f"fused/{model}.prior")
+    assert prior.data.shape == (len(emb.ids), 1) and list(prior.ids) == list(emb.ids)
+    m = evs["item-to-item"].models[model]
+    position = {i: n for n, i in enumerate(m.ids.tolist())}
+    order = [position[i] for i in emb.ids.tolist()]
+    np.testing.assert_array_equal(prior.data[:, 0], m.prior[order])
+    for task, ev in evs.items():
+        weight = prior.attrs[f"prior_weight_{task.replace('-', '_')}"]
+        assert weight == ev.results.validation[model]["weight"] is not None
+        k = max(ev.results.ks)
+        topk = ev.task.rank(ev.es, emb.ids, emb.data, k, prior=prior.data[:, 0], weight=weight)
+        row = score_row(f"{model}+prior", "model", topk, ev.es, ev.results.ks, None, 0.0, task=ev.task)
+        np.testing.assert_equal(row.metrics, ev.results.row(f"{model}+prior").metrics)  # NaN (Div@1) equal too

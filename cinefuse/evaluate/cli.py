@@ -22,7 +22,8 @@ def register_evaluate(subparsers) -> None:
         help="score every trained model of a fuse workdir and the baselines (cold-start item-to-item and user-to-item)",
         description=(
             "Embed every item with each trained model of WORKDIR (grid runs included), write the "
-            "fused embeddings to a store (W/embeddings, feature sets fused/<model>), rank by cosine "
+            "fused embeddings to a store (W/embeddings, feature sets fused/<model>, and fused/<model>.prior "
+            "with each task's prior weight for a model with a prior head), rank by cosine "
             "and score Precision, Recall, HitRate, nDCG, MRR and the thesis's graded nDCG at every K, "
             "plus catalogue coverage, intra-list genre diversity and novelty, for the models and the "
             "random, popularity and raw-feature cosine baselines. Two tasks (--task, default both): "

@@ -22,7 +22,7 @@ import numpy as np
 
 from cinefuse.evaluate.baselines import baseline_rows
 from cinefuse.evaluate.evalset import EvalSet
-from cinefuse.evaluate.fused import safe_set_name, write_fused_embeddings
+from cinefuse.evaluate.fused import FusedItems, safe_set_name, write_fused_embeddings
 from cinefuse.evaluate.job import Job, load_models, open_job
 from cinefuse.evaluate.perquery import write_per_query
 from cinefuse.evaluate.results import DEFAULT_KS, Results
@@ -147,7 +147,9 @@ def write_all(evs: dict[str, Evaluation], fused_store=None) -> None:
     both, the item-to-item ``results.json`` also holds the user-to-item results under the key
     ``"user-to-item"``."""
     first = next(iter(evs.values()))
-    write_results(first, fused_store)
+    weights = {model: {name: (ev.results.validation.get(model) or {}).get("weight") for name, ev in evs.items()}
+               for model in first.models}
+    write_results(first, fused_store, prior_weights=weights)
     for name, ev in evs.items():
         if ev is not first:
             ev.results.notes.append(first.results.notes[-1])
@@ -158,14 +160,18 @@ def write_all(evs: dict[str, Evaluation], fused_store=None) -> None:
         path.write_text(json.dumps({**i2i.to_json(), "user-to-item": u2i.to_json()}, indent=2, default=float))
 
 
-def write_results(ev: Evaluation, fused_store=None, embeddings: bool = True) -> None:
-    """The fused embeddings to a store, the tables and plots to ``W/evaluation/<protocol>/``
-    (user-to-item: its ``user-to-item/`` folder)."""
+def write_results(ev: Evaluation, fused_store=None, embeddings: bool = True, prior_weights: dict | None = None) -> None:
+    """The fused embeddings (and each prior head's item prior, with the weight each task chose:
+    ``prior_weights`` model -> task -> w) to a store, the tables and plots to
+    ``W/evaluation/<protocol>/`` (user-to-item: its ``user-to-item/`` folder)."""
     from cinefuse.evaluate.report import write_report
 
     job, results = ev.job, ev.results
     if embeddings:
-        embeddings_of = {name: (np.asarray(m.ids, dtype=str), m.emb) for name, m in ev.models.items()}
+        if prior_weights is None:
+            prior_weights = {m: {ev.task.name: (ev.results.validation.get(m) or {}).get("weight")} for m in ev.models}
+        embeddings_of = {name: FusedItems(np.asarray(m.ids, dtype=str), m.emb, m.prior, prior_weights.get(name, {}))
+                         for name, m in ev.models.items()}
         location = write_fused_embeddings(job.wd.root, embeddings_of, fused_store)
         results.notes.append(f"fused embeddings written to {location} as "
                              f"{', '.join(safe_set_name(m) for m in job.models)}")
