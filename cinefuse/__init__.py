@@ -6,12 +6,13 @@ manifest, verify, S3), ``cinefuse.fuse`` (JAX/Flax fusion training and evaluatio
 The Python API is ``cinefuse.api`` (docs/API.md): ``from cinefuse import api``. Its functions
 whose names no stage package takes are also reachable here (``cinefuse.recommend_for_item``),
 loaded on first use, so that ``import cinefuse`` stays cheap (no torch, no jax). ``extract``,
-``fuse`` and ``evaluate`` are the stage packages here; call them as ``api.extract`` and so on.
+``fuse``, ``evaluate`` and ``export`` are the stage packages here; call them as ``api.extract``
+and so on.
 """
 
 __version__ = "0.1.0"
 
-# cinefuse.api.__all__ less the names of stage packages (cinefuse.extract, .fuse, .evaluate)
+# cinefuse.api.__all__ less the names of stage packages (cinefuse.extract, .fuse, .evaluate, .export)
 API_NAMES = (
     "build_index", "fuse_config", "import_features", "list_models", "load_embeddings", "open_store",
     "recommend_for_item", "recommend_for_user", "served_model",

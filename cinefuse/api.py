@@ -20,7 +20,7 @@ PathLike = str | os.PathLike
 DEFAULT_KS = (1, 3, 5, 10)  # cinefuse.evaluate.results.DEFAULT_KS (that module imports numpy)
 
 __all__ = [
-    "build_index", "evaluate", "extract", "fuse", "fuse_config", "import_features", "list_models",
+    "build_index", "evaluate", "export", "extract", "fuse", "fuse_config", "import_features", "list_models",
     "load_embeddings", "open_store", "recommend_for_item", "recommend_for_user", "served_model",
 ]
 
@@ -247,6 +247,22 @@ def load_embeddings(*, workdir: PathLike, model: str | None = None, table: Any =
 
     name = model if model is not None else served_model(workdir=workdir).model
     return load_embedded(workdir, name, table=table)
+
+
+# -- out to other tools -------------------------------------------------------------------------
+def export(*, format: str, out: PathLike, sets: Sequence[str] | str, workdir: PathLike | None = None,
+           store: PathLike | None = None, ratings: PathLike | None = None, name: str = "cinefuse",
+           endpoint_url: str | None = None):
+    """``cinefuse export FORMAT``: ``sets`` (raw sets, ``fused/<model>``, ``fused/<model>.prior``)
+    of ``store`` (default: the workdir's) and, with ``workdir``, its split and ratings, into the
+    new folder ``out`` in ``format`` (``cinefuse.choices.EXPORT_FORMATS``: cornac, recbole, mmrec,
+    elliot, parquet, npz), with ``export.json`` and ``README.txt``. Returns the
+    :class:`~cinefuse.export.folder.ExportResult` (``items``, ``interactions`` per part,
+    ``skipped``/``dropped`` counts, ``files``, ``readme``)."""
+    from cinefuse.export.run import export as run_export
+
+    return run_export(format, _str(out), sets, store=_str(store), workdir=_str(workdir), ratings=_str(ratings),
+                      endpoint_url=endpoint_url, name=name)
 
 
 def _str(path: PathLike | None) -> str | None:
