@@ -10,7 +10,7 @@ loaded on first use, so that ``import cinefuse`` stays cheap (no torch, no jax).
 and so on.
 """
 
-__version__ = "0.1.0"
+from cinefuse.version import __version__  # noqa: F401  (pyproject.toml states it again)
 
 # cinefuse.api.__all__ less the names of stage packages (cinefuse.extract, .fuse, .evaluate, .export)
 API_NAMES = (

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from cinefuse import __version__
+from cinefuse.version import __version__
 from cinefuse.errors import CinefuseError
 
 # Modules that contribute subcommands, in the order they appear in --help.

@@ -231,7 +231,7 @@ def versions() -> str:
     """cinefuse, Python and the numeric libraries' versions, read without importing them."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from cinefuse import __version__
+    from cinefuse.version import __version__
 
     out = [f"cinefuse {__version__}", f"python {sys.version.split()[0]}"]
     for name in VERSIONED:

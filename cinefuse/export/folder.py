@@ -125,7 +125,7 @@ def file_digests(folder: Path) -> dict[str, str]:
 
 def finish(staging: Path, fmt: str, inp, readme: str, extra: dict | None = None) -> ExportResult:
     """``README.txt`` and ``export.json`` into ``staging``; the result to report."""
-    from cinefuse import __version__
+    from cinefuse.version import __version__
     from cinefuse.store.manifest import now_iso
 
     put_text(staging / README_NAME, readme)
