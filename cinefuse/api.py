@@ -161,72 +161,17 @@ def recommend_for_item(*, workdir: PathLike, item: str, k: int = 10, model: str 
 def recommend_for_user(*, workdir: PathLike, liked: Iterable[str] | None = None, user: int | None = None,
                        k: int = 10, model: str | None = None, among: Iterable[str] | None = None,
                        movies: PathLike | None = None):
-    """The ``k`` items a user would like, ranked as evaluate's user-to-item task ranks them: by
-    the cosine to the mean of the unit embeddings of the items the user liked (plus ``w * prior``
-    for a ``+prior`` model). ``liked``: those item ids; or ``user``: a user id of the run's
-    ratings, whose liked items (rating >= the run's like threshold) are the history. Items the
-    user liked or rated are never recommended; ``among`` restricts the candidates (e.g. the
-    split's cold test items). Returns a ``Recommendation`` whose ``item`` names the user."""
-    import numpy as np
+    """``cinefuse recommend --user/--liked``: the ``k`` items a user would like, ranked as
+    evaluate's user-to-item task ranks them: by the cosine to the mean of the unit embeddings of
+    the items the user liked (plus ``w * prior`` for a ``+prior`` model, ``w`` the run's
+    user-to-item weight). ``liked``: those item ids; or ``user``: a user id of the run's ratings,
+    whose liked items (rating >= the run's like threshold) are the history. Items the user liked
+    or rated are never recommended; ``among`` restricts the candidates (e.g. the split's cold test
+    items). ``model``: default the one user-to-item validation chose. Returns a
+    ``Recommendation`` whose ``item`` names the user and ``history`` counts the liked items used."""
+    from cinefuse.evaluate.recommend_user import recommend_for_user as recommend_user
 
-    from cinefuse.errors import CinefuseError
-    from cinefuse.evaluate.recommend import Recommendation, load_catalogue, titles_for
-    from cinefuse.evaluate.serving import choose_served
-    from cinefuse.fuse.workdir import Workdir
-    from cinefuse.metrics.device_ranking import user_vectors
-    from cinefuse.metrics.ranking import top_k_cosine
-
-    if (liked is None) == (user is None):
-        raise CinefuseError("recommend_for_user needs liked=[item ids] or user=ID (one of them)")
-    if k < 1:
-        raise CinefuseError(f"k={k}: ask for at least 1 recommendation")
-    wd = Workdir(workdir)
-    served = choose_served(wd, model)
-    ids, candidates, tail, source = load_catalogue(wd, served)
-    if user is None:
-        history, seen, query = {str(i).strip() for i in liked}, set(), f"{len(set(liked))} liked item(s)"
-    else:
-        history, seen = _user_history(wd, user)
-        query = f"user {user}"
-    rows = np.flatnonzero(np.isin(ids, sorted(history)))
-    if rows.size == 0:
-        raise CinefuseError(f"none of the {len(history)} liked item(s) of {query} is among the {len(ids)} items "
-                            f"model {served.name} embeds; pass item ids (MovieLens movieIds)")
-    unit = candidates[:, :candidates.shape[1] - tail.size]
-    likes = np.zeros((1, len(ids)), bool)
-    likes[0, rows] = True
-    vector = np.hstack([user_vectors(unit, likes), tail[None, :]]).astype(np.float32)
-    allowed = ~np.isin(ids, sorted(history | seen))
-    if among is not None:
-        allowed &= np.isin(ids, [str(i) for i in among])
-    pool = np.flatnonzero(allowed)
-    top, scores = top_k_cosine(vector, candidates[pool], min(k, len(pool)), normalise=False) if len(pool) \
-        else (np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32))
-    titles = titles_for(wd.config(), movies)
-    results = [{"rank": r + 1, "id": str(ids[pool[c]]), "score": float(s), "title": titles.get(str(ids[pool[c]]))}
-               for r, (c, s) in enumerate(zip(top[0].tolist(), scores[0].tolist())) if c >= 0]
-    return Recommendation(query, None, served.name, source, results, None, served.why)
-
-
-def _user_history(wd, user: int) -> tuple[set[str], set[str]]:
-    """(liked item ids, every rated item id) of ``user`` in the run's ratings."""
-    import numpy as np
-
-    from cinefuse.datasets.movielens import load_ratings
-    from cinefuse.errors import CinefuseError
-    from cinefuse.evaluate.job import RatingsSource, data_sources, ratings_options
-
-    config = wd.config()
-    path = data_sources(config)["ratings"]
-    if path is None:
-        raise CinefuseError(f"{wd.root}/config.json names no ratings; pass liked=[item ids] instead of user=")
-    ratings = load_ratings(path, **ratings_options(config, RatingsSource()))
-    mine = np.asarray(ratings.user) == int(user)
-    if not mine.any():
-        raise CinefuseError(f"user {user} has no rating in {path}; pass liked=[item ids] for a new user")
-    items = np.asarray(ratings.item, dtype=str)[mine]
-    liked = items[np.asarray(ratings.rating)[mine] >= float(config.pairs.like_threshold)]
-    return set(liked.tolist()), set(items.tolist())
+    return recommend_user(workdir, liked=liked, user=user, k=k, model=model, among=among, movies=movies)
 
 
 def build_index(*, workdir: PathLike, model: str | None = None, kind: str = "auto") -> dict:

@@ -94,24 +94,39 @@ def register_evaluate(subparsers) -> None:
 def register_recommend(subparsers) -> None:
     rec = subparsers.add_parser(
         "recommend",
-        help="top-K items most similar to one item, from a trained model",
+        help="top-K items most similar to one item, or for one user, from a trained model",
         description=(
-            "The K items whose fused embeddings are closest (cosine) to ITEM's, with scores and "
-            "titles where movie metadata is known. The model defaults to the one validation chose "
-            "(highest validation nDCG@10, with or without its popularity prior; the output says which). "
-            "Films added to the feature store after training are embedded by the trained model."
+            "--item ID: the K items whose fused embeddings are closest (cosine) to that item's.\n"
+            "--user ID or --liked ID1,ID2,...: the K items for a user, ranked as evaluate's user-to-item\n"
+            "task ranks them: cosine to the mean of the unit embeddings of the items the user liked\n"
+            "(plus w * prior for a NAME+prior model, w the run's user-to-item prior weight). --user takes\n"
+            "the liked items (rating at or above the run's like threshold) from the run's ratings,\n"
+            "--liked names them for a new user; nothing the user liked or rated is recommended.\n\n"
+            "Scores, and titles where movie metadata is known. The model defaults to the one validation\n"
+            "chose (items: highest validation nDCG@10; users: highest validation user-to-item Recall@20;\n"
+            "each with or without its popularity prior; the output says which). Films added to the\n"
+            "feature store after training are embedded by the trained model."
         ),
         formatter_class=HelpFormatter,
     )
     rec.add_argument("--workdir", required=True, help="the fuse workdir")
-    rec.add_argument("--item", required=True, help="item id (MovieLens movieId)")
+    rec.add_argument("--item", help="item id (MovieLens movieId): list the items like it")
+    rec.add_argument("--user", type=int, metavar="ID",
+                     help="user id of the run's ratings: list the items for that user (not with --item)")
+    rec.add_argument("--liked", metavar="ID1,ID2,...",
+                     help="item ids a new user liked, comma-separated: list the items for them (not with --item)")
+    rec.add_argument("--among", metavar="test|FILE",
+                     help="with --user/--liked: only recommend from these candidates: 'test' (the split's cold "
+                     "test items) or a file of item ids (default: every item the model embeds)")
     rec.add_argument("-k", dest="k", type=int, default=10, help="how many items")
     hidden_alias(rec, "--k", "k", type=int)
     rec.add_argument("--model", help="which trained model (a folder under W/runs), or NAME+prior to rank by "
-                                     "cos + w * prior (w: the prior weight validation chose, summary.json)")
+                                     "cos + w * prior (w: the prior weight validation chose for the task, "
+                                     "summary.json prior_weight, or prior_weight_u2i for a user)")
     rec.add_argument("--movies", help="movies file or MovieLens folder for titles (default: from config.json)")
     rec.add_argument("--json", action="store_true", help="print JSON")
-    rec.add_argument("--exact", action="store_true", help="scan exactly even when W/index/<model> exists")
+    rec.add_argument("--exact", action="store_true",
+                     help="scan exactly even when W/index/<model> exists (a user's list is always exact)")
     rec.set_defaults(handler=run_recommend_command)
 
 
@@ -157,10 +172,26 @@ def run_evaluate_command(args) -> int:
 def run_recommend_command(args) -> int:
     import json
 
+    from cinefuse.errors import CinefuseError
     from cinefuse.evaluate.recommend import format_recommendation, recommend
+    from cinefuse.evaluate.recommend_user import among_ids, recommend_for_user
+    from cinefuse.fuse.workdir import Workdir
 
-    rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies,
-                    use_index=not args.exact)
+    given = [flag for flag, value in (("--item", args.item), ("--user", args.user), ("--liked", args.liked))
+             if value is not None]
+    if len(given) != 1:
+        raise CinefuseError(("give one of --item, --user or --liked" if not given else
+                             f"{' and '.join(given)} cannot be combined") + ": --item ID lists the items like one "
+                            "item, --user ID the items for a user of the ratings, --liked ID1,ID2 for a new user")
+    if args.item is not None:
+        if args.among is not None:
+            raise CinefuseError("--among restricts a user's list (--user or --liked), not --item's")
+        rec = recommend(args.workdir, args.item, k=args.k, model=args.model, movies=args.movies,
+                        use_index=not args.exact)
+    else:
+        among = among_ids(Workdir(args.workdir), args.among) if args.among is not None else None
+        rec = recommend_for_user(args.workdir, liked=args.liked, user=args.user, k=args.k, model=args.model,
+                                 among=among, movies=args.movies)
     print(json.dumps(rec.to_json(), indent=2) if args.json else format_recommendation(rec))
     return 0
 

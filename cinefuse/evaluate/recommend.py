@@ -13,6 +13,8 @@ chose answers, and the output says which.
 the model (approximate past 100k items: the output names the index), else by the exact scan.
 Both answer with ties broken by id order (``cinefuse.metrics.ties``, rule ``"id"``): one item's
 neighbours need no seeded order, while evaluate's tables break ties in a seeded random order.
+A user's list (``--user`` / ``--liked``) is ``cinefuse.evaluate.recommend_user``: the same
+catalogue and tie order, ``format_recommendation`` prints both.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Recommendation:
     results: list[dict] = field(default_factory=list)  # {"rank", "id", "score", "title"}
     index: dict | None = None  # the index.json of the index answered through; None: exact scan
     why: str = ""  # why this model answers ("asked for", or validation's choice and its figure)
+    history: int | None = None  # a user's list: the liked items it is ranked from; None: an item's
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -206,7 +209,12 @@ def _ranked(ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, titles: dict[
 
 
 def format_recommendation(rec: Recommendation) -> str:
-    head = f"top {len(rec.results)} items like {rec.item}" + (f" ({rec.title})" if rec.title else "")
+    """The command's text: a head naming the item (or the user and their history), the model
+    and why it answers, then rank, id, score and title per line."""
+    if rec.history is None:
+        head = f"top {len(rec.results)} items like {rec.item}" + (f" ({rec.title})" if rec.title else "")
+    else:
+        head = f"top {len(rec.results)} items for {rec.item} (history: {rec.history} liked item(s) the model embeds)"
     lines = [f"{head}  [model {rec.model}]"]
     if rec.why and rec.why != "asked for":
         lines.append(f"  ({rec.why})")
