@@ -24,7 +24,7 @@ import numpy as np
 from cinefuse.errors import CinefuseError
 from cinefuse.evaluate.recommend import Recommendation, load_catalogue, titles_for
 from cinefuse.evaluate.selection import SUMMARY_KEYS
-from cinefuse.evaluate.serving import Served, check_workdir, choose_served
+from cinefuse.evaluate.serving import Served, check_workdir, choose_served, validation_candidates
 from cinefuse.fuse.workdir import Workdir
 
 USER_TASK = "user-to-item"
@@ -46,14 +46,7 @@ def served_for_users(wd: Workdir, asked: str | None = None) -> Served:
             why = f"asked for; its summary.json has no {weight_key}: the item-to-item weight {served.prior_weight:g}"
             return Served(served.model, served.prior_weight, why)
         return Served(served.model, float(weight), "asked for")
-    scored = []
-    for order, model in enumerate(wd.models()):
-        summary = wd.summary(model)
-        if summary.get(plain_key) is not None:
-            scored.append((float(summary[plain_key]), 1, -order, model, None))
-        if summary.get(weight_key) is not None and summary.get(prior_key) is not None:
-            scored.append((float(summary[prior_key]), 0, -order, model, float(summary[weight_key])))
-    scored = [s for s in scored if s[0] == s[0]]  # NaN never wins
+    scored = validation_candidates(wd, wd.models(), (plain_key, prior_key, weight_key))
     if not scored:
         return Served(served.model, served.prior_weight,
                       f"{served.why} (no {plain_key} in any summary.json: the item-to-item choice)")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cinefuse.errors import CinefuseError
+from cinefuse.evaluate.selection import SUMMARY_KEYS
 from cinefuse.fuse.workdir import Workdir
 
 PRIOR = "+prior"
@@ -85,19 +86,30 @@ def choose_served(wd: Workdir, asked: str | None = None) -> Served:
             raise CinefuseError(f"model {base} has no prior head (trained without objective.prior): "
                                 f"serve --model {base}")
         return Served(base, weight, "asked for")
-    scored = []
-    for order, model in enumerate(models):
-        summary = wd.summary(model)
-        scored.append((float(summary.get("val_ndcg10", float("-inf"))), 1, -order, model, None))
-        if summary.get("prior_weight") is not None and "val_ndcg10_prior" in summary:
-            scored.append((float(summary["val_ndcg10_prior"]), 0, -order, model, float(summary["prior_weight"])))
-    scored = [s for s in scored if s[0] == s[0]]  # NaN never wins
+    scored = validation_candidates(wd, models, SUMMARY_KEYS["item-to-item"])
     if not scored:
         return Served(models[0], None, "the first model (no validation figure in any summary.json)")
     value, _, _, model, weight = max(scored)  # ties: without the prior, then the first model by name
     what = "" if weight is None else f" with its prior at weight {weight:g}"
     return Served(model, weight, f"chosen by validation: nDCG@10 {value:.4f}{what}, the best of "
                                  f"{len(scored)} candidate(s) in {wd.root}/runs")
+
+
+def validation_candidates(wd: Workdir, models: list[str], keys: tuple[str, str, str]) -> list[tuple]:
+    """(value, 1 plain / 0 with prior, -order, model, prior weight or None) for every model and
+    every prior weight its summary.json records a validation figure for; ``keys``: the summary's
+    (plain figure, figure with the prior, prior weight) of one task (``selection.SUMMARY_KEYS``).
+    ``max`` of them is validation's choice: ties go to the model without its prior, then to the
+    first model by name; NaN never wins."""
+    plain_key, prior_key, weight_key = keys
+    scored = []
+    for order, model in enumerate(models):
+        summary = wd.summary(model)
+        if summary.get(plain_key) is not None:
+            scored.append((float(summary[plain_key]), 1, -order, model, None))
+        if summary.get(weight_key) is not None and summary.get(prior_key) is not None:
+            scored.append((float(summary[prior_key]), 0, -order, model, float(summary[weight_key])))
+    return [s for s in scored if s[0] == s[0]]
 
 
 def dropped_reason(wd: Workdir, model: str, item: str) -> str | None:
