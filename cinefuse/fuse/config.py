@@ -155,8 +155,9 @@ class ObjectiveConfig:
     temperature: float = 0.1        # co-like and distill InfoNCE / KL temperature
     history_users: int = 32         # history slice: users per step ...
     history_per_user: int = 32      # ... liked items drawn from each ...
-    # ... plus uniform training items: S = users * per_user + random (2048: ml-latest-small's validation
-    # user-to-item Recall@20 rose from 0.218 to 0.230 over 512, two seeds; docs/OBJECTIVES.md)
+    # ... plus uniform training items: S = users * per_user + random (2048 over 512: best validation
+    # user-to-item Recall@20 on ml-latest-small 0.218 -> 0.230 and 0.266 -> 0.275 on two splits, two seeds each;
+    # benchmarks/results/quality_sweep.json)
     history_random: int = 2048
     history_loss: str = "nmse"      # "nmse" (ELSA) or "softmax" (Mult-VAE likelihood)
     history_temperature: float = 1.0  # softmax only
