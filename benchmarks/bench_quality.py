@@ -3,7 +3,8 @@ MovieLens ml-latest-small -> extract (title text, year) + editorial genres -> fu
 objectives, once per seed -> cold-item evaluation in the item-to-item and the user-to-item task.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_quality.py [--work /tmp/cinefuse-quality3] [--steps 300]
-        [--seeds 0,1,2] [--subset N (smoke test: the N lowest movie ids and their ratings only)]
+        [--seeds 0,1,2] [--selection-task user-to-item] [--subset N (smoke test: the N lowest movie ids
+        and their ratings only)]
 
 1. Item inputs are content a new item has before anyone rates it: ``text/minilm``
    (all-MiniLM-L6-v2 over the title) and ``meta/year`` from ``run_extract``, and the editorial
@@ -12,10 +13,13 @@ objectives, once per seed -> cold-item evaluation in the item-to-item and the us
    are interactions, not content: not used.
 2. ``run_fuse`` trains the grid ``objectives`` x ``modality sets`` with the cold-item split
    (70/15/15 of the items; targets from the training items' ratings only), each with the
-   item-prior head, once per seed. Where the fuse config knows ``train.seeds`` one workdir trains
-   every seed (runs ``<model>@seed<N>``); otherwise (``seeds_via`` in the JSON says which) one
-   workdir per seed with ``train.seed = N``, every one reading the split of the first seed's
-   workdir (split.json and pairs.npz copied), so all seeds rank the same test items.
+   item-prior head, once per seed, each run's checkpoint kept (and stopped early) by the
+   validation metric of ``--selection-task`` (``[selection] task``; default user-to-item Recall@20,
+   the task whose target the benchmark chases; both tasks' validation values are recorded).
+   Where the fuse config knows ``train.seeds`` one workdir trains every seed (runs
+   ``<model>@seed<N>``); otherwise (``seeds_via`` in the JSON says which) one workdir per seed
+   with ``train.seed = N``, every one reading the split of the first seed's workdir (split.json
+   and pairs.npz copied), so all seeds rank the same test items.
 3. ``cinefuse evaluate``'s pieces (``evaluate.run.evaluate_runs``) score every row in both tasks
    with random ties seeded by ``TIE_SEED``; rows of several seeds are grouped by base model
    (``evaluate.selection``), and every headline names the group validation chose (the mean over
@@ -127,7 +131,8 @@ def extract_store(data: Path, work: Path, text_backbone: str = "minilm") -> tupl
     return n_movies, summary, note, time.perf_counter() - start
 
 
-def fuse_config(work: Path, data: Path, steps: int, batch_size: int, objectives: list[str]) -> dict:
+def fuse_config(work: Path, data: Path, steps: int, batch_size: int, objectives: list[str],
+                selection_task: str = "user-to-item") -> dict:
     steps_per_call = 50
     eval_every = steps_per_call * max(1, steps // steps_per_call // 5)
     return {
@@ -140,6 +145,7 @@ def fuse_config(work: Path, data: Path, steps: int, batch_size: int, objectives:
                   "checkpoint_every": eval_every, "batch_size": batch_size, "patience": 3},
         "grid": {"objectives": objectives, "losses": ["triplet"], "distances": ["cosine"],
                  "modalities": GRID_MODALITIES, "heads": []},
+        "selection": {"task": selection_task},
     }
 
 
@@ -251,7 +257,8 @@ def markdown(record: dict) -> list[str]:
         "",
         f"Machine: {record['machine']}; date {record['date']}; command `{record['command']}`. Inputs: title "
         f"(MiniLM), year, editorial genres; no tags. Seeds {record['seeds']} ({record['seeds_via']}); ties in a "
-        f"random order (seed {TIE_SEED}); selection: {record['selection']}.",
+        f"random order (seed {TIE_SEED}); selection: {record['selection']}; checkpoints kept by "
+        f"{record.get('selection_task', 'item-to-item')} validation.",
         "",
     ]
     for task in TASKS:
@@ -318,6 +325,9 @@ def main() -> int:
                         help="folder for quality.json and quality.md, or a .json path (the .md goes beside it)")
     parser.add_argument("--text-backbone", choices=["minilm", "tfidf"], default="minilm",
                         help="the title's text features (tfidf where the MiniLM weights are not installed)")
+    parser.add_argument("--selection-task", choices=TASKS, default="user-to-item",
+                        help="[selection] task of every run: whose validation metric keeps the checkpoint and "
+                             "stops early (default: user-to-item, Recall@20)")
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
     args = parser.parse_args()
     MODALITY_SETS["text"] = [f"text/{args.text_backbone}"]
@@ -339,9 +349,9 @@ def main() -> int:
 
     steps = max(50, args.steps // 50 * 50)
     objectives = args.objectives.split(",")
-    config = fuse_config(work, data, steps, args.batch_size, objectives)
+    config = fuse_config(work, data, steps, args.batch_size, objectives, args.selection_task)
     start = time.perf_counter()
-    workdirs, runs, seeds_via = train_seeds(config, work, seeds, f"{steps}steps-b{args.batch_size}")
+    workdirs, runs, seeds_via = train_seeds(config, work, seeds, f"{steps}steps-b{args.batch_size}-{PREFIX[args.selection_task]}")
     timings["fuse_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     results = evaluate_seeds(workdirs, seeds)
@@ -355,6 +365,7 @@ def main() -> int:
         "seeds": seeds,
         "seeds_via": seeds_via,
         "selection": "validation",
+        "selection_task": args.selection_task,
         "interval": "paired percentile bootstrap, seeds resampled then queries (users); one seed: queries only",
         "tie_break": "random",
         "tie_seed": TIE_SEED,
