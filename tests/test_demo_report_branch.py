@@ -62,6 +62,7 @@ def tasteless_demo(seed: int) -> DemoConfig:
     return config
 
 
+@pytest.mark.slow  # ~31 s (a whole demo run); make test-all runs it
 def test_report_says_does_not_beat_when_fusion_loses(tmp_path):
     """With taste_weight 0 the ratings are noise: no modality can predict them, and for this seed
     the full model ranks below a single one. The verdict and the report must say so."""

@@ -37,6 +37,7 @@ def test_every_fusion_head_learns(env, tmp_path):
         assert margin > 0.6 and auc > 0.95, (model, margin, auc)
 
 
+@pytest.mark.slow  # ~24 s; make test-all runs it (every head learns stays in make test)
 def test_sequence_encoders_and_infonce_learn(env, tmp_path):
     """Attention pooling over frames, the conv encoder over the log-mel sequence (its own, weaker
     planted signal), each trained with the triplet loss and with InfoNCE, judged by their gain over

@@ -141,6 +141,7 @@ def brute_force_candidates(folder) -> tuple[int, pd.DataFrame, pd.DataFrame, dic
     return len(universe), co, score, {m: genres[m] for m in universe}
 
 
+@pytest.mark.slow  # ~17 s on the real ratings; make test-all runs it
 def test_ml_latest_small_counts(movielens_small):
     """The builder's counts and choices on real MovieLens, against a pandas brute force."""
     r, m = load_ratings(movielens_small), load_movies(movielens_small)

@@ -183,6 +183,7 @@ def alone_leaves(env, root: Path, kind: str, distance: str, modalities, train: d
 ALONE_ATOL = 1e-5
 
 
+@pytest.mark.slow  # ~19 s; make test-all runs it (the grid as one program stays in make test)
 def test_grid_programs_vmap_and_unrolled_match_each_member_trained_alone(trained, tmp_path):
     """Both ways of making a group one program train every member to the parameters of the same
     configuration trained alone."""
