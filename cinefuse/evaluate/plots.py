@@ -105,7 +105,7 @@ def plot_intervals(results, path: Path) -> bool:
             if row.name == best_baseline:
                 ax.axvline(value, color=BASELINE_GREY, linestyle=":", linewidth=1)
         ax.set_title(f"{metric}: {label_of(results, metric)}", fontsize=9)
-        ax.set_xlabel(f"{metric} (mean over {over}; bar: 95% bootstrap interval)", fontsize=8)
+        ax.set_xlabel(f"{metric}, mean over {over}\n(bar: 95% bootstrap interval)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes.flat[0].set_yticks(range(len(rows)), [r.name for r in rows], fontsize=8)
     axes.flat[0].set_ylim(-0.7, len(rows) - 0.3)
