@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = r"""
 import sys, json
 sys.path.insert(0, sys.argv[2])
@@ -59,6 +61,7 @@ print(json.dumps({"worst": worst, "scale": scale, "programs": out, "refused": re
 """
 
 
+@pytest.mark.slow  # ~25 s (two subprocesses, each compiling); make test-all runs it
 def test_two_devices_shard_the_batch_and_match_one(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(Path(__file__).parent)], env=env,

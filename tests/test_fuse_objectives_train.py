@@ -164,6 +164,7 @@ def test_co_like_trains_with_the_pair_and_triplet_losses(env, tmp_path):
         assert held_out_ndcg10(tmp_path / "w", run["model"]) > chance + 0.2, (run, chance)
 
 
+@pytest.mark.slow  # ~40-50 s (three objectives compiled twice); make test-all runs it
 def test_a_seed_fixes_the_run(env, tmp_path):
     import jax
 
