@@ -131,7 +131,7 @@ def _open_run(wd) -> dict:
     if not wd.split_path.is_file():
         raise CinefuseError(f"workdir {wd.root} has no split.json (fuse writes it when a run starts); train first "
                             f"with `cinefuse fuse --workdir {wd.root} ...`, or export without --workdir")
-    split = read_json(wd.split_path, "rerun `cinefuse fuse` in that workdir")
+    split = wd.split()
     if split.get("protocol") == "pair":
         raise CinefuseError(f"{wd.split_path} is a pair split (protocol 'pair'): its parts share items, so it does "
                             "not divide the ratings; export a cold-item or cold-item-time run")
