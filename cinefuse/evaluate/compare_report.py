@@ -22,6 +22,7 @@ from cinefuse.evaluate.report import (
     markdown_table,
     metric_columns,
     table_cells,
+    text_table,
     tie_line,
 )
 from cinefuse.evaluate.results import finite_or_none
@@ -52,14 +53,6 @@ def pair_line(p: dict) -> str:
 def chosen_line(comp: Comparison) -> str:
     return "chosen per run: " + "; ".join(
         f"{run}: {c['model']} (on {c['on']})" if c["model"] else f"{run}: none" for run, c in comp.chosen.items())
-
-
-def text_table(header: list[str], body: list[list[str]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
-    lines = [[c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
-             for cells in [header] + body]
-    rule = " + ".join("-" * w for w in widths)
-    return "\n".join([" | ".join(lines[0]), rule] + [" | ".join(cells) for cells in lines[1:]])
 
 
 def format_compare(comp: Comparison) -> str:

@@ -146,7 +146,8 @@ def accuracy_names(results) -> tuple[str, ...]:
     return tuple(getattr(results, "metric_names", ACCURACY_METRICS))
 
 
-def _text_table(header, body) -> str:
+def text_table(header, body) -> str:
+    """Aligned plain-text columns: the first left-aligned, the rest right-aligned, a rule below the header."""
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
     def line(cells):
         first = cells[0].ljust(widths[0])
@@ -175,16 +176,16 @@ def format_table(results) -> str:
 
 
 def format_body(results, head: str) -> str:
-    parts = [head, tie_line(results), "", "ACCURACY", _text_table(*table_cells(results, accuracy_names(results), True)),
+    parts = [head, tie_line(results), "", "ACCURACY", text_table(*table_cells(results, accuracy_names(results), True)),
              verdict_line(results.verdict), "",
-             "BEYOND ACCURACY", _text_table(*table_cells(results, BEYOND_METRICS))]
+             "BEYOND ACCURACY", text_table(*table_cells(results, BEYOND_METRICS))]
     seeds = seed_cells(results)
     if seeds:
-        parts += ["", "OVER SEEDS", SEEDS_LINE, _text_table(*seeds)]
+        parts += ["", "OVER SEEDS", SEEDS_LINE, text_table(*seeds)]
     strata = strata_cells(results)
     if strata:
         title = "BY POPULARITY STRATUM" if getattr(results, "task", "item-to-item") == "item-to-item" else "BY STRATUM"
-        parts += ["", title, strata_line(results), _text_table(*strata)]
+        parts += ["", title, strata_line(results), text_table(*strata)]
     parts += ["", legend(results)]
     if results.notes:
         parts += [""] + [f"note: {n}" for n in results.notes]
@@ -246,7 +247,7 @@ def compact_legend(results) -> str:
 def format_compact(results) -> str:
     """The table ``cinefuse evaluate`` prints: the counts, the compact table, the verdict, the
     legend and the notes."""
-    parts = [head_line(results), tie_line(results), "", COMPACT_TITLE, _text_table(*compact_cells(results)),
+    parts = [head_line(results), tie_line(results), "", COMPACT_TITLE, text_table(*compact_cells(results)),
              verdict_line(results.verdict), "", compact_legend(results)]
     if results.notes:
         parts += [""] + [f"note: {n}" for n in results.notes]
